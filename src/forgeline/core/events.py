@@ -1,0 +1,305 @@
+"""The event envelope and every event payload forgeline records.
+
+Events are frozen pydantic models. The payload (``data``) is a discriminated union on its
+literal ``type``; a stored type name is forever, so new behaviour gets a new type.
+
+``NewEvent`` is what a handler returns; the store assigns ``version`` (per stream) and
+``position`` (global order) and hands back ``Event``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- plan
+
+
+class PlanItem(Frozen):
+    """One node of the plan DAG (note 004's ``Task``)."""
+
+    id: str
+    title: str
+    description: str = ""
+    kind: Literal["processing", "tool_call", "clarification"] = "processing"
+    depends_on: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+
+
+class FileSpec(Frozen):
+    path: str
+    purpose: str = ""
+
+
+class RunSpec(Frozen):
+    """How the deployer exercises the result.
+
+    ``cli`` and ``library`` run ``command`` once as a smoke test; ``web`` starts ``command``
+    (``{port}`` is replaced by a free localhost port, also given as ``PORT``) and polls
+    ``health_path`` until it answers 2xx.
+    """
+
+    kind: Literal["cli", "library", "web"] = "library"
+    command: tuple[str, ...] = ()
+    health_path: str = "/health"
+
+
+class FileWrite(Frozen):
+    path: str
+    content: str
+
+
+# ------------------------------------------------------------------------ payloads
+
+
+class TaskInitiated(Frozen):
+    type: Literal["task.initiated"] = "task.initiated"
+    request: str
+    workspace: str
+    branch: str
+    base_commit: str
+    max_fix_rounds: int = 3
+    max_review_rounds: int = 3
+
+
+class PlanCreated(Frozen):
+    type: Literal["plan.created"] = "plan.created"
+    summary: str
+    items: tuple[PlanItem, ...]
+    commit: str
+
+
+class ArchitectureProposed(Frozen):
+    type: Literal["architecture.proposed"] = "architecture.proposed"
+    summary: str
+    adr_path: str
+    files: tuple[FileSpec, ...] = ()
+    run: RunSpec = RunSpec()
+    commit: str
+
+
+class PlanItemDispatched(Frozen):
+    type: Literal["plan.item.dispatched"] = "plan.item.dispatched"
+    item_id: str
+
+
+class ClarificationRequested(Frozen):
+    type: Literal["clarification.requested"] = "clarification.requested"
+    item_id: str
+    question: str
+
+
+class ClarificationAnswered(Frozen):
+    type: Literal["clarification.answered"] = "clarification.answered"
+    item_id: str
+    answer: str
+
+
+class PlanItemCompleted(Frozen):
+    type: Literal["plan.item.completed"] = "plan.item.completed"
+    item_id: str
+    commit: str
+    files: tuple[str, ...] = ()
+    change_id: str | None = None
+
+
+class PlanItemFailed(Frozen):
+    type: Literal["plan.item.failed"] = "plan.item.failed"
+    item_id: str
+    error: str
+
+
+class CodePrOpened(Frozen):
+    """The code for this round is committed on the task branch and ready for testing."""
+
+    type: Literal["code.pr.opened"] = "code.pr.opened"
+    branch: str
+    commit: str
+    round: int = 0
+    reason: Literal["plan", "fix", "review"] = "plan"
+    files: tuple[str, ...] = ()
+
+
+class TestResults(Frozen):
+    type: Literal["test.results"] = "test.results"
+    commit: str
+    passed: int
+    failed: int
+    errors: int = 0
+    skipped: int = 0
+    failing: tuple[str, ...] = ()
+    output: str = ""
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.errors == 0 and self.passed > 0 and not self.timed_out
+
+
+class ReviewDecision(Frozen):
+    type: Literal["review.decision"] = "review.decision"
+    approved: bool
+    comments: tuple[str, ...] = ()
+    commit: str
+
+
+class DeployStatus(Frozen):
+    type: Literal["deploy.status"] = "deploy.status"
+    ok: bool
+    kind: Literal["cli", "library", "web"]
+    url: str | None = None
+    pid: int | None = None
+    output: str = ""
+
+
+class StageFailed(Frozen):
+    """An agent could not do its work (bad model output, a crash in its tools)."""
+
+    type: Literal["stage.failed"] = "stage.failed"
+    stage: str
+    error: str
+
+
+class TaskCompleted(Frozen):
+    type: Literal["task.completed"] = "task.completed"
+    summary: str
+
+
+class TaskFailed(Frozen):
+    type: Literal["task.failed"] = "task.failed"
+    reason: str
+
+
+class TaskCancelled(Frozen):
+    type: Literal["task.cancelled"] = "task.cancelled"
+    reason: str = "cancelled by user"
+
+
+class ContextCompacted(Frozen):
+    type: Literal["context.compacted"] = "context.compacted"
+    summary: str
+    dropped_items: tuple[str, ...] = ()
+
+
+class PreviewStopped(Frozen):
+    type: Literal["preview.stopped"] = "preview.stopped"
+    pid: int
+
+
+# Change tracker (note 000's CTRM): one stream per change.
+
+
+class ChangePending(Frozen):
+    type: Literal["change.pending"] = "change.pending"
+    task_id: str
+    stage: str
+    description: str
+
+
+class ChangeStarted(Frozen):
+    type: Literal["change.in_progress"] = "change.in_progress"
+
+
+class ChangeCompleted(Frozen):
+    type: Literal["change.completed"] = "change.completed"
+    commit: str
+    diff_sha256: str
+    files: tuple[str, ...] = ()
+
+
+class ChangeFailed(Frozen):
+    type: Literal["change.failed"] = "change.failed"
+    error_log: str
+
+
+EventData = Annotated[
+    TaskInitiated
+    | PlanCreated
+    | ArchitectureProposed
+    | PlanItemDispatched
+    | ClarificationRequested
+    | ClarificationAnswered
+    | PlanItemCompleted
+    | PlanItemFailed
+    | CodePrOpened
+    | TestResults
+    | ReviewDecision
+    | DeployStatus
+    | StageFailed
+    | TaskCompleted
+    | TaskFailed
+    | TaskCancelled
+    | ContextCompacted
+    | PreviewStopped
+    | ChangePending
+    | ChangeStarted
+    | ChangeCompleted
+    | ChangeFailed,
+    Field(discriminator="type"),
+]
+
+DATA_ADAPTER: TypeAdapter[EventData] = TypeAdapter(EventData)
+
+
+def parse_data(raw: str | bytes | dict[str, Any]) -> EventData:
+    if isinstance(raw, dict):
+        return DATA_ADAPTER.validate_python(raw)
+    return DATA_ADAPTER.validate_json(raw)
+
+
+def dump_data(data: EventData) -> str:
+    return data.model_dump_json()
+
+
+# ------------------------------------------------------------------------ envelope
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class NewEvent(Frozen):
+    """An event a handler wants recorded; the store gives it a version and a position."""
+
+    stream_id: str
+    data: EventData
+    correlation_id: str
+    causation_id: str | None = None
+    actor: str
+    id: str = Field(default_factory=new_id)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def type(self) -> str:
+        return self.data.type
+
+
+class Event(NewEvent):
+    """A recorded event."""
+
+    version: int
+    position: int
+
+
+def task_stream(task_id: str) -> str:
+    return f"task-{task_id}"
+
+
+def change_stream(change_id: str) -> str:
+    return f"change-{change_id}"
+
+
+def task_id_of(stream_id: str) -> str | None:
+    return stream_id.removeprefix("task-") if stream_id.startswith("task-") else None

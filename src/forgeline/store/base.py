@@ -1,0 +1,251 @@
+"""The event store contract, shared by every backend.
+
+Appends go through a group committer: requests that arrive while a commit is in flight are
+written together in the next transaction, so concurrent tasks share one durable commit.
+Each request in a batch is isolated (a savepoint per request), so one stale expected
+version or duplicate does not fail its neighbours.
+
+Backends implement four primitives (``_commit_batch``, ``_read_stream``, ``_read_all``,
+checkpoint get/set) plus the two read models; everything else lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from forgeline.core.events import Event, NewEvent
+from forgeline.errors import StoreError
+
+
+@dataclass(frozen=True)
+class AppendRequest:
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected_version: int | None = None
+    """``None`` appends whatever the stream's version; ``0`` requires a new stream."""
+    checkpoint: tuple[str, int] | None = None
+    """A subscriber's position, saved in the same transaction as the events."""
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """The ``tasks`` read model."""
+
+    id: str
+    status: str
+    current_phase: str
+    request: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AgentEventRow:
+    """The ``agent_events`` read model."""
+
+    position: int
+    task_id: str
+    actor: str
+    event_type: str
+    created_at: datetime
+
+
+@dataclass
+class _Pending:
+    request: AppendRequest
+    future: asyncio.Future[list[Event]] = field(repr=False)
+
+
+BatchResult = list[list[Event] | BaseException]
+
+
+class EventStore(ABC):
+    """Append-only event log with optimistic concurrency, idempotency and subscriptions."""
+
+    max_batch = 512
+    poll_interval = 0.25
+    """How often a subscriber looks for events written by other processes."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._committer: asyncio.Task[None] | None = None
+        self._appended: asyncio.Condition | None = None
+        self._closed = False
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def open(self) -> None:
+        """Create the schema if needed. Idempotent."""
+        await self._open()
+
+    async def close(self) -> None:
+        if self._committer is not None:
+            self._committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._committer
+            self._committer = None
+        self._closed = True
+        await self._close()
+
+    async def __aenter__(self) -> EventStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -------------------------------------------------------------------- writes
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | None = None,
+        checkpoint: tuple[str, int] | None = None,
+    ) -> list[Event]:
+        """Append ``events`` to one stream atomically and return them as recorded.
+
+        Raises ``ConcurrencyError`` when ``expected_version`` is stale and
+        ``DuplicateEventError`` when an event with the same (stream, causation, type)
+        already exists; in both cases nothing of this request is written.
+        """
+        for event in events:
+            if event.stream_id != stream_id:
+                raise StoreError(f"event {event.id} belongs to {event.stream_id}, not {stream_id}")
+        request = AppendRequest(stream_id, tuple(events), expected_version, checkpoint)
+        if self._closed:
+            raise StoreError("the event store is closed")
+        loop = asyncio.get_running_loop()
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._appended = asyncio.Condition()
+            self._committer = loop.create_task(self._commit_loop(), name="forgeline-group-commit")
+        future: asyncio.Future[list[Event]] = loop.create_future()
+        await self._queue.put(_Pending(request, future))
+        return await future
+
+    async def _commit_loop(self) -> None:
+        assert self._queue is not None and self._appended is not None
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results: BatchResult = await self._commit_batch([p.request for p in batch])
+            except BaseException as exc:  # the whole transaction failed
+                if isinstance(exc, asyncio.CancelledError):
+                    for pending in batch:
+                        pending.future.cancel()
+                    raise
+                error = exc if isinstance(exc, StoreError) else StoreError(f"append failed: {exc}")
+                results = [error] * len(batch)
+            for pending, result in zip(batch, results, strict=True):
+                if pending.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    pending.future.set_exception(result)
+                else:
+                    pending.future.set_result(result)
+            async with self._appended:
+                self._appended.notify_all()
+
+    async def save_checkpoint(self, subscriber: str, position: int) -> None:
+        """Record that ``subscriber`` has handled everything up to ``position``."""
+        await self._save_checkpoint(subscriber, position)
+
+    # --------------------------------------------------------------------- reads
+
+    async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[Event]:
+        return await self._read_stream(stream_id, after_version)
+
+    async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        """Events with a global position greater than ``after``, in order."""
+        return await self._read_all(after, limit)
+
+    async def stream_version(self, stream_id: str) -> int:
+        events = await self._read_stream(stream_id, 0)
+        return events[-1].version if events else 0
+
+    async def get_checkpoint(self, subscriber: str) -> int:
+        return await self._get_checkpoint(subscriber)
+
+    async def wait_for_events(self, after: int, timeout: float | None = None) -> None:
+        """Return once an event past ``after`` may exist (in-process wake-up or poll)."""
+        if self._appended is None:
+            await asyncio.sleep(timeout if timeout is not None else self.poll_interval)
+            return
+        wait = self.poll_interval if timeout is None else min(timeout, self.poll_interval)
+        async with self._appended:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._appended.wait(), wait)
+
+    async def subscribe(
+        self, subscriber: str, *, stop: asyncio.Event | None = None, batch: int = 500
+    ) -> AsyncIterator[Event]:
+        """Yield every event after ``subscriber``'s saved checkpoint, then follow new ones.
+
+        The caller saves progress (``save_checkpoint`` or ``append(checkpoint=...)``); a
+        restarted subscriber resumes after the last saved position. Stops when ``stop``
+        is set.
+        """
+        position = await self.get_checkpoint(subscriber)
+        async for event in self.follow(after=position, stop=stop, batch=batch):
+            yield event
+
+    async def follow(
+        self, *, after: int = 0, stop: asyncio.Event | None = None, batch: int = 500
+    ) -> AsyncIterator[Event]:
+        """Yield events after global position ``after`` and keep following the log."""
+        position = after
+        while stop is None or not stop.is_set():
+            events = await self.read_all(after=position, limit=batch)
+            for event in events:
+                yield event
+                position = event.position
+            if len(events) < batch:
+                await self.wait_for_events(position)
+
+    # ----------------------------------------------------------------- read models
+
+    @abstractmethod
+    async def tasks(self) -> list[TaskRow]: ...
+
+    @abstractmethod
+    async def task(self, task_id: str) -> TaskRow | None: ...
+
+    @abstractmethod
+    async def agent_events(self, task_id: str | None = None) -> list[AgentEventRow]: ...
+
+    @abstractmethod
+    async def rebuild_projections(self) -> None:
+        """Drop the read models and rebuild them from the log."""
+
+    # ----------------------------------------------------------------- primitives
+
+    @abstractmethod
+    async def _open(self) -> None: ...
+
+    @abstractmethod
+    async def _close(self) -> None: ...
+
+    @abstractmethod
+    async def _commit_batch(self, requests: list[AppendRequest]) -> BatchResult:
+        """Write every request in one durable transaction, each isolated by a savepoint."""
+
+    @abstractmethod
+    async def _read_stream(self, stream_id: str, after_version: int) -> list[Event]: ...
+
+    @abstractmethod
+    async def _read_all(self, after: int, limit: int) -> list[Event]: ...
+
+    @abstractmethod
+    async def _get_checkpoint(self, subscriber: str) -> int: ...
+
+    @abstractmethod
+    async def _save_checkpoint(self, subscriber: str, position: int) -> None: ...

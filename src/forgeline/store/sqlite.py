@@ -1,0 +1,328 @@
+"""The embedded event store: one SQLite file in WAL mode with durable (FULL) commits.
+
+All writes run on one thread with one connection, so positions are assigned in commit
+order; reads use a second connection (WAL lets them run beside a write).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from forgeline.core.events import Event, dump_data, parse_data
+from forgeline.errors import ConcurrencyError, DuplicateEventError, StoreError
+from forgeline.store.base import AgentEventRow, AppendRequest, BatchResult, EventStore, TaskRow
+from forgeline.store.projections import task_update
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    stream_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    causation_id TEXT,
+    actor TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (stream_id, version)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_once_per_cause
+    ON events (stream_id, causation_id, type) WHERE causation_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    subscriber TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    current_phase TEXT NOT NULL,
+    request TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agent_events (
+    position INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agent_events_task ON agent_events (task_id, position);
+"""
+
+_COLUMNS = "position, id, stream_id, version, type, data, correlation_id, causation_id, actor, created_at"
+
+
+def _row_to_event(row: tuple[Any, ...]) -> Event:
+    position, id_, stream_id, version, _type, data, corr, cause, actor, created = row
+    return Event(
+        position=position,
+        id=id_,
+        stream_id=stream_id,
+        version=version,
+        data=parse_data(data),
+        correlation_id=corr,
+        causation_id=cause,
+        actor=actor,
+        created_at=datetime.fromisoformat(created),
+    )
+
+
+class SQLiteEventStore(EventStore):
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="forgeline-sqlite-w")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="forgeline-sqlite-r")
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"SQLiteEventStore({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _on(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    async def _open(self) -> None:
+        if self._wconn is not None:
+            return
+
+        def setup() -> tuple[sqlite3.Connection, sqlite3.Connection]:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                w = self._connect()
+                w.execute("PRAGMA journal_mode = WAL")
+                w.executescript(SCHEMA)
+                return w, self._connect()
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"cannot open the event store at {self.path}: {exc}") from exc
+
+        self._wconn, self._rconn = await self._on(self._writer, setup)
+
+    async def _close(self) -> None:
+        for conn, pool in ((self._wconn, self._writer), (self._rconn, self._reader)):
+            if conn is not None:
+                await self._on(pool, conn.close)
+            pool.shutdown(wait=True)
+        self._wconn = self._rconn = None
+
+    def _w(self) -> sqlite3.Connection:
+        if self._wconn is None:
+            raise StoreError("the event store is not open")
+        return self._wconn
+
+    def _r(self) -> sqlite3.Connection:
+        if self._rconn is None:
+            raise StoreError("the event store is not open")
+        return self._rconn
+
+    # -------------------------------------------------------------------- writes
+
+    async def _commit_batch(self, requests: list[AppendRequest]) -> BatchResult:
+        return await self._on(self._writer, lambda: self._write(requests))
+
+    def _write(self, requests: list[AppendRequest]) -> BatchResult:
+        conn = self._w()
+        results: BatchResult = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for request in requests:
+                conn.execute("SAVEPOINT req")
+                try:
+                    results.append(self._write_one(conn, request))
+                    conn.execute("RELEASE req")
+                except (StoreError, sqlite3.IntegrityError) as exc:
+                    conn.execute("ROLLBACK TO req")
+                    conn.execute("RELEASE req")
+                    results.append(exc if isinstance(exc, StoreError) else StoreError(str(exc)))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _write_one(self, conn: sqlite3.Connection, request: AppendRequest) -> list[Event]:
+        row = conn.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?",
+            (request.stream_id,),
+        ).fetchone()
+        version: int = row[0]
+        if request.expected_version is not None and request.expected_version != version:
+            raise ConcurrencyError(request.stream_id, request.expected_version, version)
+        recorded: list[Event] = []
+        for event in request.events:
+            version += 1
+            try:
+                cursor = conn.execute(
+                    "INSERT INTO events (id, stream_id, version, type, data, correlation_id,"
+                    " causation_id, actor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        event.id,
+                        event.stream_id,
+                        version,
+                        event.type,
+                        dump_data(event.data),
+                        event.correlation_id,
+                        event.causation_id,
+                        event.actor,
+                        event.created_at.isoformat(),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "causation_id" in str(exc) and event.causation_id is not None:
+                    raise DuplicateEventError(
+                        event.stream_id, event.causation_id, event.type
+                    ) from exc
+                if "stream_id, events.version" in str(exc):
+                    raise ConcurrencyError(request.stream_id, version - 1, version) from exc
+                raise StoreError(f"cannot append event {event.id}: {exc}") from exc
+            assert cursor.lastrowid is not None
+            recorded.append(Event(**event.model_dump(), version=version, position=cursor.lastrowid))
+        for event in recorded:
+            self._project(conn, event)
+        if request.checkpoint is not None:
+            self._set_checkpoint(conn, *request.checkpoint)
+        return recorded
+
+    @staticmethod
+    def _project(conn: sqlite3.Connection, event: Event) -> None:
+        update = task_update(event)
+        if update is None:
+            return
+        at = event.created_at.isoformat()
+        if update.request is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                (update.task_id, update.status, update.phase, update.request, at, at),
+            )
+        else:
+            conn.execute(
+                "UPDATE tasks SET status = ?, current_phase = ?, updated_at = ? WHERE id = ?",
+                (update.status, update.phase, at, update.task_id),
+            )
+        conn.execute(
+            "INSERT OR REPLACE INTO agent_events VALUES (?, ?, ?, ?, ?)",
+            (event.position, update.task_id, event.actor, event.type, at),
+        )
+
+    @staticmethod
+    def _set_checkpoint(conn: sqlite3.Connection, subscriber: str, position: int) -> None:
+        conn.execute(
+            "INSERT INTO checkpoints VALUES (?, ?) ON CONFLICT (subscriber) DO UPDATE"
+            " SET position = MAX(position, excluded.position)",
+            (subscriber, position),
+        )
+
+    async def _save_checkpoint(self, subscriber: str, position: int) -> None:
+        def save() -> None:
+            self._set_checkpoint(self._w(), subscriber, position)
+
+        await self._on(self._writer, save)
+
+    async def rebuild_projections(self) -> None:
+        def rebuild() -> None:
+            conn = self._w()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM tasks")
+                conn.execute("DELETE FROM agent_events")
+                rows = conn.execute(f"SELECT {_COLUMNS} FROM events ORDER BY position").fetchall()
+                for row in rows:
+                    self._project(conn, _row_to_event(row))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._on(self._writer, rebuild)
+
+    # --------------------------------------------------------------------- reads
+
+    async def _read_stream(self, stream_id: str, after_version: int) -> list[Event]:
+        def read() -> list[Event]:
+            rows = self._r().execute(
+                f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
+                " ORDER BY version",
+                (stream_id, after_version),
+            )
+            return [_row_to_event(r) for r in rows]
+
+        return await self._on(self._reader, read)
+
+    async def _read_all(self, after: int, limit: int) -> list[Event]:
+        def read() -> list[Event]:
+            rows = self._r().execute(
+                f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                (after, limit),
+            )
+            return [_row_to_event(r) for r in rows]
+
+        return await self._on(self._reader, read)
+
+    async def _get_checkpoint(self, subscriber: str) -> int:
+        def read() -> int:
+            row = (
+                self._r()
+                .execute("SELECT position FROM checkpoints WHERE subscriber = ?", (subscriber,))
+                .fetchone()
+            )
+            return int(row[0]) if row else 0
+
+        return await self._on(self._reader, read)
+
+    async def tasks(self) -> list[TaskRow]:
+        def read() -> list[TaskRow]:
+            rows = self._r().execute("SELECT * FROM tasks ORDER BY created_at, id")
+            return [_task_row(r) for r in rows]
+
+        return await self._on(self._reader, read)
+
+    async def task(self, task_id: str) -> TaskRow | None:
+        def read() -> TaskRow | None:
+            row = self._r().execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            return _task_row(row) if row else None
+
+        return await self._on(self._reader, read)
+
+    async def agent_events(self, task_id: str | None = None) -> list[AgentEventRow]:
+        def read() -> list[AgentEventRow]:
+            if task_id is None:
+                rows = self._r().execute("SELECT * FROM agent_events ORDER BY position")
+            else:
+                rows = self._r().execute(
+                    "SELECT * FROM agent_events WHERE task_id = ? ORDER BY position", (task_id,)
+                )
+            return [
+                AgentEventRow(p, t, a, e, datetime.fromisoformat(c)) for p, t, a, e, c in rows
+            ]
+
+        return await self._on(self._reader, read)
+
+
+def _task_row(row: tuple[Any, ...]) -> TaskRow:
+    id_, status, phase, request, created, updated = row
+    return TaskRow(
+        id_,
+        status,
+        phase,
+        request,
+        datetime.fromisoformat(created),
+        datetime.fromisoformat(updated),
+    )
