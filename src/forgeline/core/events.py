@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -23,13 +24,21 @@ class Frozen(BaseModel):
 # --------------------------------------------------------------------------- plan
 
 
+class NodeKind(StrEnum):
+    """What a plan item needs (note 004): code, a tool run, or a person's answer."""
+
+    PROCESSING = "processing"
+    TOOL_CALL = "tool_call"
+    CLARIFICATION = "clarification"
+
+
 class PlanItem(Frozen):
     """One node of the plan DAG (note 004's ``Task``)."""
 
     id: str
     title: str
     description: str = ""
-    kind: Literal["processing", "tool_call", "clarification"] = "processing"
+    kind: NodeKind = NodeKind.PROCESSING
     depends_on: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
 
@@ -129,6 +138,8 @@ class CodePrOpened(Frozen):
 
 
 class TestResults(Frozen):
+    __test__ = False  # not a pytest test class
+
     type: Literal["test.results"] = "test.results"
     commit: str
     passed: int

@@ -131,7 +131,8 @@ class EventStore(ABC):
         return await future
 
     async def _commit_loop(self) -> None:
-        assert self._queue is not None and self._appended is not None
+        assert self._queue is not None
+        assert self._appended is not None
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
@@ -175,12 +176,12 @@ class EventStore(ABC):
     async def get_checkpoint(self, subscriber: str) -> int:
         return await self._get_checkpoint(subscriber)
 
-    async def wait_for_events(self, after: int, timeout: float | None = None) -> None:
-        """Return once an event past ``after`` may exist (in-process wake-up or poll)."""
+    async def wait_for_append(self) -> None:
+        """Return after this process appends, or after ``poll_interval`` (other processes)."""
         if self._appended is None:
-            await asyncio.sleep(timeout if timeout is not None else self.poll_interval)
+            await asyncio.sleep(self.poll_interval)
             return
-        wait = self.poll_interval if timeout is None else min(timeout, self.poll_interval)
+        wait = self.poll_interval
         async with self._appended:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._appended.wait(), wait)
@@ -209,7 +210,7 @@ class EventStore(ABC):
                 yield event
                 position = event.position
             if len(events) < batch:
-                await self.wait_for_events(position)
+                await self.wait_for_append()
 
     # ----------------------------------------------------------------- read models
 

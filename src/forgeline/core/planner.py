@@ -1,0 +1,89 @@
+"""The plan as a DAG (note 004's handler-based planner), as pure functions.
+
+Each plan item is a node with a kind (``Processing``, ``ToolCall``, ``Clarification``)
+and a status (``Planned``, ``Running``, ``Completed``, ``NeedsClarification``,
+``Failed``). Items whose dependencies are all completed are *ready* and may run
+concurrently; a ready ``Clarification`` item pauses the plan until it is answered.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from forgeline.core.events import Frozen, NodeKind, PlanItem
+
+__all__ = ["ItemState", "ItemStatus", "NodeKind", "PlanError"]
+
+
+class ItemStatus(StrEnum):
+    PLANNED = "planned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    NEEDS_CLARIFICATION = "needs_clarification"
+    FAILED = "failed"
+
+
+class ItemState(Frozen):
+    item: PlanItem
+    status: ItemStatus = ItemStatus.PLANNED
+    answer: str | None = None
+    commit: str | None = None
+
+
+class PlanError(ValueError):
+    """A plan that cannot be executed: unknown dependency, a cycle, duplicate ids."""
+
+
+def validate_plan(items: tuple[PlanItem, ...]) -> None:
+    """Raise ``PlanError`` unless ``items`` form a non-empty DAG with unique ids."""
+    if not items:
+        raise PlanError("the plan has no items")
+    ids = [item.id for item in items]
+    if len(set(ids)) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        raise PlanError(f"plan item ids repeat: {', '.join(dupes)}")
+    known = set(ids)
+    for item in items:
+        missing = [d for d in item.depends_on if d not in known]
+        if missing:
+            raise PlanError(f"plan item {item.id!r} depends on unknown {', '.join(missing)}")
+    # Kahn's algorithm: anything left over sits on a cycle.
+    remaining = {item.id: set(item.depends_on) for item in items}
+    while True:
+        free = [i for i, deps in remaining.items() if not deps]
+        if not free:
+            break
+        for i in free:
+            del remaining[i]
+        for deps in remaining.values():
+            deps.difference_update(free)
+    if remaining:
+        raise PlanError(f"plan items form a cycle: {', '.join(sorted(remaining))}")
+
+
+def ready(items: dict[str, ItemState]) -> list[ItemState]:
+    """Planned items whose dependencies are all completed, in plan order."""
+    done = {i for i, s in items.items() if s.status is ItemStatus.COMPLETED}
+    return [
+        s
+        for s in items.values()
+        if s.status is ItemStatus.PLANNED and all(d in done for d in s.item.depends_on)
+    ]
+
+
+def all_completed(items: dict[str, ItemState]) -> bool:
+    return bool(items) and all(s.status is ItemStatus.COMPLETED for s in items.values())
+
+
+def waiting_for_answer(items: dict[str, ItemState]) -> list[ItemState]:
+    return [s for s in items.values() if s.status is ItemStatus.NEEDS_CLARIFICATION]
+
+
+def with_status(
+    items: dict[str, ItemState], item_id: str, status: ItemStatus, **changes: str | None
+) -> dict[str, ItemState]:
+    if item_id not in items:
+        return items
+    updated = dict(items)
+    updated[item_id] = items[item_id].model_copy(update={"status": status, **changes})
+    return updated

@@ -1,0 +1,423 @@
+"""A task's lifecycle: ``decide(state, command) -> events``, ``evolve``, ``fold``.
+
+Pure: no I/O, no clock (time arrives in the command), deterministic event ids (derived
+from the causing event), so deciding twice yields the same events and the store's
+idempotency guard turns a repeated decision into a no-op.
+
+``next_stage`` says which agent acts on an event; ``decide`` produces the orchestration
+events no agent owns (dispatching plan items, closing the task, enforcing round limits).
+Both read the same folded state, so they always agree. Runners pass the *latest* state of
+the stream, so a cancelled task stops every agent, and decisions are guarded by state
+(an item already dispatched is not dispatched again).
+
+The store records at most one event of a type per (stream, cause). So a decision
+dispatches one ready item, and the orchestrator reacts to its own dispatch by dispatching
+the next: independent items still start together, each with a cause of its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from forgeline.core.events import (
+    ArchitectureProposed,
+    ClarificationAnswered,
+    ClarificationRequested,
+    CodePrOpened,
+    ContextCompacted,
+    DeployStatus,
+    Event,
+    EventData,
+    Frozen,
+    NewEvent,
+    PlanCreated,
+    PlanItemCompleted,
+    PlanItemDispatched,
+    PlanItemFailed,
+    ReviewDecision,
+    StageFailed,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskInitiated,
+    TestResults,
+    task_stream,
+)
+from forgeline.core.planner import (
+    ItemState,
+    ItemStatus,
+    NodeKind,
+    all_completed,
+    ready,
+    waiting_for_answer,
+    with_status,
+)
+from forgeline.errors import InvalidRequestError
+
+TaskStatus = Literal["new", "running", "needs_clarification", "completed", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+Stage = Literal["planner", "architect", "coder", "tester", "fixer", "reviewer", "deployer"]
+STAGES: tuple[Stage, ...] = (
+    "planner",
+    "architect",
+    "coder",
+    "tester",
+    "fixer",
+    "reviewer",
+    "deployer",
+)
+ORCHESTRATOR = "orchestrator"
+
+
+class TaskState(Frozen):
+    task_id: str
+    status: TaskStatus = "new"
+    request: str = ""
+    workspace: str = ""
+    branch: str = ""
+    head: str = ""
+    max_fix_rounds: int = 3
+    max_review_rounds: int = 3
+    plan_summary: str = ""
+    items: dict[str, ItemState] = Field(default_factory=dict)
+    architecture: ArchitectureProposed | None = None
+    code_rounds: int = 0
+    fix_rounds: int = 0
+    review_rounds: int = 0
+    files: tuple[str, ...] = ()
+    last_test: TestResults | None = None
+    last_review: ReviewDecision | None = None
+    deploy: DeployStatus | None = None
+    failure: str | None = None
+    context_summary: str = ""
+    version: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+# ----------------------------------------------------------------------- evolve
+
+
+def evolve(state: TaskState, event: Event) -> TaskState:
+    data = event.data
+    u: dict[str, object] = {"version": event.version}
+    match data:
+        case TaskInitiated():
+            u |= {
+                "status": "running",
+                "request": data.request,
+                "workspace": data.workspace,
+                "branch": data.branch,
+                "head": data.base_commit,
+                "max_fix_rounds": data.max_fix_rounds,
+                "max_review_rounds": data.max_review_rounds,
+            }
+        case PlanCreated():
+            u |= {
+                "plan_summary": data.summary,
+                "items": {item.id: ItemState(item=item) for item in data.items},
+                "head": data.commit,
+            }
+        case ArchitectureProposed():
+            u |= {"architecture": data, "head": data.commit}
+        case PlanItemDispatched():
+            u["items"] = with_status(state.items, data.item_id, ItemStatus.RUNNING)
+        case ClarificationRequested():
+            u |= {
+                "status": "needs_clarification",
+                "items": with_status(state.items, data.item_id, ItemStatus.NEEDS_CLARIFICATION),
+            }
+        case ClarificationAnswered():
+            items = with_status(state.items, data.item_id, ItemStatus.COMPLETED, answer=data.answer)
+            u |= {
+                "items": items,
+                "status": "needs_clarification" if waiting_for_answer(items) else "running",
+            }
+        case PlanItemCompleted():
+            u |= {
+                "items": with_status(
+                    state.items, data.item_id, ItemStatus.COMPLETED, commit=data.commit
+                ),
+                "head": data.commit,
+                "files": _merge(state.files, data.files),
+            }
+        case PlanItemFailed():
+            u["items"] = with_status(state.items, data.item_id, ItemStatus.FAILED)
+        case CodePrOpened():
+            u |= {
+                "head": data.commit,
+                "files": _merge(state.files, data.files),
+                "code_rounds": state.code_rounds + 1,
+            }
+            if data.reason == "fix":
+                u["fix_rounds"] = state.fix_rounds + 1
+            elif data.reason == "review":
+                u["review_rounds"] = state.review_rounds + 1
+        case TestResults():
+            u["last_test"] = data
+        case ReviewDecision():
+            u["last_review"] = data
+        case DeployStatus():
+            u["deploy"] = data
+        case TaskCompleted():
+            u["status"] = "completed"
+        case TaskFailed():
+            u |= {"status": "failed", "failure": data.reason}
+        case TaskCancelled():
+            u |= {"status": "cancelled", "failure": data.reason}
+        case ContextCompacted():
+            u["context_summary"] = data.summary
+        case _:
+            pass
+    return state.model_copy(update=u)
+
+
+def fold(task_id: str, events: Iterable[Event]) -> TaskState:
+    state = TaskState(task_id=task_id)
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+def _merge(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*a, *b)))
+
+
+# --------------------------------------------------------------------- routing
+
+
+def next_stage(state: TaskState, event: Event) -> Stage | None:
+    """The agent that acts on ``event``, given the state folded up to and including it."""
+    if state.terminal:
+        return None
+    data = event.data
+    match data:
+        case TaskInitiated():
+            return "planner"
+        case PlanCreated():
+            return "architect"
+        case PlanItemDispatched():
+            return "coder"
+        case CodePrOpened():
+            return "tester"
+        case TestResults():
+            if data.ok:
+                return "reviewer"
+            return "fixer" if state.fix_rounds < state.max_fix_rounds else None
+        case ReviewDecision():
+            if data.approved:
+                return "deployer"
+            return "coder" if state.review_rounds < state.max_review_rounds else None
+        case _:
+            return None
+
+
+# -------------------------------------------------------------------- commands
+
+
+class Initialize(Frozen):
+    task_id: str
+    request: str
+    workspace: str
+    branch: str
+    base_commit: str
+    max_fix_rounds: int = 3
+    max_review_rounds: int = 3
+    at: datetime
+
+
+class HandleExecutorEvent(Frozen):
+    """React to an event an agent (or the user) recorded."""
+
+    event: Event
+    at: datetime
+
+
+class Continue(Frozen):
+    """Dispatch whatever is ready now (after a resume)."""
+
+    at: datetime
+
+
+class Answer(Frozen):
+    answer: str
+    at: datetime
+
+
+class Cancel(Frozen):
+    reason: str = "cancelled by user"
+    at: datetime
+
+
+class CompactContext(Frozen):
+    summary: str
+    dropped_items: tuple[str, ...] = ()
+    at: datetime
+
+
+Command = Initialize | HandleExecutorEvent | Continue | Answer | Cancel | CompactContext
+
+
+def decide(state: TaskState, command: Command) -> list[NewEvent]:
+    match command:
+        case Initialize():
+            return _initialize(state, command)
+        case HandleExecutorEvent():
+            if state.terminal:
+                return []
+            return _emit(state, command.event.id, command.at, _react(state, command.event))
+        case Continue():
+            if state.status != "running":
+                return []
+            return _emit(state, None, command.at, _dispatch(state))
+        case Answer():
+            return _answer(state, command)
+        case Cancel():
+            if state.terminal:
+                raise InvalidRequestError(f"task {state.task_id} is already {state.status}")
+            return _emit(state, None, command.at, [TaskCancelled(reason=command.reason)])
+        case CompactContext():
+            summary = ContextCompacted(summary=command.summary, dropped_items=command.dropped_items)
+            return _emit(state, None, command.at, [summary])
+
+
+def _initialize(state: TaskState, command: Initialize) -> list[NewEvent]:
+    if state.status != "new":
+        raise InvalidRequestError(f"task {state.task_id} already exists")
+    request = command.request.strip()
+    if not request:
+        raise InvalidRequestError("the request is empty: say what to build")
+    if command.max_fix_rounds < 0 or command.max_review_rounds < 0:
+        raise InvalidRequestError("round limits must be zero or more")
+    data = TaskInitiated(
+        request=request,
+        workspace=command.workspace,
+        branch=command.branch,
+        base_commit=command.base_commit,
+        max_fix_rounds=command.max_fix_rounds,
+        max_review_rounds=command.max_review_rounds,
+    )
+    return [
+        NewEvent(
+            id=_event_id(command.task_id, "task.initiated", 0),
+            stream_id=task_stream(command.task_id),
+            data=data,
+            correlation_id=command.task_id,
+            actor="user",
+            created_at=command.at,
+        )
+    ]
+
+
+def _answer(state: TaskState, command: Answer) -> list[NewEvent]:
+    waiting = waiting_for_answer(state.items)
+    if state.status != "needs_clarification" or not waiting:
+        raise InvalidRequestError(
+            f"task {state.task_id} is {state.status} and is not waiting for an answer"
+        )
+    if not command.answer.strip():
+        raise InvalidRequestError("the answer is empty")
+    answered = ClarificationAnswered(item_id=waiting[0].item.id, answer=command.answer.strip())
+    return [
+        NewEvent(
+            stream_id=task_stream(state.task_id),
+            data=answered,
+            correlation_id=state.task_id,
+            actor="user",
+            created_at=command.at,
+        )
+    ]
+
+
+def _react(state: TaskState, event: Event) -> list[EventData]:
+    data = event.data
+    match data:
+        case (
+            ArchitectureProposed()
+            | PlanItemDispatched()
+            | ClarificationRequested()
+            | ClarificationAnswered()
+            | PlanItemCompleted()
+        ):
+            return _dispatch(state)
+        case PlanItemFailed():
+            return [TaskFailed(reason=f"plan item {data.item_id!r} failed: {data.error}")]
+        case StageFailed():
+            return [TaskFailed(reason=f"{data.stage} failed: {data.error}")]
+        case TestResults() if not data.ok and state.fix_rounds >= state.max_fix_rounds:
+            failing = ", ".join(data.failing[:10]) or "see the test output"
+            return [
+                TaskFailed(
+                    reason=f"tests still fail after {state.fix_rounds} fix round(s) "
+                    f"(limit {state.max_fix_rounds}): {failing}. Fix by hand on branch "
+                    f"{state.branch}, or run again with a higher --max-fix-rounds"
+                )
+            ]
+        case ReviewDecision() if (
+            not data.approved and state.review_rounds >= state.max_review_rounds
+        ):
+            comments = "; ".join(data.comments[:5]) or "no comments given"
+            return [
+                TaskFailed(
+                    reason=f"the reviewer still requests changes after {state.review_rounds} "
+                    f"round(s) (limit {state.max_review_rounds}): {comments}"
+                )
+            ]
+        case DeployStatus():
+            if data.ok:
+                where = f" at {data.url}" if data.url else ""
+                return [TaskCompleted(summary=f"deployed ({data.kind}){where} from {state.head}")]
+            return [TaskFailed(reason=f"the {data.kind} smoke check failed: {data.output[-500:]}")]
+        case _:
+            return []
+
+
+def _dispatch(state: TaskState) -> list[EventData]:
+    """The next orchestration step of the plan: one item, or the finished code."""
+    if state.architecture is None or state.code_rounds > 0:
+        return []
+    if all_completed(state.items):
+        return [
+            CodePrOpened(
+                branch=state.branch, commit=state.head, round=0, reason="plan", files=state.files
+            )
+        ]
+    for item_state in ready(state.items):
+        item = item_state.item
+        if item.kind == NodeKind.CLARIFICATION:
+            return [
+                ClarificationRequested(item_id=item.id, question=item.description or item.title)
+            ]
+        return [PlanItemDispatched(item_id=item.id)]
+    return []
+
+
+def _emit(
+    state: TaskState, cause: str | None, at: datetime, payloads: list[EventData]
+) -> list[NewEvent]:
+    return [
+        NewEvent(
+            id=_event_id(cause or f"{state.task_id}@{state.version}", data.type, i),
+            stream_id=task_stream(state.task_id),
+            data=data,
+            correlation_id=state.task_id,
+            causation_id=cause,
+            actor=ORCHESTRATOR,
+            created_at=at,
+        )
+        for i, data in enumerate(payloads)
+    ]
+
+
+_NAMESPACE = uuid.UUID("6f1c3a52-9b1e-4d0e-8f5e-2a7d9c1b4e30")
+
+
+def _event_id(cause: str, event_type: str, index: int) -> str:
+    return uuid.uuid5(_NAMESPACE, f"{cause}/{event_type}/{index}").hex

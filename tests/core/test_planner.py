@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+
+from forgeline.core.events import PlanItem
+from forgeline.core.planner import (
+    ItemState,
+    ItemStatus,
+    PlanError,
+    ready,
+    validate_plan,
+    with_status,
+)
+
+
+def item(i: str, *deps: str) -> PlanItem:
+    return PlanItem(id=i, title=i, depends_on=deps)
+
+
+def test_a_dag_is_valid() -> None:
+    validate_plan((item("a"), item("b", "a"), item("c", "a"), item("d", "b", "c")))
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ((), "no items"),
+        ((item("a"), item("a")), "repeat: a"),
+        ((item("a", "zz"),), "unknown zz"),
+        ((item("a", "b"), item("b", "a"), item("c")), "cycle: a, b"),
+    ],
+)
+def test_bad_plans_are_refused_with_the_reason(items: tuple[PlanItem, ...], message: str) -> None:
+    with pytest.raises(PlanError, match=message):
+        validate_plan(items)
+
+
+def test_ready_items_have_all_dependencies_completed() -> None:
+    items = {
+        i.id: ItemState(item=i) for i in (item("a"), item("b", "a"), item("c"), item("d", "b", "c"))
+    }
+    assert [s.item.id for s in ready(items)] == ["a", "c"]
+    items = with_status(items, "a", ItemStatus.COMPLETED)
+    items = with_status(items, "c", ItemStatus.RUNNING)
+    assert [s.item.id for s in ready(items)] == ["b"]
+    items = with_status(items, "b", ItemStatus.COMPLETED)
+    assert ready(items) == []  # d still waits for c
+    items = with_status(items, "c", ItemStatus.COMPLETED)
+    assert [s.item.id for s in ready(items)] == ["d"]

@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+import pytest
+
+from forgeline.core.events import (
+    ArchitectureProposed,
+    ClarificationAnswered,
+    CodePrOpened,
+    DeployStatus,
+    NodeKind,
+    PlanCreated,
+    PlanItem,
+    PlanItemCompleted,
+    ReviewDecision,
+    StageFailed,
+    TaskInitiated,
+    TestResults,
+)
+from forgeline.core.task import (
+    Answer,
+    Cancel,
+    CompactContext,
+    Continue,
+    HandleExecutorEvent,
+    Initialize,
+    TaskState,
+    decide,
+    fold,
+    next_stage,
+)
+from forgeline.errors import InvalidRequestError
+from tests.core.given import AT, History
+
+
+def started(max_fix: int = 3, max_review: int = 3) -> History:
+    h = History()
+    h.add(
+        TaskInitiated(
+            request="todo cli",
+            workspace="/ws",
+            branch="forgeline/t1",
+            base_commit="c0",
+            max_fix_rounds=max_fix,
+            max_review_rounds=max_review,
+        ),
+        actor="user",
+    )
+    return h
+
+
+def planned(items: tuple[PlanItem, ...], **kw: int) -> History:
+    h = started(**kw)
+    h.add(PlanCreated(summary="s", items=items, commit="c1"), actor="planner")
+    h.add(ArchitectureProposed(summary="a", adr_path="docs/adr/0001.md", commit="c2"))
+    return h
+
+
+def react(h: History) -> list[str]:
+    """The orchestrator's reaction to the last event, recorded; returns the new types."""
+    state = fold("t1", h.events)
+    out = decide(state, HandleExecutorEvent(event=h.events[-1], at=AT))
+    for new in out:
+        h.record(new)
+    return [e.type for e in out]
+
+
+def state_of(h: History) -> TaskState:
+    return fold("t1", h.events)
+
+
+A = PlanItem(id="a", title="store module", files=("store.py",))
+B = PlanItem(id="b", title="cli", depends_on=("a",), files=("cli.py",))
+C = PlanItem(id="c", title="readme")
+
+
+def test_initialize_records_the_request_and_rejects_an_empty_one() -> None:
+    cmd = Initialize(
+        task_id="t1", request="  todo cli ", workspace="/ws", branch="b", base_commit="c0", at=AT
+    )
+    [event] = decide(TaskState(task_id="t1"), cmd)
+    assert event.type == "task.initiated"
+    assert event.stream_id == "task-t1"
+    assert event.correlation_id == "t1"
+    assert isinstance(event.data, TaskInitiated)
+    assert event.data.request == "todo cli"
+    # deterministic: deciding twice gives the same event id (so the store dedupes)
+    assert decide(TaskState(task_id="t1"), cmd)[0].id == event.id
+    with pytest.raises(InvalidRequestError, match="empty"):
+        decide(TaskState(task_id="t1"), cmd.model_copy(update={"request": "   "}))
+
+
+def test_initialize_twice_is_refused() -> None:
+    h = started()
+    cmd = Initialize(
+        task_id="t1", request="x", workspace="/ws", branch="b", base_commit="c0", at=AT
+    )
+    with pytest.raises(InvalidRequestError, match="already exists"):
+        decide(state_of(h), cmd)
+
+
+def test_stage_routing_follows_the_pipeline() -> None:
+    h = started()
+    assert next_stage(state_of(h), h.events[-1]) == "planner"
+    h.add(PlanCreated(summary="s", items=(A,), commit="c1"))
+    assert next_stage(state_of(h), h.events[-1]) == "architect"
+    h.add(ArchitectureProposed(summary="a", adr_path="x", commit="c2"))
+    assert next_stage(state_of(h), h.events[-1]) is None
+    assert react(h) == ["plan.item.dispatched"]
+    assert next_stage(state_of(h), h.events[-1]) == "coder"
+
+
+def test_independent_items_are_dispatched_one_decision_at_a_time() -> None:
+    h = planned((A, B, C))
+    assert react(h) == ["plan.item.dispatched"]  # a, caused by the architecture
+    assert react(h) == ["plan.item.dispatched"]  # c, caused by a's dispatch: runs beside a
+    assert react(h) == []  # b waits for a
+    running = {i for i, s in state_of(h).items.items() if s.status == "running"}
+    assert running == {"a", "c"}
+    causes = [e.causation_id for e in h.events if e.type == "plan.item.dispatched"]
+    assert len(set(causes)) == 2
+
+
+def test_dependents_run_after_their_dependencies_then_the_pr_opens() -> None:
+    h = planned((A, B))
+    react(h)
+    h.add(PlanItemCompleted(item_id="a", commit="c3", files=("store.py",)), actor="coder")
+    assert react(h) == ["plan.item.dispatched"]
+    assert state_of(h).items["b"].status == "running"
+    h.add(PlanItemCompleted(item_id="b", commit="c4", files=("cli.py",)), actor="coder")
+    assert react(h) == ["code.pr.opened"]
+    pr = h.events[-1].data
+    assert isinstance(pr, CodePrOpened)
+    assert (pr.commit, pr.files, pr.round) == ("c4", ("store.py", "cli.py"), 0)
+    # a later reaction never opens the first PR twice
+    assert react(h) == []
+
+
+def test_clarification_pauses_until_answered_then_continues() -> None:
+    q = PlanItem(id="q", title="Which storage format?", kind=NodeKind.CLARIFICATION)
+    b = PlanItem(id="b", title="build", depends_on=("q",))
+    h = planned((q, b))
+    assert react(h) == ["clarification.requested"]
+    state = state_of(h)
+    assert state.status == "needs_clarification"
+    assert react(h) == []  # nothing else is ready
+    [answer] = decide(state, Answer(answer="JSON", at=AT))
+    assert isinstance(answer.data, ClarificationAnswered)
+    assert answer.data.item_id == "q"
+    h.record(answer)
+    assert state_of(h).status == "running"
+    assert state_of(h).items["q"].answer == "JSON"
+    assert react(h) == ["plan.item.dispatched"]
+
+
+def test_answer_is_refused_when_nothing_is_asked() -> None:
+    with pytest.raises(InvalidRequestError, match="not waiting"):
+        decide(state_of(planned((A,))), Answer(answer="x", at=AT))
+
+
+def pr_then_tests(h: History, ok: bool, reason: str = "plan") -> None:
+    h.add(CodePrOpened(branch="b", commit="c9", reason=reason))  # type: ignore[arg-type]
+    h.add(
+        TestResults(commit="c9", passed=3, failed=0 if ok else 1, failing=() if ok else ("t::x",))
+    )
+
+
+def test_failing_tests_go_to_the_fixer_until_the_limit_then_fail() -> None:
+    h = planned((A,), max_fix=1)
+    pr_then_tests(h, ok=False)
+    assert next_stage(state_of(h), h.events[-1]) == "fixer"
+    assert react(h) == []
+    pr_then_tests(h, ok=False, reason="fix")
+    assert state_of(h).fix_rounds == 1
+    assert next_stage(state_of(h), h.events[-1]) is None
+    assert react(h) == ["task.failed"]
+    state = state_of(h)
+    assert state.status == "failed"
+    assert state.failure is not None
+    assert "t::x" in state.failure
+    assert "1 fix round" in state.failure
+
+
+def test_passing_tests_go_to_review_and_changes_requested_go_back_to_the_coder() -> None:
+    h = planned((A,), max_review=1)
+    pr_then_tests(h, ok=True)
+    assert next_stage(state_of(h), h.events[-1]) == "reviewer"
+    h.add(ReviewDecision(approved=False, comments=("name things",), commit="c9"))
+    assert next_stage(state_of(h), h.events[-1]) == "coder"
+    pr_then_tests(h, ok=True, reason="review")
+    h.add(ReviewDecision(approved=False, comments=("still bad",), commit="c9"))
+    assert next_stage(state_of(h), h.events[-1]) is None
+    assert react(h) == ["task.failed"]
+    assert "still bad" in (state_of(h).failure or "")
+
+
+def test_approval_deploys_and_a_good_deploy_completes_the_task() -> None:
+    h = planned((A,))
+    pr_then_tests(h, ok=True)
+    h.add(ReviewDecision(approved=True, commit="c9"))
+    assert next_stage(state_of(h), h.events[-1]) == "deployer"
+    h.add(DeployStatus(ok=True, kind="web", url="http://127.0.0.1:9"))
+    assert react(h) == ["task.completed"]
+    assert state_of(h).status == "completed"
+    assert react(h) == []  # terminal: nothing more
+
+
+def test_a_failed_deploy_or_stage_fails_the_task_with_the_reason() -> None:
+    h = planned((A,))
+    h.add(DeployStatus(ok=False, kind="cli", output="Traceback: boom"))
+    assert react(h) == ["task.failed"]
+    assert "boom" in (state_of(h).failure or "")
+    h2 = planned((A,))
+    h2.add(StageFailed(stage="coder", error="model output invalid after 3 attempts"))
+    assert react(h2) == ["task.failed"]
+    assert "coder failed: model output invalid" in (state_of(h2).failure or "")
+
+
+def test_cancel_stops_every_stage() -> None:
+    h = planned((A,))
+    react(h)
+    [cancel] = decide(state_of(h), Cancel(at=AT))
+    h.record(cancel)
+    state = state_of(h)
+    assert state.status == "cancelled"
+    assert next_stage(state, h.events[1]) is None
+    assert react(h) == []
+    with pytest.raises(InvalidRequestError, match="already cancelled"):
+        decide(state, Cancel(at=AT))
+
+
+def test_continue_dispatches_what_is_ready() -> None:
+    h = planned((A, C))
+    out = decide(state_of(h), Continue(at=AT))
+    assert [e.type for e in out] == ["plan.item.dispatched"]
+
+
+def test_compact_context_records_a_summary() -> None:
+    h = planned((A,))
+    [event] = decide(state_of(h), CompactContext(summary="short", dropped_items=("turn 1",), at=AT))
+    h.record(event)
+    assert state_of(h).context_summary == "short"
+
+
+def test_fold_is_a_replay_of_evolve() -> None:
+    h = planned((A, B))
+    react(h)
+    again = fold("t1", list(h.events))
+    assert again == state_of(h)
+    assert again.version == len(h.events)
