@@ -61,7 +61,9 @@ class StoreContract:
     ) -> None:
         await store.append("task-a", [initiated("a")], expected_version=0)
         with pytest.raises(ConcurrencyError) as info:
-            await store.append("task-a", [dispatched("a", "1"), dispatched("a", "2")], expected_version=0)
+            await store.append(
+                "task-a", [dispatched("a", "1"), dispatched("a", "2")], expected_version=0
+            )
         assert info.value.actual == 1
         assert "expected 0" in str(info.value)
         assert len(await store.read_stream("task-a")) == 1
@@ -91,7 +93,10 @@ class StoreContract:
     ) -> None:
         await store.append("task-a", [initiated("a")])
         results = await asyncio.gather(
-            *(store.append(f"task-n{i}", [initiated(f"n{i}")], expected_version=0) for i in range(20)),
+            *(
+                store.append(f"task-n{i}", [initiated(f"n{i}")], expected_version=0)
+                for i in range(20)
+            ),
             store.append("task-a", [dispatched("a", "z")], expected_version=0),
             return_exceptions=True,
         )
@@ -102,7 +107,9 @@ class StoreContract:
     async def test_concurrent_appends_to_one_stream_keep_versions_dense(
         self, store: EventStore
     ) -> None:
-        await asyncio.gather(*(store.append("task-a", [dispatched("a", str(i))]) for i in range(50)))
+        await asyncio.gather(
+            *(store.append("task-a", [dispatched("a", str(i))]) for i in range(50))
+        )
         events = await store.read_stream("task-a")
         assert [e.version for e in events] == list(range(1, 51))
 
@@ -123,7 +130,9 @@ class StoreContract:
 
     async def test_checkpoint_saved_with_events_in_one_transaction(self, store: EventStore) -> None:
         [cause] = await store.append("task-a", [initiated("a")])
-        await store.append("task-a", [dispatched("a", "1", cause.id)], checkpoint=("planner", cause.position))
+        await store.append(
+            "task-a", [dispatched("a", "1", cause.id)], checkpoint=("planner", cause.position)
+        )
         assert await store.get_checkpoint("planner") == cause.position
         with pytest.raises(DuplicateEventError):
             await store.append(
@@ -176,7 +185,10 @@ class StoreContract:
             actor="tester",
         )
         await store.append("task-b", [results])
-        await store.append("task-a", [NewEvent(stream_id="task-a", data=TaskCancelled(), correlation_id="a", actor="user")])
+        await store.append(
+            "task-a",
+            [NewEvent(stream_id="task-a", data=TaskCancelled(), correlation_id="a", actor="user")],
+        )
         rows = {row.id: row for row in await store.tasks()}
         assert rows["a"].status == "cancelled"
         assert rows["a"].request == "todo cli"

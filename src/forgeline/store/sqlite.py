@@ -59,7 +59,9 @@ CREATE TABLE IF NOT EXISTS agent_events (
 CREATE INDEX IF NOT EXISTS agent_events_task ON agent_events (task_id, position);
 """
 
-_COLUMNS = "position, id, stream_id, version, type, data, correlation_id, causation_id, actor, created_at"
+_COLUMNS = (
+    "position, id, stream_id, version, type, data, correlation_id, causation_id, actor, created_at"
+)
 
 
 def _row_to_event(row: tuple[Any, ...]) -> Event:
@@ -309,9 +311,7 @@ class SQLiteEventStore(EventStore):
                 rows = self._r().execute(
                     "SELECT * FROM agent_events WHERE task_id = ? ORDER BY position", (task_id,)
                 )
-            return [
-                AgentEventRow(p, t, a, e, datetime.fromisoformat(c)) for p, t, a, e, c in rows
-            ]
+            return [AgentEventRow(p, t, a, e, datetime.fromisoformat(c)) for p, t, a, e, c in rows]
 
         return await self._on(self._reader, read)
 
