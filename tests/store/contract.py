@@ -15,7 +15,7 @@ from forgeline.core.events import (
     TestResults,
 )
 from forgeline.errors import ConcurrencyError, DuplicateEventError
-from forgeline.store.base import EventStore
+from forgeline.store.base import AppendRequest, EventStore
 
 
 def initiated(task: str, request: str = "build a thing") -> NewEvent:
@@ -202,3 +202,23 @@ class StoreContract:
         await store.rebuild_projections()
         assert (await store.tasks(), await store.agent_events()) == before
         assert await store.task("missing") is None
+
+    async def test_append_batch_is_all_or_nothing_across_streams(self, store: EventStore) -> None:
+        [cause] = await store.append("task-a", [initiated("a")])
+        ok = [
+            AppendRequest("task-a", (dispatched("a", "1", cause.id),)),
+            AppendRequest(
+                "change-x", (initiated("x").model_copy(update={"stream_id": "change-x"}),)
+            ),
+        ]
+        recorded = await store.append_batch(ok)
+        assert [len(r) for r in recorded] == [1, 1]
+        bad = [
+            AppendRequest(
+                "change-y", (initiated("y").model_copy(update={"stream_id": "change-y"}),)
+            ),
+            AppendRequest("task-a", (dispatched("a", "1", cause.id),)),  # duplicate effect
+        ]
+        with pytest.raises(DuplicateEventError):
+            await store.append_batch(bad)
+        assert await store.read_stream("change-y") == []

@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import Field
 
@@ -71,7 +71,7 @@ STAGES: tuple[Stage, ...] = (
     "reviewer",
     "deployer",
 )
-ORCHESTRATOR = "orchestrator"
+ORCHESTRATOR: Final = "orchestrator"
 
 
 class TaskState(Frozen):
@@ -80,6 +80,7 @@ class TaskState(Frozen):
     request: str = ""
     workspace: str = ""
     branch: str = ""
+    base_commit: str = ""
     head: str = ""
     max_fix_rounds: int = 3
     max_review_rounds: int = 3
@@ -115,6 +116,7 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                 "request": data.request,
                 "workspace": data.workspace,
                 "branch": data.branch,
+                "base_commit": data.base_commit,
                 "head": data.base_commit,
                 "max_fix_rounds": data.max_fix_rounds,
                 "max_review_rounds": data.max_review_rounds,

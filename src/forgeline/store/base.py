@@ -55,13 +55,18 @@ class AgentEventRow:
     created_at: datetime
 
 
+Group = tuple[AppendRequest, ...]
+"""Requests that commit together or not at all."""
+
+
 @dataclass
 class _Pending:
-    request: AppendRequest
-    future: asyncio.Future[list[Event]] = field(repr=False)
+    group: Group
+    future: asyncio.Future[list[list[Event]]] = field(repr=False)
 
 
-BatchResult = list[list[Event] | BaseException]
+BatchResult = list[list[list[Event]] | BaseException]
+"""Per group: the recorded events of each request, or the error that rejected the group."""
 
 
 class EventStore(ABC):
@@ -115,10 +120,18 @@ class EventStore(ABC):
         ``DuplicateEventError`` when an event with the same (stream, causation, type)
         already exists; in both cases nothing of this request is written.
         """
-        for event in events:
-            if event.stream_id != stream_id:
-                raise StoreError(f"event {event.id} belongs to {event.stream_id}, not {stream_id}")
         request = AppendRequest(stream_id, tuple(events), expected_version, checkpoint)
+        [recorded] = await self.append_batch([request])
+        return recorded
+
+    async def append_batch(self, requests: Sequence[AppendRequest]) -> list[list[Event]]:
+        """Append to several streams atomically: every request is written, or none."""
+        for request in requests:
+            for event in request.events:
+                if event.stream_id != request.stream_id:
+                    raise StoreError(
+                        f"event {event.id} belongs to {event.stream_id}, not {request.stream_id}"
+                    )
         if self._closed:
             raise StoreError("the event store is closed")
         loop = asyncio.get_running_loop()
@@ -126,8 +139,8 @@ class EventStore(ABC):
             self._queue = asyncio.Queue()
             self._appended = asyncio.Condition()
             self._committer = loop.create_task(self._commit_loop(), name="forgeline-group-commit")
-        future: asyncio.Future[list[Event]] = loop.create_future()
-        await self._queue.put(_Pending(request, future))
+        future: asyncio.Future[list[list[Event]]] = loop.create_future()
+        await self._queue.put(_Pending(tuple(requests), future))
         return await future
 
     async def _commit_loop(self) -> None:
@@ -138,7 +151,7 @@ class EventStore(ABC):
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results: BatchResult = await self._commit_batch([p.request for p in batch])
+                results: BatchResult = await self._commit_batch([p.group for p in batch])
             except BaseException as exc:  # the whole transaction failed
                 if isinstance(exc, asyncio.CancelledError):
                     for pending in batch:
@@ -236,8 +249,8 @@ class EventStore(ABC):
     async def _close(self) -> None: ...
 
     @abstractmethod
-    async def _commit_batch(self, requests: list[AppendRequest]) -> BatchResult:
-        """Write every request in one durable transaction, each isolated by a savepoint."""
+    async def _commit_batch(self, groups: list[Group]) -> BatchResult:
+        """Write every group in one durable transaction, each isolated by a savepoint."""
 
     @abstractmethod
     async def _read_stream(self, stream_id: str, after_version: int) -> list[Event]: ...

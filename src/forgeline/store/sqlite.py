@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 
 from forgeline.core.events import Event, dump_data, parse_data
 from forgeline.errors import ConcurrencyError, DuplicateEventError, StoreError
-from forgeline.store.base import AgentEventRow, AppendRequest, BatchResult, EventStore, TaskRow
+from forgeline.store.base import (
+    AgentEventRow,
+    AppendRequest,
+    BatchResult,
+    EventStore,
+    Group,
+    TaskRow,
+)
 from forgeline.store.projections import task_update
 
 T = TypeVar("T")
@@ -137,18 +144,18 @@ class SQLiteEventStore(EventStore):
 
     # -------------------------------------------------------------------- writes
 
-    async def _commit_batch(self, requests: list[AppendRequest]) -> BatchResult:
-        return await self._on(self._writer, lambda: self._write(requests))
+    async def _commit_batch(self, groups: list[Group]) -> BatchResult:
+        return await self._on(self._writer, lambda: self._write(groups))
 
-    def _write(self, requests: list[AppendRequest]) -> BatchResult:
+    def _write(self, groups: list[Group]) -> BatchResult:
         conn = self._w()
         results: BatchResult = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for request in requests:
+            for group in groups:
                 conn.execute("SAVEPOINT req")
                 try:
-                    results.append(self._write_one(conn, request))
+                    results.append([self._write_one(conn, request) for request in group])
                     conn.execute("RELEASE req")
                 except (StoreError, sqlite3.IntegrityError) as exc:
                     conn.execute("ROLLBACK TO req")

@@ -1,0 +1,53 @@
+"""Scripted models: pydantic-ai ``FunctionModel``s that answer from a script.
+
+For tests, benchmarks and dry runs. Each answer is the output a role should return, as a
+dict (or a function of the conversation returning one); answers are used in order and the
+last one repeats. An answer that fails validation exercises the retry path like a real
+model would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+Answer = dict[str, Any] | str | Callable[[list[ModelMessage]], dict[str, Any] | str]
+
+
+def scripted_model(answers: Sequence[Answer], *, name: str = "scripted") -> FunctionModel:
+    """A model returning ``answers`` in order as the role's structured output.
+
+    A ``str`` answer is sent as raw tool arguments (so invalid JSON can be scripted).
+    """
+    if not answers:
+        raise ValueError("a scripted model needs at least one answer")
+    calls = 0
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        nonlocal calls
+        answer = answers[min(calls, len(answers) - 1)]
+        calls += 1
+        if callable(answer):
+            answer = answer(messages)
+        if not info.output_tools:
+            text = answer if isinstance(answer, str) else json.dumps(answer)
+            return ModelResponse(parts=[TextPart(text)])
+        args = answer if isinstance(answer, str) else json.dumps(answer)
+        return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, args)])
+
+    return FunctionModel(respond, model_name=name)
+
+
+def prompt_text(messages: list[ModelMessage]) -> str:
+    """Everything the model was told so far, as text (for answers that depend on it)."""
+    parts: list[str] = []
+    for message in messages:
+        for part in message.parts:
+            content = getattr(part, "content", None)
+            if isinstance(content, str):
+                parts.append(content)
+    return "\n".join(parts)

@@ -1,0 +1,185 @@
+"""What every stage agent shares: the services it uses and the dual interface of note 001.
+
+``process_event(event)`` loads the task's state from the store (event-driven mode);
+``process_direct(state, trigger)`` does the work with the state it is given (sequential
+mode). Both return the events to record; the runner records them, so an agent never
+appends its own result (only the opening steps of a tracked change).
+
+Anything an agent raises on purpose (``ForgelineError``) or a model that keeps answering
+badly (pydantic-ai's ``AgentRunError``) becomes a ``stage.failed`` event with the reason,
+and an open change is marked failed with the error log.
+"""
+
+from __future__ import annotations
+
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic_ai import Agent
+from pydantic_ai.exceptions import AgentRunError
+
+from forgeline.config import Role, Settings
+from forgeline.core import changes
+from forgeline.core.events import (
+    ChangeCompleted,
+    ChangeFailed,
+    ChangePending,
+    ChangeStarted,
+    Event,
+    EventData,
+    NewEvent,
+    StageFailed,
+    change_stream,
+    utcnow,
+)
+from forgeline.core.task import Stage, TaskState, fold
+from forgeline.errors import DuplicateEventError, ForgelineError
+from forgeline.llm.gateway import ModelRegistry
+from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess
+from forgeline.store.base import EventStore
+from forgeline.workspace.git import GitWorkspace
+
+
+@dataclass
+class Services:
+    store: EventStore
+    settings: Settings
+    spawner: ProcessSpawner
+    models: ModelRegistry
+    clock: Callable[[], datetime] = utcnow
+    previews: dict[str, SpawnedProcess] = field(default_factory=dict)
+    """Web previews this process started, by task id."""
+
+
+async def load_state(store: EventStore, task_id: str) -> TaskState:
+    return fold(task_id, await store.read_stream(f"task-{task_id}"))
+
+
+class StageRun:
+    """One execution of a stage for one trigger event: builds its output events."""
+
+    def __init__(self, agent: StageAgent, state: TaskState, trigger: Event) -> None:
+        self.agent = agent
+        self.state = state
+        self.trigger = trigger
+        self.change: changes.ChangeState | None = None
+        self.workspace = GitWorkspace(Path(state.workspace))
+
+    @property
+    def now(self) -> datetime:
+        return self.agent.services.clock()
+
+    def event(self, data: EventData, stream_id: str | None = None) -> NewEvent:
+        return NewEvent(
+            stream_id=stream_id or self.trigger.stream_id,
+            data=data,
+            correlation_id=self.state.task_id,
+            causation_id=self.trigger.id,
+            actor=self.agent.stage,
+            created_at=self.now,
+        )
+
+    # ------------------------------------------------------------- change tracker
+
+    async def begin_change(self, description: str) -> None:
+        """Record pending -> in_progress for this stage's change (once, even on a re-run)."""
+        change_id = f"{self.state.task_id}-{self.trigger.id[:12]}-{self.agent.stage}"
+        stream = change_stream(change_id)
+        store = self.agent.services.store
+        state = changes.fold(change_id, await store.read_stream(stream))
+        steps: list[EventData] = []
+        if state.status == "new":
+            steps.append(
+                ChangePending(
+                    task_id=self.state.task_id, stage=self.agent.stage, description=description
+                )
+            )
+        if state.status in ("new", "pending"):
+            steps.append(ChangeStarted())
+        for data in steps:
+            try:
+                [recorded] = await store.append(stream, self._change_step(state, data))
+            except DuplicateEventError:  # a concurrent re-run recorded it first
+                state = changes.fold(change_id, await store.read_stream(stream))
+            else:
+                state = changes.evolve(state, recorded)
+        self.change = state
+
+    def _change_step(self, state: changes.ChangeState, data: EventData) -> list[NewEvent]:
+        return changes.decide(
+            state,
+            data,
+            correlation_id=self.state.task_id,
+            causation_id=self.trigger.id,
+            actor=self.agent.stage,
+            at=self.now,
+        )
+
+    async def completed_change(self, commit: str, base: str, files: list[str]) -> list[NewEvent]:
+        assert self.change is not None, "begin_change first"
+        digest = await self.workspace.diff_sha256(base, commit)
+        done = ChangeCompleted(commit=commit, diff_sha256=digest, files=tuple(files))
+        return self._change_step(self.change, done)
+
+    def failed(self, error: str) -> list[NewEvent]:
+        out = [self.event(StageFailed(stage=self.agent.stage, error=error))]
+        if self.change is not None and self.change.status == "in_progress":
+            out += self._change_step(self.change, ChangeFailed(error_log=error))
+        return out
+
+    async def commit(self, files: list[str], what: str) -> str:
+        """Commit ``files`` naming the agent and the event; return the commit (or HEAD)."""
+        message = (
+            f"forgeline {self.agent.stage}: {what}\n\n"
+            f"Task: {self.state.task_id}\nEvent: {self.trigger.type} {self.trigger.id}\n"
+        )
+        commit = await self.workspace.commit(message, files)
+        return commit or await self.workspace.head()
+
+
+class StageAgent(ABC):
+    stage: ClassVar[Stage]
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def process_event(self, event: Event) -> list[NewEvent]:
+        state = await load_state(self.services.store, event.correlation_id)
+        return await self.process_direct(state, event)
+
+    async def process_direct(self, state: TaskState, trigger: Event) -> list[NewEvent]:
+        run = StageRun(self, state, trigger)
+        try:
+            return await self.run(run)
+        except (ForgelineError, AgentRunError) as exc:
+            return run.failed(_describe(exc))
+        except Exception as exc:  # a bug in an agent must not wedge the task silently
+            detail = "".join(traceback.format_exception_only(exc)).strip()
+            return run.failed(f"internal error: {detail}")
+
+    @abstractmethod
+    async def run(self, run: StageRun) -> list[NewEvent]: ...
+
+    def model_agent(self, role: Role, output_type: type[Any], instructions: str) -> Agent[Any, Any]:
+        return Agent(
+            self.services.models[role],
+            output_type=output_type,
+            instructions=instructions,
+            retries={"output": self.services.settings.output_retries, "tools": 1},
+            name=role,
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__
+    if isinstance(exc, AgentRunError):
+        text = f"the model's output was still invalid after retries: {text}"
+        if cause is not None and str(cause):
+            text += f" ({cause})"
+    return text[:4000]

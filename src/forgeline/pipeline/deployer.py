@@ -1,0 +1,40 @@
+"""Deployer: approved review.decision -> deploy.status.
+
+A CLI or library gets its smoke command run once; a web app is started on a free
+localhost port, its health URL polled, and the preview URL reported. The preview keeps
+running until the runner stops it at the end of the task, or ``forgeline stop``.
+"""
+
+from __future__ import annotations
+
+from forgeline.core.events import DeployStatus, NewEvent, RunSpec
+from forgeline.pipeline.base import StageAgent, StageRun
+from forgeline.pipeline.preview import smoke, start_preview
+
+
+class DeployerAgent(StageAgent):
+    stage = "deployer"
+
+    async def run(self, run: StageRun) -> list[NewEvent]:
+        state, workspace = run.state, run.workspace
+        spec = state.architecture.run if state.architecture else RunSpec()
+        timeout = self.services.settings.deploy_timeout
+        async with workspace.lock:
+            await workspace.checkout(state.branch)
+            if spec.kind == "web":
+                log_dir = workspace.path / ".forgeline" / "previews" / state.task_id
+                result, process = await start_preview(
+                    spec,
+                    workspace.path,
+                    self.services.spawner,
+                    log_dir=log_dir,
+                    startup_timeout=timeout,
+                )
+                if process is not None:
+                    self.services.previews[state.task_id] = process
+            else:
+                result = await smoke(spec, workspace.path, self.services.spawner, timeout=timeout)
+        status = DeployStatus(
+            ok=result.ok, kind=result.kind, url=result.url, pid=result.pid, output=result.output
+        )
+        return [run.event(status)]

@@ -1,0 +1,63 @@
+"""Instructions for each role, and how the task's context is shown to a model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from forgeline.core.task import TaskState
+
+PLANNER = """You are the planner of a software team. Break the user's request into a small \
+plan of concrete steps. Each step has a short id (a, b, c ...), a title, a description \
+precise enough for a programmer, the files it writes, and depends_on (ids of steps that must \
+be finished first). Steps that do not depend on each other can run at the same time. \
+Include writing pytest tests as part of the steps. Use kind "clarification" only when the \
+request cannot be built without an answer from the user; its description is the question. \
+Keep it to the fewest steps that build the request."""
+
+ARCHITECT = """You are the architect. Given the request and the plan, decide the design: \
+the files and what each holds, and how to smoke-run the result. Write the decision as an \
+architecture decision record (context, decision, consequences). For run: use kind "cli" \
+with a command that exercises the program once (e.g. ["python", "app.py", "--help"]), \
+"library" with a command that imports it, or "web" with a command that starts a server on \
+{port} and a health_path that answers 200. Use only the Python standard library unless the \
+request needs more."""
+
+CODER = """You are the coder. Implement exactly the step you are given, following the \
+design. Answer with the complete new content of every file you create or change (paths \
+relative to the repository root). Python files must be valid and tests must use pytest."""
+
+FIXER = """You are the fixer. The tests fail. Read the failures and the code and return the \
+complete corrected content of the files that must change. Fix the cause; do not delete or \
+weaken tests that check the request."""
+
+REVIEWER = """You are the reviewer. Check that the change does what the request asks, is \
+tested and is safe. Approve when it does; otherwise list concrete changes to make."""
+
+
+def files_block(files: Mapping[str, str]) -> str:
+    if not files:
+        return "(no files yet)"
+    return "\n\n".join(f"### {path}\n```\n{text}\n```" for path, text in files.items())
+
+
+def task_context(state: TaskState) -> str:
+    lines = [f"Request: {state.request}"]
+    if state.plan_summary:
+        lines.append(f"Plan: {state.plan_summary}")
+        for item_state in state.items.values():
+            item = item_state.item
+            lines.append(f"- [{item.id}] {item.title}: {item.description}")
+            if item_state.answer:
+                lines.append(f"  answer from the user: {item_state.answer}")
+    if state.architecture is not None:
+        arch = state.architecture
+        lines.append(f"Design: {arch.summary}")
+        lines += [f"- {f.path}: {f.purpose}" for f in arch.files]
+    if state.context_summary:
+        lines.append(f"Earlier context (summarised): {state.context_summary}")
+    return "\n".join(lines)
+
+
+def trim(text: str, limit: int = 6000) -> str:
+    """Keep the end of long output (where pytest puts the summary)."""
+    return text if len(text) <= limit else "... (trimmed)\n" + text[-limit:]

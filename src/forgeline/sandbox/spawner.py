@@ -1,0 +1,504 @@
+"""Run untrusted programs as child processes behind one interface.
+
+Everything the tester and the deployer run (the workspace's tests, the produced program) is
+untrusted code. ``ProcessSpawner`` is the one interface they use; ``LocalSpawner`` is the
+first backend: plain child processes, each in its own session and process group, with a
+scrubbed environment, bounded output and a hard timeout that kills the whole group.
+
+``LocalSpawner`` is *not* a security boundary: the child runs as this user, sees this file
+system and the network. The full sandbox (bubblewrap namespaces, cgroup limits on memory,
+CPU and pids, no network) is a later backend of the same ``ProcessSpawner`` protocol, so
+callers do not change when it lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from forgeline.errors import ForgelineError
+
+__all__ = [
+    "ENV_ALLOWLIST",
+    "LocalProcess",
+    "LocalSpawner",
+    "ProcessResult",
+    "ProcessSpawner",
+    "SpawnError",
+    "SpawnedProcess",
+    "child_env",
+    "stop_process_group",
+    "tail_text",
+]
+
+#: Variables a child inherits from this process (when set); everything else is dropped.
+ENV_ALLOWLIST: tuple[str, ...] = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
+
+#: Variables every child gets: no bytecode files in the workspace, unbuffered output.
+ENV_FIXED: Mapping[str, str] = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+
+_POLL_S = 0.05
+_READ_CHUNK = 64 * 1024
+# After the group is killed, how long to wait for the output pipes to reach EOF; a process
+# that escaped the group could hold them open forever.
+_DRAIN_S = 2.0
+
+
+class SpawnError(ForgelineError):
+    """A process could not be started or signalled (bad argv, missing program or cwd)."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+def tail_text(text: str, limit: int) -> str:
+    """The last ``limit`` characters of ``text``, with a marker line when it was cut."""
+    if limit < 0:
+        raise ValueError("limit must be >= 0")
+    if len(text) <= limit:
+        return text
+    return (
+        f"[... {len(text) - limit} earlier characters truncated ...]\n" + text[len(text) - limit :]
+    )
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """What one finished (or killed) run produced.
+
+    ``stdout`` and ``stderr`` hold at most ``max_output`` characters each: the tail, preceded
+    by a marker line when earlier output was dropped (``*_truncated`` says so too).
+    ``exit_code`` is negative (``-signal``) when the process was killed by a signal and
+    ``None`` only if it could not be reaped.
+    """
+
+    argv: tuple[str, ...]
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    duration_s: float
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    @property
+    def output(self) -> str:
+        """stdout followed by stderr (each already bounded)."""
+        if self.stdout and self.stderr and not self.stdout.endswith("\n"):
+            return f"{self.stdout}\n{self.stderr}"
+        return self.stdout + self.stderr
+
+
+class _TailBuffer:
+    """Keeps the last bytes of a stream, enough for ``max_chars`` characters of UTF-8."""
+
+    def __init__(self, max_chars: int) -> None:
+        self._max_chars = max_chars
+        self._keep = max_chars * 4 + 4
+        self._buf = bytearray()
+        self._dropped = False
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+        if len(self._buf) > 2 * self._keep:
+            del self._buf[: len(self._buf) - self._keep]
+            self._dropped = True
+
+    def text(self) -> tuple[str, bool]:
+        raw = bytes(self._buf)
+        dropped = self._dropped
+        if len(raw) > self._keep:
+            raw = raw[len(raw) - self._keep :]
+            dropped = True
+        text = raw.decode("utf-8", errors="replace")
+        if dropped or len(text) > self._max_chars:
+            kept = text[len(text) - self._max_chars :] if self._max_chars else ""
+            marker = "[... earlier output truncated ...]\n"
+            return marker + kept, True
+        return text, False
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+@runtime_checkable
+class SpawnedProcess(Protocol):
+    """A long-running child (a preview server) started detached, its output in a log."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once it has exited (negative: killed by that signal), else None."""
+        ...
+
+    async def wait(self) -> int: ...
+
+    async def stop(self, timeout: float = 5) -> int | None:
+        """SIGTERM the whole process group, SIGKILL it after ``timeout``; reap the leader."""
+        ...
+
+
+class ProcessSpawner(Protocol):
+    """Runs argv lists (never a shell command line) for the tester and the deployer."""
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 300,
+        max_output: int = 200_000,
+    ) -> ProcessResult:
+        """Run to completion or ``timeout``; whatever is left of its group is killed."""
+        ...
+
+    async def start(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+        log_path: Path,
+    ) -> SpawnedProcess:
+        """Start detached, stdout and stderr going to ``log_path``; the caller stops it."""
+        ...
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a child gets: the allowlist from ours, the fixed ones, then ``env``."""
+    result = {name: os.environ[name] for name in ENV_ALLOWLIST if name in os.environ}
+    result.update(ENV_FIXED)
+    if env:
+        result.update(env)
+    return result
+
+
+def _check_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(argv, str | bytes):
+        raise SpawnError(
+            f"argv must be a list of arguments, not a string ({argv!r}): "
+            "forgeline never runs a shell command line; split it into its arguments"
+        )
+    args = tuple(argv)
+    if not args:
+        raise SpawnError("argv is empty: there is no program to run")
+    for arg in args:
+        if not isinstance(arg, str):
+            raise SpawnError(f"argv items must be strings, got {arg!r} in {args!r}")
+        if "\0" in arg:
+            raise SpawnError(f"argv item {arg!r} contains a NUL byte")
+    return args
+
+
+def _check_cwd(cwd: Path) -> None:
+    if not cwd.is_dir():
+        raise SpawnError(f"working directory {cwd} does not exist or is not a directory")
+
+
+def _proc_state(pid: int) -> tuple[str, int] | None:
+    """(state letter, process group) of ``pid`` from /proc, or None if unknown/gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+    except OSError:
+        return None
+    # "pid (comm) S ppid pgrp ...": comm may contain spaces and parentheses.
+    fields = stat.rpartition(")")[2].split()
+    if len(fields) < 3:
+        return None
+    try:
+        return fields[0], int(fields[2])
+    except ValueError:
+        return None
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether the process group has a member that is still running (zombies do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    try:
+        entries = [entry.name for entry in os.scandir(proc) if entry.name.isdigit()]
+    except OSError:
+        return True
+    for name in entries:
+        state = _proc_state(int(name))
+        if state is not None and state[1] == pgid and state[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to the group; False if it no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _check_pgid(pgid: int) -> None:
+    if pgid <= 1:
+        raise SpawnError(f"refusing to signal process group {pgid}")
+    if pgid == os.getpgrp():
+        raise SpawnError(f"refusing to signal forgeline's own process group {pgid}")
+
+
+async def _terminate_group(pgid: int, grace: float) -> bool:
+    """SIGTERM the group, wait up to ``grace`` seconds, then SIGKILL. False if it was gone."""
+    _check_pgid(pgid)
+    if not _group_alive(pgid):
+        return False
+    if not _signal_group(pgid, signal.SIGTERM):
+        return False
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        await asyncio.sleep(_POLL_S)
+        if not _group_alive(pgid):
+            return True
+    _signal_group(pgid, signal.SIGKILL)
+    for _ in range(40):
+        if not _group_alive(pgid):
+            break
+        await asyncio.sleep(_POLL_S)
+    return True
+
+
+def stop_process_group(pid: int, grace: float = 3.0) -> bool:
+    """Stop a detached process group by its leader's pid (for ``forgeline stop``).
+
+    SIGTERM to the group, up to ``grace`` seconds for it to go, then SIGKILL. Works from a
+    process other than the one that started it. Returns False if the group was already gone.
+    """
+    _check_pgid(pid)
+    if not _group_alive(pid):
+        return False
+    try:
+        if not _signal_group(pid, signal.SIGTERM):
+            return False
+    except PermissionError as exc:
+        raise SpawnError(f"not allowed to signal process group {pid}: {exc}") from exc
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        time.sleep(_POLL_S)
+        if not _group_alive(pid):
+            return True
+    _signal_group(pid, signal.SIGKILL)
+    for _ in range(40):
+        if not _group_alive(pid):
+            break
+        time.sleep(_POLL_S)
+    return True
+
+
+async def _pump(stream: asyncio.StreamReader | None, sink: _TailBuffer) -> None:
+    if stream is None:
+        return
+    while True:
+        chunk = await stream.read(_READ_CHUNK)
+        if not chunk:
+            return
+        sink.feed(chunk)
+
+
+def _kill_now(proc: asyncio.subprocess.Process) -> None:
+    """Last resort (cancellation): SIGKILL the group and the leader, no waiting."""
+    with contextlib.suppress(ProcessLookupError, PermissionError, SpawnError):
+        _check_pgid(proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+
+def _close_transport(proc: asyncio.subprocess.Process) -> None:
+    # asyncio exposes no public way to close a subprocess transport whose pipes are still
+    # held open (by a process that escaped the group); close it so it does not leak.
+    transport: Any = getattr(proc, "_transport", None)
+    if transport is not None:
+        transport.close()
+
+
+# --------------------------------------------------------------------------- local
+
+
+class LocalProcess:
+    """A detached child started by ``LocalSpawner.start``; it leads its own process group."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, argv: tuple[str, ...], log_path: Path):
+        self._proc = proc
+        self.argv = argv
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    async def stop(self, timeout: float = 5) -> int | None:
+        try:
+            await _terminate_group(self._proc.pid, timeout)
+            if self._proc.returncode is None:
+                # The leader left its group (setpgid): signal it directly.
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.kill()
+            try:
+                return await asyncio.wait_for(self._proc.wait(), _DRAIN_S)
+            except TimeoutError:
+                return None
+        except BaseException:
+            _kill_now(self._proc)
+            raise
+
+    def __repr__(self) -> str:
+        return f"LocalProcess(pid={self.pid}, returncode={self.returncode}, argv={self.argv!r})"
+
+
+class LocalSpawner:
+    """``ProcessSpawner`` with plain local child processes.
+
+    Each child starts in a new session (``start_new_session=True``), so it leads its own
+    process group; a timeout or a stop sends SIGTERM to the whole group, waits ``kill_grace``
+    seconds, then sends SIGKILL, and reaps the leader. ``run`` also kills whatever is left
+    of the group once the leader exits, so background processes a test suite forgot do not
+    outlive it. stdin is ``/dev/null``; argv lists only, never a shell.
+
+    The environment is an allowlist: ``PATH``, ``HOME``, ``LANG``, ``LC_ALL``, ``TMPDIR``
+    and ``TZ`` from ours (when set), ``PYTHONDONTWRITEBYTECODE=1`` and
+    ``PYTHONUNBUFFERED=1``, then whatever ``env`` the caller passes. Secrets in our
+    environment (API keys, database URLs) never reach the child.
+
+    This is not isolation: the full sandbox (bubblewrap namespaces, cgroup limits, no
+    network) is a later backend of the same protocol.
+    """
+
+    def __init__(self, *, kill_grace: float = 2.0) -> None:
+        self.kill_grace = kill_grace
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 300,
+        max_output: int = 200_000,
+    ) -> ProcessResult:
+        args = _check_argv(argv)
+        _check_cwd(cwd)
+        if max_output < 0:
+            raise ValueError("max_output must be >= 0")
+        started = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *args,
+                cwd=cwd,
+                env=child_env(env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SpawnError(f"could not start {args[0]!r}: {exc}") from exc
+
+        out, err = _TailBuffer(max_output), _TailBuffer(max_output)
+        readers = [
+            asyncio.create_task(_pump(proc.stdout, out)),
+            asyncio.create_task(_pump(proc.stderr, err)),
+        ]
+        timed_out = False
+        try:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                timed_out = True
+            # Timed out: kill the group. Exited: kill whatever it left running.
+            await _terminate_group(proc.pid, self.kill_grace)
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            exit_code: int | None
+            try:
+                exit_code = await asyncio.wait_for(proc.wait(), _DRAIN_S)
+            except TimeoutError:
+                exit_code = None
+            _, pending = await asyncio.wait(readers, timeout=_DRAIN_S)
+            if pending:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                _close_transport(proc)
+        except BaseException:
+            _kill_now(proc)
+            for task in readers:
+                task.cancel()
+            _close_transport(proc)
+            raise
+
+        stdout, stdout_cut = out.text()
+        stderr, stderr_cut = err.text()
+        return ProcessResult(
+            argv=args,
+            exit_code=exit_code,
+            stdout=stdout,
+            stderr=stderr,
+            timed_out=timed_out,
+            duration_s=time.monotonic() - started,
+            stdout_truncated=stdout_cut,
+            stderr_truncated=stderr_cut,
+        )
+
+    async def start(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+        log_path: Path,
+    ) -> LocalProcess:
+        args = _check_argv(argv)
+        _check_cwd(cwd)
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("wb") as log:
+                proc = await asyncio.create_subprocess_exec(
+                    *args,
+                    cwd=cwd,
+                    env=child_env(env),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise SpawnError(f"could not start {args[0]!r}: {exc}") from exc
+        return LocalProcess(proc, args, log_path)

@@ -1,0 +1,185 @@
+"""A git repository a task works in: branch per task, commits per stage, confined writes.
+
+Git is forgeline's own trusted tool, so it runs directly (argv, no shell); code from the
+workspace never runs here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+
+from forgeline.errors import WorkspaceError
+
+IDENTITY = ("-c", "user.name=forgeline", "-c", "user.email=forgeline@localhost")
+IGNORED = (".forgeline/", "__pycache__/", ".pytest_cache/", "*.pyc")
+# Paths an agent may never write, whatever the model says.
+PROTECTED = (".git", ".forgeline")
+
+_locks: dict[Path, asyncio.Lock] = {}
+
+
+def confined_path(root: Path, relative: str) -> Path:
+    """Resolve ``relative`` inside ``root`` or raise ``WorkspaceError`` saying why not."""
+    if not relative or not relative.strip():
+        raise WorkspaceError("empty path")
+    if "\x00" in relative:
+        raise WorkspaceError(f"path {relative!r} contains a NUL byte")
+    pure = PurePosixPath(relative.replace("\\", "/"))
+    if pure.is_absolute():
+        raise WorkspaceError(f"path {relative!r} is absolute; give a path inside the workspace")
+    if ".." in pure.parts:
+        raise WorkspaceError(f"path {relative!r} leaves the workspace ('..')")
+    if pure.parts and pure.parts[0] in PROTECTED:
+        raise WorkspaceError(f"path {relative!r} is inside {pure.parts[0]}/, which is not writable")
+    root = root.resolve()
+    target = (root / pure).resolve()  # follows symlinks already in the workspace
+    if target != root and root not in target.parents:
+        raise WorkspaceError(f"path {relative!r} resolves outside the workspace (a symlink?)")
+    return target
+
+
+class GitWorkspace:
+    def __init__(self, path: Path) -> None:
+        self.path = path.resolve()
+
+    def __repr__(self) -> str:
+        return f"GitWorkspace({str(self.path)!r})"
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Serializes changes to this checkout within the process."""
+        return _locks.setdefault(self.path, asyncio.Lock())
+
+    async def git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "git",
+            *IDENTITY,
+            *args,
+            cwd=self.path,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+        )
+        out, err = await proc.communicate(input)
+        if check and proc.returncode != 0:
+            message = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
+            raise WorkspaceError(f"git {' '.join(args)} failed in {self.path}: {message}")
+        return out.decode(errors="replace")
+
+    # ------------------------------------------------------------------ setup
+
+    async def ensure(self) -> None:
+        """Create the directory and repository if absent, with a first commit."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot create workspace {self.path}: {exc}") from exc
+        if not (self.path / ".git").exists():
+            await self.git("init", "-q", "-b", "main")
+        exclude = self.path / ".git" / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        text = exclude.read_text() if exclude.exists() else ""
+        missing = [p for p in IGNORED if p not in text.splitlines()]
+        if missing:
+            exclude.write_text(
+                text + ("" if text.endswith("\n") or not text else "\n") + "\n".join(missing) + "\n"
+            )
+        if not await self.has_commits():
+            await self.git("commit", "-q", "--allow-empty", "-m", "forgeline: initial commit")
+
+    async def has_commits(self) -> bool:
+        return bool((await self.git("rev-parse", "--verify", "-q", "HEAD", check=False)).strip())
+
+    async def head(self) -> str:
+        return (await self.git("rev-parse", "HEAD")).strip()
+
+    async def current_branch(self) -> str:
+        return (await self.git("rev-parse", "--abbrev-ref", "HEAD")).strip()
+
+    async def dirty_files(self) -> list[str]:
+        out = await self.git("status", "--porcelain", "--untracked-files=all")
+        return [line[3:] for line in out.splitlines() if line.strip()]
+
+    async def start_branch(self, branch: str) -> str:
+        """Create ``branch`` at HEAD and check it out; return the base commit."""
+        dirty = await self.dirty_files()
+        if dirty:
+            shown = ", ".join(dirty[:5])
+            raise WorkspaceError(
+                f"the workspace {self.path} has uncommitted changes ({shown}): "
+                "commit or stash them first, so forgeline's branch starts from a known state"
+            )
+        base = await self.head()
+        await self.git("checkout", "-q", "-b", branch)
+        return base
+
+    async def checkout(self, branch: str) -> None:
+        if await self.current_branch() != branch:
+            await self.git("checkout", "-q", branch)
+
+    async def reset_to(self, branch: str, commit: str) -> None:
+        """Put ``branch`` at ``commit`` with a clean tree (drops unrecorded work of a crash)."""
+        await self.checkout(branch)
+        await self.git("reset", "-q", "--hard", commit)
+        await self.git("clean", "-q", "-fd")
+
+    # ------------------------------------------------------------------ changes
+
+    def write_files(self, files: Iterable[tuple[str, str]]) -> list[str]:
+        """Write (path, content) pairs inside the workspace; all paths are checked first."""
+        planned = [(rel, confined_path(self.path, rel), content) for rel, content in files]
+        written: list[str] = []
+        for rel, target, content in planned:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content, encoding="utf-8")
+            written.append(str(PurePosixPath(rel.replace("\\", "/"))))
+        return written
+
+    def read_file(self, relative: str, limit: int = 20_000) -> str | None:
+        target = confined_path(self.path, relative)
+        if not target.is_file():
+            return None
+        text = target.read_text(encoding="utf-8", errors="replace")
+        return text if len(text) <= limit else text[:limit] + "\n... (truncated)\n"
+
+    async def commit(self, message: str, paths: Sequence[str] | None = None) -> str | None:
+        """Commit ``paths`` (or everything); return the new commit, or None if nothing changed."""
+        await self.git("add", "-A", "--", *(paths or ["."]))
+        staged = await self.git("diff", "--cached", "--name-only")
+        if not staged.strip():
+            return None
+        await self.git("commit", "-q", "-m", message)
+        return await self.head()
+
+    async def diff(self, base: str, head: str = "HEAD") -> str:
+        return await self.git("diff", base, head)
+
+    async def diff_sha256(self, base: str, head: str) -> str:
+        return hashlib.sha256((await self.diff(base, head)).encode()).hexdigest()
+
+    async def changed_files(self, base: str, head: str = "HEAD") -> list[str]:
+        return (await self.git("diff", "--name-only", base, head)).split()
+
+    async def log(self, base: str, head: str = "HEAD") -> list[tuple[str, str]]:
+        out = await self.git("log", "--reverse", "--format=%h %s", f"{base}..{head}")
+        return [tuple(line.split(" ", 1)) for line in out.splitlines() if line]  # type: ignore[misc]
+
+    def tracked_text_files(self, names: Iterable[str], budget: int = 40_000) -> dict[str, str]:
+        """Current content of ``names`` that exist, within a character budget."""
+        out: dict[str, str] = {}
+        for name in names:
+            try:
+                text = self.read_file(name)
+            except WorkspaceError:
+                continue
+            if text is None:
+                continue
+            if sum(map(len, out.values())) + len(text) > budget:
+                break
+            out[name] = text
+        return out

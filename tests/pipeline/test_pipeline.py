@@ -1,0 +1,303 @@
+"""The six stages end to end, in-process, with scripted models and real git/pytest."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from forgeline.core.events import TestResults
+from forgeline.core.changes import fold as fold_change
+from forgeline.llm.scripted import scripted_model
+from tests.pipeline.harness import pipeline, run_task, task_events
+from tests.scripts import todo_project
+
+HAPPY = [
+    "task.initiated",
+    "plan.created",
+    "architecture.proposed",
+    "plan.item.dispatched",
+    "plan.item.completed",
+    "plan.item.dispatched",
+    "plan.item.completed",
+    "code.pr.opened",
+    "test.results",
+    "review.decision",
+    "deploy.status",
+    "task.completed",
+]
+
+
+def git(ws: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ws, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("mode", ["sequential", "event"])
+async def test_a_request_goes_through_every_stage(tmp_path: Path, mode: str) -> None:
+    ws = tmp_path / "ws"
+    async with pipeline(tmp_path) as p:
+        task_id, state = await run_task(
+            p, "build a todo CLI that stores items in todo.json", mode, ws
+        )
+        events = await task_events(p, task_id)
+        assert [e.type for e in events] == HAPPY
+        assert state.status == "completed"
+        # every event names its cause, all within one correlation
+        assert all(e.correlation_id == task_id for e in events)
+        assert all(e.causation_id for e in events[1:])
+        # the branch holds one commit per changing stage, naming the agent and the event
+        assert git(ws, "rev-parse", "--abbrev-ref", "HEAD").strip() == f"forgeline/{task_id}"
+        log = git(ws, "log", "--format=%s%n%b", f"{state.base_commit}..HEAD")
+        subjects = git(
+            ws, "log", "--reverse", "--format=%s", f"{state.base_commit}..HEAD"
+        ).splitlines()
+        assert [s.split(":")[0] for s in subjects] == [
+            "forgeline planner",
+            "forgeline architect",
+            "forgeline coder",
+            "forgeline coder",
+        ]
+        assert "Event: plan.item.dispatched" in log
+        tracked = git(ws, "ls-files").split()
+        assert {"plan.yaml", "todo.py", "test_todo.py"} <= set(tracked)
+        assert any(name.startswith("docs/adr/0001-") for name in tracked)
+        # the tests really ran, in the workspace
+        results = [e.data for e in events if isinstance(e.data, TestResults)]
+        assert (results[0].passed, results[0].failed) == (2, 0)
+        # each changing stage left a completed CTRM change with the diff's hash and commit
+        for e in events:
+            if e.type in ("plan.created", "architecture.proposed", "plan.item.completed"):
+                change_id = f"{task_id}-{e.causation_id[:12]}-{e.actor}"  # type: ignore[index]
+                change = fold_change(change_id, await p.store.read_stream(f"change-{change_id}"))
+                assert change.status == "completed"
+                assert change.commit == getattr(e.data, "commit")
+                assert change.diff_sha256 is not None and len(change.diff_sha256) == 64
+        # the read models follow
+        row = await p.store.task(task_id)
+        assert row is not None and (row.status, row.current_phase) == ("completed", "done")
+        actors = [r.actor for r in await p.store.agent_events(task_id)]
+        assert actors[:3] == ["user", "planner", "architect"]
+
+
+async def test_both_modes_record_the_same_event_types_in_the_same_order(tmp_path: Path) -> None:
+    orders = []
+    for mode in ("sequential", "event"):
+        async with pipeline(tmp_path / mode) as p:
+            task_id, _ = await run_task(p, "todo cli", mode, tmp_path / mode / "ws")
+            orders.append([e.type for e in await task_events(p, task_id)])
+    assert orders[0] == orders[1]
+
+
+@pytest.mark.parametrize("mode", ["sequential", "event"])
+async def test_failing_tests_get_a_fixer_round(tmp_path: Path, mode: str) -> None:
+    models = todo_project.models(
+        coder=scripted_model([lambda m: todo_project.code_for(m, buggy=True)])
+    )
+    async with pipeline(tmp_path, models) as p:
+        task_id, state = await run_task(p, "todo cli", mode, tmp_path / "ws")
+        types = [e.type for e in await task_events(p, task_id)]
+        assert state.status == "completed"
+        assert types[types.index("code.pr.opened") :] == [
+            "code.pr.opened",
+            "test.results",
+            "code.pr.opened",
+            "test.results",
+            "review.decision",
+            "deploy.status",
+            "task.completed",
+        ]
+        first = next(
+            e.data for e in await task_events(p, task_id) if isinstance(e.data, TestResults)
+        )
+        assert first.failed == 1
+        assert first.failing == ("test_todo.py::test_done_marks_the_numbered_item",)
+        assert state.fix_rounds == 1
+
+
+async def test_fix_rounds_are_bounded_and_the_failure_says_what_to_do(tmp_path: Path) -> None:
+    buggy = [lambda m: todo_project.code_for(m, buggy=True)]
+    still_buggy = scripted_model(
+        [
+            {
+                "summary": "no",
+                "files": [{"path": "todo.py", "content": todo_project.BUGGY_TODO_PY + "\n"}],
+            }
+        ]
+    )
+    models = todo_project.models(coder=scripted_model(buggy), fixer=still_buggy)
+    async with pipeline(tmp_path, models, max_fix_rounds=2) as p:
+        task_id, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
+    assert state.status == "failed"
+    assert state.fix_rounds == 2
+    assert state.failure is not None
+    assert "after 2 fix round(s)" in state.failure
+    assert "test_done_marks_the_numbered_item" in state.failure
+    assert f"forgeline/{task_id}" in state.failure
+
+
+async def test_requested_changes_go_back_to_the_coder(tmp_path: Path) -> None:
+    review = scripted_model(
+        [{"approved": False, "comments": ["add a docstring to test_todo.py"]}, todo_project.APPROVE]
+    )
+
+    def coder(messages):  # type: ignore[no-untyped-def]
+        from forgeline.llm.scripted import prompt_text
+
+        if "The reviewer requests" in prompt_text(messages):
+            body = '"""Tests for the todo CLI."""\n' + todo_project.TEST_TODO_PY
+            return {"summary": "docstring", "files": [{"path": "test_todo.py", "content": body}]}
+        return todo_project.code_for(messages)
+
+    models = todo_project.models(reviewer=review, coder=scripted_model([coder]))
+    async with pipeline(tmp_path, models) as p:
+        task_id, state = await run_task(p, "todo cli", "event", tmp_path / "ws")
+        events = await task_events(p, task_id)
+    assert state.status == "completed"
+    assert state.review_rounds == 1
+    prs = [e for e in events if e.type == "code.pr.opened"]
+    assert [getattr(e.data, "reason") for e in prs] == ["plan", "review"]
+    assert [e.actor for e in prs] == ["orchestrator", "coder"]
+    assert (tmp_path / "ws" / "test_todo.py").read_text().startswith('"""Tests for the todo CLI')
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "{not json",
+        {"summary": "x", "files": [{"path": "../outside.py", "content": "x = 1\n"}]},
+        {"summary": "x", "files": [{"path": "/etc/passwd", "content": "x\n"}]},
+        {"summary": "x", "files": []},
+        {"summary": "x", "files": [{"path": "todo.py", "content": "def broken(:\n"}]},
+    ],
+    ids=["invalid-json", "dotdot", "absolute", "empty", "syntax-error"],
+)
+async def test_bad_model_output_is_retried_then_accepted(tmp_path: Path, bad: object) -> None:
+    answers = [bad, lambda m: todo_project.code_for(m)]
+    models = todo_project.models(coder=scripted_model(answers))  # type: ignore[list-item]
+    async with pipeline(tmp_path, models) as p:
+        _, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
+    assert state.status == "completed"
+    assert not (tmp_path / "outside.py").exists()
+
+
+async def test_output_that_stays_bad_fails_the_stage_and_keeps_the_record(tmp_path: Path) -> None:
+    bad = {"summary": "x", "files": [{"path": "../../escape.py", "content": "x = 1\n"}]}
+    models = todo_project.models(coder=scripted_model([bad]))
+    async with pipeline(tmp_path, models, output_retries=2) as p:
+        task_id, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
+        events = await task_events(p, task_id)
+        assert state.status == "failed"
+        assert [e.type for e in events][-2:] == ["stage.failed", "task.failed"]
+        assert [e.type for e in events][:4] == [
+            "task.initiated",
+            "plan.created",
+            "architecture.proposed",
+            "plan.item.dispatched",
+        ]
+        assert state.failure is not None
+        assert "coder failed" in state.failure and "leaves the workspace" in state.failure
+        # the coder's change is recorded as failed, with the error log
+        failed = [e for e in await p.store.read_all() if e.type == "change.failed"]
+        assert len(failed) == 1
+    assert not (tmp_path / "escape.py").exists()
+
+
+async def test_a_clarification_pauses_the_task_until_answered(tmp_path: Path) -> None:
+    plan = {
+        "summary": "todo",
+        "items": [
+            {"id": "q", "title": "Which file should hold the items?", "kind": "clarification"},
+            *todo_project.PLAN["items"],
+        ],
+    }
+    plan["items"][1] = {**plan["items"][1], "depends_on": ["q"]}
+    models = todo_project.models(planner=scripted_model([plan]))
+    async with pipeline(tmp_path, models) as p:
+        task_id, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
+        assert state.status == "needs_clarification"
+        from datetime import UTC, datetime
+
+        from forgeline.core.task import Answer, decide
+
+        await p.store.append(
+            f"task-{task_id}", decide(state, Answer(answer="todo.json", at=datetime.now(UTC)))
+        )
+        state = await p.run_sequential(task_id)
+        assert state.status == "completed"
+        assert state.items["q"].answer == "todo.json"
+
+
+async def test_cancel_stops_the_task(tmp_path: Path) -> None:
+    async with pipeline(tmp_path) as p:
+        from forgeline.workspace.git import GitWorkspace
+
+        task_id = await p.submit("todo cli", GitWorkspace(tmp_path / "ws"))
+        await p.cancel(task_id)
+        state = await p.run_sequential(task_id)
+        assert state.status == "cancelled"
+        assert [e.type for e in await task_events(p, task_id)] == [
+            "task.initiated",
+            "task.cancelled",
+        ]
+
+
+WEB_APP = """import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"ok" if self.path == "/health" else b"hello"
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+WEB_TEST = """import app_module_exists
+
+
+def test_exists():
+    assert app_module_exists.OK
+"""
+
+
+async def test_a_web_app_is_deployed_to_a_preview_url_and_stopped(tmp_path: Path) -> None:
+    import urllib.request
+
+    plan = {"summary": "web", "items": [{"id": "a", "title": "server", "files": ["app.py"]}]}
+    arch = {
+        "summary": "stdlib server",
+        "decision": "http.server",
+        "run": {"kind": "web", "command": ["python", "app.py", "{port}"], "health_path": "/health"},
+    }
+    files = {
+        "summary": "server",
+        "files": [
+            {"path": "app.py", "content": WEB_APP},
+            {"path": "app_module_exists.py", "content": "OK = True\n"},
+            {"path": "test_app.py", "content": WEB_TEST},
+        ],
+    }
+    models = todo_project.models(
+        planner=scripted_model([plan]),
+        architect=scripted_model([arch]),
+        coder=scripted_model([files]),
+    )
+    async with pipeline(tmp_path, models) as p:
+        task_id, state = await run_task(p, "a web app", "sequential", tmp_path / "ws")
+        assert state.status == "completed"
+        assert state.deploy is not None and state.deploy.url is not None
+        with urllib.request.urlopen(state.deploy.url + "/health", timeout=5) as response:
+            assert response.read() == b"ok"
+        pid = await p.stop_preview(task_id)
+        assert pid == state.deploy.pid
+        assert [e.type for e in await task_events(p, task_id)][-1] == "preview.stopped"
+        with pytest.raises(OSError):
+            urllib.request.urlopen(state.deploy.url + "/health", timeout=2)
