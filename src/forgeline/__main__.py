@@ -1,0 +1,3 @@
+from forgeline.cli.app import main
+
+main()

@@ -1,0 +1,367 @@
+"""``forgeline``: the command line. A thin edge: parse, wire, call the pipeline, print."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+import typer
+from rich.console import Console
+
+from forgeline.cli.render import print_event, summary, tasks_table
+from forgeline.config import Settings, load_settings
+from forgeline.core.events import task_stream
+from forgeline.core.task import Answer, TaskState, decide
+from forgeline.errors import ForgelineError
+from forgeline.llm.gateway import ModelRegistry
+from forgeline.pipeline.base import Services
+from forgeline.pipeline.runner import Pipeline, settled
+from forgeline.pipeline.workers import WorkerManager
+from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.store import open_store
+from forgeline.store.base import EventStore
+from forgeline.workspace.git import GitWorkspace
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="forgeline",
+    help="A software factory run by AI agents: plan, design, code, test, review, deploy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+Workspace = Annotated[
+    Path,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="The git repository to work in (created if absent).",
+        envvar="FORGELINE_WORKSPACE",
+    ),
+]
+Store = Annotated[
+    str | None,
+    typer.Option(
+        "--store", help="Event store URL (default: sqlite file under <workspace>/.forgeline/)."
+    ),
+]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: <workspace>/forgeline.toml)."),
+]
+Mode = Annotated[
+    Literal["event", "sequential"] | None,
+    typer.Option(
+        "--mode", help="event: a worker per stage fed by the store; sequential: direct calls."
+    ),
+]
+TaskArg = Annotated[str, typer.Argument(help="The task id (see `forgeline tasks`).")]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def main() -> None:
+    app()
+
+
+def _run(coro: Coroutine[object, object, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except ForgelineError as exc:
+        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@contextlib.asynccontextmanager
+async def _pipeline(
+    workspace: Path,
+    store: str | None,
+    config: Path | None,
+    *,
+    with_models: bool,
+    **overrides: object,
+) -> AsyncIterator[Pipeline]:
+    workspace = workspace.resolve()
+    settings = load_settings(workspace, config, store=store, **overrides)
+    models = ModelRegistry.from_settings(settings) if with_models else ModelRegistry({})
+    event_store = open_store(settings.store_url(workspace))
+    await event_store.open()
+    services = Services(store=event_store, settings=settings, spawner=LocalSpawner(), models=models)
+    try:
+        yield Pipeline(services)
+    finally:
+        await event_store.close()
+
+
+# ------------------------------------------------------------------------ work
+
+
+async def _follow_task(store: EventStore, task_id: str, after: int, stop: asyncio.Event) -> None:
+    """Print the task's events as they are recorded until ``stop`` is set."""
+    stream = task_stream(task_id)
+    seen = after
+    while True:
+        for event in await store.read_stream(stream, after_version=seen):
+            print_event(console, event)
+            seen = event.version
+        if stop.is_set():
+            return
+        await store.wait_for_append()
+
+
+async def _drive(pipeline: Pipeline, task_id: str, mode: str, keep_preview: bool) -> TaskState:
+    """Run the task until it needs a person, printing progress; drain on SIGINT/SIGTERM."""
+    store = pipeline.store
+    settings: Settings = pipeline.services.settings
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
+    printed = asyncio.Event()
+    start_version = await store.stream_version(task_stream(task_id))
+    printer = asyncio.create_task(_follow_task(store, task_id, max(start_version - 1, 0), printed))
+    try:
+        await pipeline.recover(task_id)
+        if (mode or settings.mode) == "sequential":
+            await pipeline.run_sequential(task_id, stop=interrupted)
+        else:
+            async with WorkerManager(pipeline) as manager:
+                while not interrupted.is_set():
+                    if settled(await pipeline.state(task_id)):
+                        break
+                    failure = manager.failure()
+                    if failure is not None:
+                        raise failure
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(interrupted.wait(), 0.2)
+        state = await pipeline.state(task_id)
+        if state.terminal and not keep_preview:
+            await pipeline.stop_preview(task_id)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        printed.set()
+        await printer
+    if interrupted.is_set() and not settled(state):
+        errors.print(
+            f"[yellow]stopped[/]: work in flight was finished and recorded. "
+            f"Continue with `forgeline resume {task_id}`."
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
+    return state
+
+
+async def _finish(pipeline: Pipeline, state: TaskState) -> int:
+    commits: list[tuple[str, str]] = []
+    with contextlib.suppress(ForgelineError):
+        commits = await GitWorkspace(Path(state.workspace)).log(state.base_commit, state.head)
+    summary(console, state, commits)
+    if state.status == "needs_clarification":
+        questions = [
+            s.item.description or s.item.title
+            for s in state.items.values()
+            if s.status == "needs_clarification"
+        ]
+        console.print(f"[yellow]question[/] {questions[0] if questions else ''}")
+        console.print(f'Answer with: forgeline answer {state.task_id} "..."')
+        return 0
+    if state.deploy is not None and state.deploy.url and state.status == "completed":
+        if any(
+            e.type == "preview.stopped"
+            for e in await pipeline.store.read_stream(task_stream(state.task_id))
+        ):
+            console.print("preview stopped (use --keep-preview to leave it running)")
+        else:
+            console.print(
+                f"preview running at {state.deploy.url}; `forgeline stop {state.task_id}` stops it"
+            )
+    return 0 if state.status == "completed" else EXIT_FAILED
+
+
+# --------------------------------------------------------------------- commands
+
+
+@app.command()
+def run(
+    request: Annotated[str, typer.Argument(help="What to build, in plain words.")],
+    workspace: Workspace = Path("."),
+    mode: Mode = None,
+    max_fix_rounds: Annotated[
+        int | None, typer.Option(help="Fixer rounds before the task fails (default 3).")
+    ] = None,
+    max_review_rounds: Annotated[
+        int | None, typer.Option(help="Review rounds before the task fails (default 3).")
+    ] = None,
+    keep_preview: Annotated[
+        bool, typer.Option(help="Leave a web preview running after the task ends.")
+    ] = False,
+    store: Store = None,
+    config: ConfigFile = None,
+) -> None:
+    """Build REQUEST: plan, design, code, test (and fix), review and deploy it."""
+
+    async def go() -> int:
+        async with _pipeline(
+            workspace,
+            store,
+            config,
+            with_models=True,
+            mode=mode,
+            max_fix_rounds=max_fix_rounds,
+            max_review_rounds=max_review_rounds,
+        ) as pipeline:
+            task_id = await pipeline.submit(request, GitWorkspace(workspace))
+            console.print(f"task [bold]{task_id}[/] on branch forgeline/{task_id}")
+            state = await _drive(pipeline, task_id, mode or "", keep_preview)
+            return await _finish(pipeline, state)
+
+    raise typer.Exit(_run(go()))
+
+
+@app.command()
+def resume(
+    task: TaskArg,
+    workspace: Workspace = Path("."),
+    mode: Mode = None,
+    keep_preview: Annotated[bool, typer.Option(help="Leave a web preview running.")] = False,
+    store: Store = None,
+    config: ConfigFile = None,
+) -> None:
+    """Continue a task that was stopped or killed; finished stages are not re-run."""
+
+    async def go() -> int:
+        async with _pipeline(workspace, store, config, with_models=True, mode=mode) as pipeline:
+            state = await pipeline.state(task)
+            if not state.terminal:
+                state = await _drive(pipeline, task, mode or "", keep_preview)
+            return await _finish(pipeline, state)
+
+    raise typer.Exit(_run(go()))
+
+
+@app.command()
+def answer(
+    task: TaskArg,
+    text: Annotated[str, typer.Argument(help="Your answer to the task's question.")],
+    workspace: Workspace = Path("."),
+    mode: Mode = None,
+    store: Store = None,
+    config: ConfigFile = None,
+) -> None:
+    """Answer a task's clarification question, then continue the task."""
+
+    async def go() -> int:
+        async with _pipeline(workspace, store, config, with_models=True, mode=mode) as pipeline:
+            state = await pipeline.state(task)
+            events = decide(state, Answer(answer=text, at=pipeline.services.clock()))
+            await pipeline.store.append(task_stream(task), events)
+            state = await _drive(pipeline, task, mode or "", keep_preview=False)
+            return await _finish(pipeline, state)
+
+    raise typer.Exit(_run(go()))
+
+
+@app.command()
+def tasks(workspace: Workspace = Path("."), store: Store = None, config: ConfigFile = None) -> None:
+    """List the tasks in this workspace's store."""
+
+    async def go() -> None:
+        async with _pipeline(workspace, store, config, with_models=False) as pipeline:
+            rows = await pipeline.store.tasks()
+        if rows:
+            console.print(tasks_table(rows))
+        else:
+            console.print('no tasks yet: forgeline run "what to build"')
+
+    _run(go())
+
+
+@app.command()
+def status(
+    task: TaskArg, workspace: Workspace = Path("."), store: Store = None, config: ConfigFile = None
+) -> None:
+    """Show where a task stands: phase, branch, commits, tests, review, deploy."""
+
+    async def go() -> int:
+        async with _pipeline(workspace, store, config, with_models=False) as pipeline:
+            state = await pipeline.state(task)
+            row = await pipeline.store.task(task)
+            if row is not None:
+                console.print(f"phase    {row.current_phase}")
+            commits: list[tuple[str, str]] = []
+            with contextlib.suppress(ForgelineError):
+                commits = await GitWorkspace(Path(state.workspace)).log(
+                    state.base_commit, state.head
+                )
+            summary(console, state, commits)
+            return 0
+
+    raise typer.Exit(_run(go()))
+
+
+@app.command()
+def events(
+    task: TaskArg,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events until the task ends.")
+    ] = False,
+    workspace: Workspace = Path("."),
+    store: Store = None,
+    config: ConfigFile = None,
+) -> None:
+    """Print a task's events (the audit log), optionally following new ones."""
+
+    async def go() -> None:
+        async with _pipeline(workspace, store, config, with_models=False) as pipeline:
+            await pipeline.state(task)  # a clear error for an unknown id
+            stream = task_stream(task)
+            seen = 0
+            while True:
+                for event in await pipeline.store.read_stream(stream, after_version=seen):
+                    print_event(console, event)
+                    seen = event.version
+                if not follow or settled(await pipeline.state(task)):
+                    return
+                await pipeline.store.wait_for_append()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(go())
+
+
+@app.command()
+def cancel(
+    task: TaskArg, workspace: Workspace = Path("."), store: Store = None, config: ConfigFile = None
+) -> None:
+    """Cancel a task: no stage acts on it afterwards, and its preview stops."""
+
+    async def go() -> None:
+        async with _pipeline(workspace, store, config, with_models=False) as pipeline:
+            await pipeline.cancel(task)
+        console.print(f"task {task} cancelled")
+
+    _run(go())
+
+
+@app.command()
+def stop(
+    task: TaskArg, workspace: Workspace = Path("."), store: Store = None, config: ConfigFile = None
+) -> None:
+    """Stop a task's running web preview."""
+
+    async def go() -> None:
+        async with _pipeline(workspace, store, config, with_models=False) as pipeline:
+            await pipeline.state(task)
+            pid = await pipeline.stop_preview(task)
+        console.print(f"preview (pid {pid}) stopped" if pid else "no preview is running")
+
+    _run(go())

@@ -1,0 +1,84 @@
+"""Shared fixtures. Each concern lives in its own section; add new ones below."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydantic_ai.models
+import pytest
+
+# Tests never call real models.
+pydantic_ai.models.ALLOW_MODEL_REQUESTS = False
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------ postgres
+
+POSTGRES_SCRIPT = REPO / "scripts" / "postgres.sh"
+POSTGRES_URL_ENV = "FORGELINE_TEST_POSTGRES_URL"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_postgres(data_dir: Path, port: int) -> str:
+    """Start a throwaway cluster with scripts/postgres.sh and return its URL.
+
+    Fails the test (never skips) with the script's own message when it cannot start.
+    """
+    try:
+        done = subprocess.run(
+            ["bash", str(POSTGRES_SCRIPT), "start", str(data_dir), str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"cannot start the test Postgres cluster: {exc}", pytrace=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        pytest.fail(
+            f"cannot start the test Postgres cluster (scripts/postgres.sh exited"
+            f" {done.returncode}); set {POSTGRES_URL_ENV} to use another server.\n"
+            f"{done.stderr.strip()}",
+            pytrace=False,
+        )
+    return lines[-1]
+
+
+def stop_postgres(data_dir: Path) -> None:
+    subprocess.run(
+        ["bash", str(POSTGRES_SCRIPT), "stop", str(data_dir)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A Postgres URL for the ``postgres`` tests: ``$FORGELINE_TEST_POSTGRES_URL``, or a
+    throwaway cluster started for this session and stopped at its end."""
+    if url := os.environ.get(POSTGRES_URL_ENV):
+        yield url
+        return
+    # Not pytest's tmp_path: its parents are private to root, and the server may run as
+    # the unprivileged postgres user.
+    data_dir = Path(tempfile.mkdtemp(prefix="forgeline-pg-"))
+    try:
+        yield start_postgres(data_dir, free_port())
+    finally:
+        stop_postgres(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
