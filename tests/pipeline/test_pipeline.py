@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from forgeline.core.events import TestResults
 from forgeline.core.changes import fold as fold_change
+from forgeline.core.events import TestResults
 from forgeline.llm.scripted import scripted_model
 from tests.pipeline.harness import pipeline, run_task, task_events
 from tests.scripts import todo_project

@@ -10,6 +10,10 @@ subprocess:
   repairs it.
 - ``TODO_SCRIPT_BLOCK=<role>`` and ``TODO_SCRIPT_MARKER=<path>``: that role writes the
   marker file and then hangs, so a test can kill the process mid-stage.
+- ``TODO_SCRIPT_SLOW=<role>`` (with ``TODO_SCRIPT_MARKER``): that role writes the marker,
+  takes ``TODO_SCRIPT_DELAY`` seconds (default 3), then answers.
+- ``TODO_SCRIPT_FORBID=<role>,<role>``: those roles fail if they are called at all (proves
+  a resume does not re-run finished stages).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models import Model
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from forgeline.llm.scripted import Answer, prompt_text, scripted_model
+from forgeline.llm.scripted import Answer, prompt_text, scripted_function, scripted_model
 
 TODO_PY = '''"""A todo list kept in todo.json."""
 
@@ -150,6 +154,23 @@ def hanging_model(answer: dict[str, Any], marker: Path) -> Model:
 def _model(role: str, answers: list[Answer], final: dict[str, Any]) -> Model:
     if os.environ.get("TODO_SCRIPT_BLOCK") == role:
         return hanging_model(final, Path(os.environ["TODO_SCRIPT_MARKER"]))
+    if role in os.environ.get("TODO_SCRIPT_FORBID", "").split(","):
+
+        def forbidden(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+            raise AssertionError(f"the {role} model was called again")
+
+        return FunctionModel(forbidden, model_name="forbidden")
+    if os.environ.get("TODO_SCRIPT_SLOW") == role:
+        respond = scripted_function(answers)
+        marker = Path(os.environ["TODO_SCRIPT_MARKER"])
+        delay = float(os.environ.get("TODO_SCRIPT_DELAY", "3"))
+
+        async def slow(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+            marker.write_text("reached")
+            await asyncio.sleep(delay)
+            return respond(messages, info)
+
+        return FunctionModel(slow, model_name="slow")
     return scripted_model(answers, name=f"todo-{role}")
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Literal, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from forgeline.cli.render import print_event, summary, tasks_table
 from forgeline.config import Settings, load_settings
@@ -78,7 +79,7 @@ def _run(coro: Coroutine[object, object, T]) -> T:
     try:
         return asyncio.run(coro)
     except ForgelineError as exc:
-        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        errors.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -172,7 +173,7 @@ async def _finish(pipeline: Pipeline, state: TaskState) -> int:
             for s in state.items.values()
             if s.status == "needs_clarification"
         ]
-        console.print(f"[yellow]question[/] {questions[0] if questions else ''}")
+        console.print(f"[yellow]question[/] {escape(questions[0] if questions else '')}")
         console.print(f'Answer with: forgeline answer {state.task_id} "..."')
         return 0
     if state.deploy is not None and state.deploy.url and state.status == "completed":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape as e
 from rich.table import Table
 
 from forgeline.core.events import (
@@ -39,48 +40,49 @@ def describe(event: Event) -> str:
     d = event.data
     match d:
         case TaskInitiated():
-            return f"request: {d.request!r} on branch {d.branch}"
+            return f"request: {e(repr(d.request))} on branch {e(d.branch)}"
         case PlanCreated():
-            return f"{len(d.items)} plan item(s): {d.summary} ({short(d.commit)})"
+            return f"{len(d.items)} plan item(s): {e(d.summary)} ({short(d.commit)})"
         case ArchitectureProposed():
-            return f"{d.summary} [{d.run.kind}] ADR {d.adr_path} ({short(d.commit)})"
+            kind = e(f"[{d.run.kind}]")
+            return f"{e(d.summary)} {kind} ADR {e(d.adr_path)} ({short(d.commit)})"
         case PlanItemDispatched():
-            return f"item {d.item_id} dispatched"
+            return f"item {e(d.item_id)} dispatched"
         case PlanItemCompleted():
-            return f"item {d.item_id} done: {', '.join(d.files)} ({short(d.commit)})"
+            return f"item {e(d.item_id)} done: {e(', '.join(d.files))} ({short(d.commit)})"
         case ClarificationRequested():
-            return f"[bold yellow]question[/]: {d.question}"
+            return f"[bold yellow]question[/]: {e(d.question)}"
         case ClarificationAnswered():
-            return f"answer: {d.answer}"
+            return f"answer: {e(d.answer)}"
         case CodePrOpened():
-            return f"code ready for testing ({d.reason}, round {d.round}) at {short(d.commit)}"
+            return f"code ready for testing ({e(d.reason)}, round {d.round}) at {short(d.commit)}"
         case TestResults():
             colour = "green" if d.ok else "red"
             text = f"[{colour}]{d.passed} passed, {d.failed} failed, {d.errors} errors[/]"
             if d.failing:
-                text += f": {', '.join(d.failing[:5])}"
+                text += f": {e(', '.join(d.failing[:5]))}"
             return text + (" (timed out)" if d.timed_out else "")
         case ReviewDecision():
             if d.approved:
                 return "[green]approved[/]"
-            return "[yellow]changes requested[/]: " + "; ".join(d.comments)
+            return "[yellow]changes requested[/]: " + e("; ".join(d.comments))
         case DeployStatus():
             outcome = "[green]ok[/]" if d.ok else "[red]failed[/]"
-            return f"{d.kind} {outcome}" + (f" at {d.url}" if d.url else "")
+            return f"{e(d.kind)} {outcome}" + (f" at {e(d.url)}" if d.url else "")
         case StageFailed():
-            return f"[red]{d.stage} failed[/]: {d.error}"
+            return f"[red]{e(d.stage)} failed[/]: {e(d.error)}"
         case TaskCompleted():
-            return f"[bold green]completed[/]: {d.summary}"
+            return f"[bold green]completed[/]: {e(d.summary)}"
         case TaskFailed():
-            return f"[bold red]failed[/]: {d.reason}"
+            return f"[bold red]failed[/]: {e(d.reason)}"
         case TaskCancelled():
-            return f"[yellow]cancelled[/]: {d.reason}"
+            return f"[yellow]cancelled[/]: {e(d.reason)}"
         case PreviewStopped():
             return f"preview (pid {d.pid}) stopped"
         case ChangeCompleted():
-            return f"change committed {short(d.commit)} sha256 {d.diff_sha256[:12]}"
+            return f"change committed {short(d.commit)} sha256 {e(d.diff_sha256[:12])}"
         case ChangeFailed():
-            return f"change failed: {d.error_log[:200]}"
+            return f"change failed: {e(d.error_log[:200])}"
         case _:
             return ""
 
@@ -108,9 +110,9 @@ def tasks_table(rows: list[TaskRow]) -> Table:
 
 def summary(console: Console, state: TaskState, commits: list[tuple[str, str]]) -> None:
     console.rule(f"task {state.task_id}: {state.status}")
-    console.print(f"branch   {state.branch} in {state.workspace}")
+    console.print(f"branch   {e(state.branch)} in {e(state.workspace)}")
     for sha, subject in commits:
-        console.print(f"commit   {sha} {subject}", highlight=False)
+        console.print(f"commit   {sha} {e(subject)}", highlight=False)
     if state.last_test is not None:
         t = state.last_test
         console.print(f"tests    {t.passed} passed, {t.failed} failed, {t.errors} errors")
@@ -120,6 +122,6 @@ def summary(console: Console, state: TaskState, commits: list[tuple[str, str]]) 
     if state.deploy is not None:
         d = state.deploy
         where = f" at {d.url}" if d.url else ""
-        console.print(f"deploy   {d.kind} {'ok' if d.ok else 'failed'}{where}")
+        console.print(f"deploy   {d.kind} {'ok' if d.ok else 'failed'}{e(where)}")
     if state.failure:
-        console.print(f"[red]reason[/]   {state.failure}")
+        console.print(f"[red]reason[/]   {e(state.failure)}")

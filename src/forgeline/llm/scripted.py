@@ -18,11 +18,19 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 Answer = dict[str, Any] | str | Callable[[list[ModelMessage]], dict[str, Any] | str]
 
 
+Respond = Callable[[list[ModelMessage], AgentInfo], ModelResponse]
+
+
 def scripted_model(answers: Sequence[Answer], *, name: str = "scripted") -> FunctionModel:
     """A model returning ``answers`` in order as the role's structured output.
 
     A ``str`` answer is sent as raw tool arguments (so invalid JSON can be scripted).
     """
+    return FunctionModel(scripted_function(answers), model_name=name)
+
+
+def scripted_function(answers: Sequence[Answer]) -> Respond:
+    """The function behind ``scripted_model``, for wrapping (delays, failures)."""
     if not answers:
         raise ValueError("a scripted model needs at least one answer")
     calls = 0
@@ -39,7 +47,7 @@ def scripted_model(answers: Sequence[Answer], *, name: str = "scripted") -> Func
         args = answer if isinstance(answer, str) else json.dumps(answer)
         return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, args)])
 
-    return FunctionModel(respond, model_name=name)
+    return respond
 
 
 def prompt_text(messages: list[ModelMessage]) -> str:

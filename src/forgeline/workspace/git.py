@@ -74,12 +74,18 @@ class GitWorkspace:
     # ------------------------------------------------------------------ setup
 
     async def ensure(self) -> None:
-        """Create the directory and repository if absent, with a first commit."""
+        """Create the directory and repository if absent.
+
+        A repository forgeline creates gets a first commit holding whatever the directory
+        already had (a forgeline.toml, say), so the task branch starts from it. An existing
+        repository's files are never committed on the user's behalf.
+        """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WorkspaceError(f"cannot create workspace {self.path}: {exc}") from exc
-        if not (self.path / ".git").exists():
+        created = not (self.path / ".git").exists()
+        if created:
             await self.git("init", "-q", "-b", "main")
         exclude = self.path / ".git" / "info" / "exclude"
         exclude.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +96,8 @@ class GitWorkspace:
                 text + ("" if text.endswith("\n") or not text else "\n") + "\n".join(missing) + "\n"
             )
         if not await self.has_commits():
+            if created:
+                await self.git("add", "-A")
             await self.git("commit", "-q", "--allow-empty", "-m", "forgeline: initial commit")
 
     async def has_commits(self) -> bool:

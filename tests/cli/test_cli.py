@@ -1,0 +1,177 @@
+"""The command line's answers to bad input: a clear message, exit 2, nothing lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from forgeline.cli.app import app
+from tests.scripts.todo_project import CONFIG, PLAN
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FORGELINE_MODELS__DEFAULT", "FORGELINE_WORKSPACE", "FORGELINE_STORE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    path = tmp_path / "ws"
+    path.mkdir()
+    (path / "forgeline.toml").write_text(CONFIG)
+    return path
+
+
+def test_help_lists_every_command() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("run", "tasks", "status", "events", "answer", "cancel", "resume", "stop"):
+        assert command in result.output
+
+
+def test_an_empty_request_is_refused_before_anything_is_created(ws: Path) -> None:
+    result = invoke("run", "   ", "--workspace", str(ws))
+    assert result.exit_code == 2
+    assert "the request is empty" in result.output
+    assert not (ws / ".git").exists()
+
+
+@pytest.mark.parametrize("command", ["status", "events", "cancel", "resume", "stop"])
+def test_an_unknown_task_id_says_how_to_find_one(ws: Path, command: str) -> None:
+    result = invoke(command, "nope", "--workspace", str(ws))
+    assert result.exit_code == 2
+    assert "no task 'nope'" in result.output
+    assert "forgeline tasks" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_fix_rounds = [\n", "not valid TOML"),
+        ('max_fix_rounds = "many"\n', "max_fix_rounds: Input should be a valid integer"),
+        ("colour = 3\n", "colour: Extra inputs are not permitted"),
+        ('mode = "parallel"\n', "mode: Input should be 'event' or 'sequential'"),
+        ('[models]\ndefault = "nonsense"\n', "has no provider"),
+        ('[models]\ndefault = "function:no.such.module:x"\n', "cannot be loaded"),
+        ('store = "mysql://x"\n', "unknown store URL"),
+    ],
+)
+def test_malformed_config_names_the_problem(ws: Path, text: str, message: str) -> None:
+    (ws / "forgeline.toml").write_text(text)
+    command = ("tasks",) if "store" in text else ("run", "todo cli")
+    result = invoke(*command, "--workspace", str(ws))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_no_model_configured_says_how_to_configure_one(ws: Path) -> None:
+    (ws / "forgeline.toml").write_text("")
+    result = invoke("run", "todo cli", "--workspace", str(ws))
+    assert result.exit_code == 2
+    assert "no model configured" in result.output
+    assert 'set [models] default = "provider:model"' in result.output
+    assert "FORGELINE_MODELS__DEFAULT" in result.output
+
+
+def test_a_missing_config_file_is_an_error(ws: Path) -> None:
+    result = invoke("tasks", "--workspace", str(ws), "--config", str(ws / "nope.toml"))
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+def test_uncommitted_changes_in_the_workspace_are_protected(ws: Path) -> None:
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=ws, check=True)
+    (ws / "notes.txt").write_text("mine")
+    result = invoke("run", "todo cli", "--workspace", str(ws))
+    assert result.exit_code == 2
+    assert "uncommitted changes" in result.output
+    assert (ws / "notes.txt").read_text() == "mine"
+
+
+def test_run_then_read_commands_then_cancel_is_refused_when_done(ws: Path) -> None:
+    result = invoke("run", "todo cli", "--workspace", str(ws), "--mode", "sequential")
+    assert result.exit_code == 0, result.output
+    task_id = result.output.split("task ", 1)[1].split()[0]
+    listed = invoke("tasks", "--workspace", str(ws))
+    assert task_id in listed.output
+    status = invoke("status", task_id, "--workspace", str(ws))
+    assert status.exit_code == 0
+    assert "phase    done" in status.output
+    assert "tests    2 passed" in status.output
+    again = invoke("cancel", task_id, "--workspace", str(ws))
+    assert again.exit_code == 2
+    assert "already completed" in again.output
+    nothing = invoke("answer", task_id, "yes", "--workspace", str(ws))
+    assert nothing.exit_code == 2
+    assert "not waiting for an answer" in nothing.output
+
+
+def test_a_question_is_asked_and_answer_continues_the_task(ws: Path, tmp_path: Path) -> None:
+    plan = {
+        "summary": PLAN["summary"],
+        "items": [
+            {"id": "q", "title": "Where should items be stored?", "kind": "clarification"},
+            {**PLAN["items"][0], "depends_on": ["q"]},
+            PLAN["items"][1],
+        ],
+    }
+    script = tmp_path / "askfirst.py"
+    script.write_text(
+        "from forgeline.llm.scripted import scripted_model\n"
+        f"import json\nPLAN = json.loads({json.dumps(json.dumps(plan))})\n"
+        "def planner():\n    return scripted_model([PLAN])\n"
+    )
+    (ws / "forgeline.toml").write_text(
+        CONFIG.replace("tests.scripts.todo_project:planner", "askfirst:planner")
+    )
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        asked = invoke("run", "todo cli", "--workspace", str(ws))
+        assert asked.exit_code == 0, asked.output
+        assert "Where should items be stored?" in asked.output
+        task_id = asked.output.split("task ", 1)[1].split()[0]
+        assert "needs_clarification" in invoke("tasks", "--workspace", str(ws)).output
+        empty = invoke("answer", task_id, "  ", "--workspace", str(ws))
+        assert empty.exit_code == 2
+        assert "the answer is empty" in empty.output
+        answered = invoke("answer", task_id, "in todo.json", "--workspace", str(ws))
+        assert answered.exit_code == 0, answered.output
+        assert "completed" in answered.output
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_model_text_is_shown_literally_not_as_markup() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from forgeline.cli.render import print_event
+    from forgeline.core.events import Event, TestResults
+
+    event = Event(
+        stream_id="task-t",
+        data=TestResults(commit="c", passed=1, failed=1, failing=("test_x.py::test_a[bold]",)),
+        correlation_id="t",
+        actor="tester",
+        version=1,
+        position=1,
+    )
+    out = StringIO()
+    print_event(Console(file=out, width=200), event)
+    assert "test_x.py::test_a[bold]" in out.getvalue()

@@ -1,0 +1,206 @@
+"""Whole requests through the real `forgeline` command: a run, a kill -9 and resume,
+and a SIGTERM that drains in-flight work."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from forgeline.core.changes import fold as fold_change
+from forgeline.core.events import Event
+from forgeline.store import SQLiteEventStore
+from tests.e2e.helpers import config_file, forgeline, git, start, task_id_from, wait_for
+
+pytestmark = pytest.mark.slow
+
+REQUEST = "build a todo CLI that stores items in todo.json"
+CHAIN = [
+    "task.initiated",
+    "plan.created",
+    "architecture.proposed",
+    "plan.item.dispatched",
+    "plan.item.completed",
+    "plan.item.dispatched",
+    "plan.item.completed",
+    "code.pr.opened",
+    "test.results",
+    "review.decision",
+    "deploy.status",
+    "task.completed",
+]
+
+
+async def recorded(ws: Path) -> list[Event]:
+    async with SQLiteEventStore(ws / ".forgeline" / "forgeline.db") as store:
+        return await store.read_all(after=0, limit=10_000)
+
+
+def assert_no_duplicate_effects(events: list[Event]) -> None:
+    effects = Counter((e.stream_id, e.causation_id, e.type) for e in events if e.causation_id)
+    assert [k for k, n in effects.items() if n > 1] == []
+
+
+@pytest.mark.parametrize("mode", ["event", "sequential"])
+async def test_forgeline_run_builds_the_request(tmp_path: Path, mode: str) -> None:
+    ws = tmp_path / "todo"
+    result = forgeline(
+        "run",
+        REQUEST,
+        "--workspace",
+        str(ws),
+        "--config",
+        str(config_file(tmp_path)),
+        "--mode",
+        mode,
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    task_id = task_id_from(result.stdout)
+    # progress and the closing summary
+    for stage in ("planner", "architect", "coder", "tester", "reviewer", "deployer"):
+        assert stage in result.stdout
+    assert f"branch   forgeline/{task_id}" in result.stdout
+    assert "tests    2 passed, 0 failed" in result.stdout
+    assert "review   approved" in result.stdout
+    assert "deploy   cli ok" in result.stdout
+    # the event chain, the branch and one commit per changing stage
+    events = await recorded(ws)
+    task_events = [e for e in events if e.stream_id == f"task-{task_id}"]
+    assert [e.type for e in task_events] == CHAIN
+    assert git(ws, "rev-parse", "--abbrev-ref", "HEAD").strip() == f"forgeline/{task_id}"
+    subjects = git(ws, "log", "--format=%s", "main..HEAD").splitlines()
+    assert len(subjects) == 4
+    assert all(s.startswith("forgeline ") for s in subjects)
+    # the workspace's tests pass on the branch, run here independently of forgeline
+    check = forgeline_pytest(ws)
+    assert check.returncode == 0, check.stdout
+    # CTRM: one completed change per changing stage, hash and commit recorded
+    changes = {e.stream_id for e in events if e.stream_id.startswith("change-")}
+    assert len(changes) == 4
+    for stream in changes:
+        state = fold_change(
+            stream.removeprefix("change-"), [e for e in events if e.stream_id == stream]
+        )
+        assert state.status == "completed"
+        assert state.commit is not None
+        assert state.diff_sha256 is not None
+    # the read commands agree
+    listed = forgeline("tasks", "--workspace", str(ws), tmp_path=tmp_path)
+    assert task_id in listed.stdout
+    assert "completed" in listed.stdout
+    shown = forgeline("events", task_id, "--workspace", str(ws), tmp_path=tmp_path)
+    assert shown.stdout.count("\n") >= len(CHAIN)
+    assert "task.completed" in shown.stdout
+
+
+def forgeline_pytest(ws: Path):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("stage", "finished_before"),
+    [("coder", "planner,architect"), ("reviewer", "planner,architect,coder")],
+)
+async def test_kill_9_mid_stage_then_resume_finishes_without_redoing_work(
+    tmp_path: Path, stage: str, finished_before: str
+) -> None:
+    ws = tmp_path / "todo"
+    cfg = config_file(tmp_path)
+    marker = tmp_path / "reached"
+    log = tmp_path / "run.log"
+    proc = start(
+        "run",
+        REQUEST,
+        "--workspace",
+        str(ws),
+        "--config",
+        str(cfg),
+        tmp_path=tmp_path,
+        log=log,
+        TODO_SCRIPT_BLOCK=stage,
+        TODO_SCRIPT_MARKER=str(marker),
+    )
+    wait_for(marker, proc, log)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    task_id = task_id_from(log.read_text())
+    before = await recorded(ws)
+    assert before[-1].type != "task.completed"
+
+    # Completed stages' models refuse to be called again: a re-run would fail the task.
+    resumed = forgeline(
+        "resume",
+        task_id,
+        "--workspace",
+        str(ws),
+        "--config",
+        str(cfg),
+        tmp_path=tmp_path,
+        TODO_SCRIPT_FORBID=finished_before,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    after = await recorded(ws)
+    assert after[: len(before)] == before  # nothing recorded was lost or rewritten
+    task_events = [e for e in after if e.stream_id == f"task-{task_id}"]
+    assert [e.type for e in task_events] == CHAIN
+    assert_no_duplicate_effects(after)
+    # one commit per changing stage: the killed attempt left no extra commit behind
+    assert len(git(ws, "log", "--format=%s", "main..HEAD").splitlines()) == 4
+    assert git(ws, "status", "--porcelain").strip() == ""
+    changes = Counter(e.type for e in after if e.stream_id.startswith("change-"))
+    assert changes == {"change.pending": 4, "change.in_progress": 4, "change.completed": 4}
+
+
+async def test_sigterm_drains_in_flight_work_then_resume_continues(tmp_path: Path) -> None:
+    ws = tmp_path / "todo"
+    cfg = config_file(tmp_path)
+    marker = tmp_path / "reached"
+    log = tmp_path / "run.log"
+    proc = start(
+        "run",
+        REQUEST,
+        "--workspace",
+        str(ws),
+        "--config",
+        str(cfg),
+        tmp_path=tmp_path,
+        log=log,
+        TODO_SCRIPT_SLOW="reviewer",
+        TODO_SCRIPT_MARKER=str(marker),
+        TODO_SCRIPT_DELAY="2",
+    )
+    wait_for(marker, proc, log)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 130, log.read_text()
+    output = log.read_text()
+    assert "forgeline resume" in output
+    task_id = task_id_from(output)
+    types = [e.type for e in await recorded(ws) if e.stream_id == f"task-{task_id}"]
+    assert types[-1] == "review.decision"  # the review in flight finished and was recorded
+    resumed = forgeline(
+        "resume",
+        task_id,
+        "--workspace",
+        str(ws),
+        "--config",
+        str(cfg),
+        tmp_path=tmp_path,
+        TODO_SCRIPT_FORBID="planner,architect,coder,reviewer",
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    types = [e.type for e in await recorded(ws) if e.stream_id == f"task-{task_id}"]
+    assert types == CHAIN
