@@ -204,3 +204,43 @@ async def test_sigterm_drains_in_flight_work_then_resume_continues(tmp_path: Pat
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     types = [e.type for e in await recorded(ws) if e.stream_id == f"task-{task_id}"]
     assert types == CHAIN
+
+
+async def test_events_follow_prints_live_until_the_task_ends(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.e2e.helpers import env
+
+    ws = tmp_path / "todo"
+    cfg = config_file(tmp_path)
+    marker = tmp_path / "reached"
+    log = tmp_path / "run.log"
+    proc = start(
+        "run",
+        REQUEST,
+        "--workspace",
+        str(ws),
+        "--config",
+        str(cfg),
+        tmp_path=tmp_path,
+        log=log,
+        TODO_SCRIPT_SLOW="reviewer",
+        TODO_SCRIPT_MARKER=str(marker),
+        TODO_SCRIPT_DELAY="2",
+    )
+    wait_for(marker, proc, log)
+    task_id = task_id_from(log.read_text())
+    follower = subprocess.run(
+        [sys.executable, "-m", "forgeline", "events", task_id, "--follow", "--workspace", str(ws)],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.wait(30) == 0
+    assert follower.returncode == 0, follower.stderr
+    lines = [line for line in follower.stdout.splitlines() if line.strip()]
+    assert "task.initiated" in lines[0]
+    assert "task.completed" in lines[-1]  # it kept following past the slow review
