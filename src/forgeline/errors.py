@@ -29,11 +29,13 @@ class ConcurrencyError(StoreError):
 
 
 class DuplicateEventError(StoreError):
-    """A handler's output was already recorded (same stream, causation id and type)."""
+    """A handler's output was already recorded: the same event id, or the same stream,
+    causation id and type."""
 
-    def __init__(self, stream_id: str, causation_id: str, event_type: str) -> None:
+    def __init__(self, stream_id: str, causation_id: str | None, event_type: str) -> None:
+        cause = f" caused by {causation_id}" if causation_id else ""
         super().__init__(
-            f"stream {stream_id!r} already has a {event_type!r} caused by {causation_id}: "
+            f"stream {stream_id!r} already has this {event_type!r}{cause}: "
             "the handler ran twice and its first result stands"
         )
         self.stream_id = stream_id

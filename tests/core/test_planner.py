@@ -47,3 +47,14 @@ def test_ready_items_have_all_dependencies_completed() -> None:
     assert ready(items) == []  # d still waits for c
     items = with_status(items, "c", ItemStatus.COMPLETED)
     assert [s.item.id for s in ready(items)] == ["d"]
+
+
+def test_items_that_may_run_together_cannot_write_the_same_file() -> None:
+    a = PlanItem(id="a", title="a", files=("app.py",))
+    b = PlanItem(id="b", title="b", files=("app.py",))
+    with pytest.raises(PlanError, match=r"both write app\.py"):
+        validate_plan((a, b))
+    validate_plan((a, b.model_copy(update={"depends_on": ("a",)})))
+    c = PlanItem(id="c", title="c", depends_on=("a",), files=("x.py",))
+    d = PlanItem(id="d", title="d", depends_on=("c",), files=("app.py",))
+    validate_plan((a, c, d))  # d comes after a through c

@@ -247,3 +247,16 @@ def test_fold_is_a_replay_of_evolve() -> None:
     again = fold("t1", list(h.events))
     assert again == state_of(h)
     assert again.version == len(h.events)
+
+
+def test_the_head_is_the_newest_commit_whatever_order_items_are_recorded_in() -> None:
+    # a and c run together: a commits a1 on c2, then c commits c1 on a1; c is recorded first
+    h = planned((A, C))
+    react(h)
+    react(h)
+    h.add(PlanItemCompleted(item_id="c", commit="c1", parent="a1", files=("c",)), actor="coder")
+    assert state_of(h).head == "c1"
+    h.add(PlanItemCompleted(item_id="a", commit="a1", parent="c2", files=("a",)), actor="coder")
+    assert state_of(h).head == "c1"
+    assert react(h) == ["code.pr.opened"]
+    assert h.events[-1].data.commit == "c1"  # type: ignore[union-attr]

@@ -301,3 +301,28 @@ async def test_a_web_app_is_deployed_to_a_preview_url_and_stopped(tmp_path: Path
         assert [e.type for e in await task_events(p, task_id)][-1] == "preview.stopped"
         with pytest.raises(OSError):
             urllib.request.urlopen(state.deploy.url + "/health", timeout=2)
+
+
+async def test_workers_for_one_task_leave_other_tasks_alone(tmp_path: Path) -> None:
+    import asyncio
+
+    from forgeline.pipeline.workers import WorkerManager
+    from forgeline.workspace.git import GitWorkspace
+
+    async with pipeline(tmp_path) as p:
+        other = await p.submit("another request", GitWorkspace(tmp_path / "other"))
+        mine = await p.submit("todo cli", GitWorkspace(tmp_path / "ws"))
+        async with WorkerManager(p, task_id=mine):
+            for _ in range(400):
+                if (await p.state(mine)).terminal:
+                    break
+                await asyncio.sleep(0.05)
+        assert (await p.state(mine)).status == "completed"
+        assert [e.type for e in await task_events(p, other)] == ["task.initiated"]
+        # and a later run for the other task starts from its own beginning
+        async with WorkerManager(p, task_id=other):
+            for _ in range(400):
+                if (await p.state(other)).terminal:
+                    break
+                await asyncio.sleep(0.05)
+        assert (await p.state(other)).status == "completed"

@@ -10,6 +10,7 @@ import pytest
 from forgeline.core.events import (
     NewEvent,
     PlanItemDispatched,
+    PreviewStopped,
     TaskCancelled,
     TaskInitiated,
     TestResults,
@@ -87,6 +88,19 @@ class StoreContract:
             "plan.item.dispatched",
             "task.cancelled",
         ]
+
+    async def test_the_same_event_recorded_twice_is_a_duplicate(self, store: EventStore) -> None:
+        # Orchestration events have deterministic ids: deciding twice yields the same id.
+        [cause] = await store.append("task-a", [initiated("a")])
+        again = dispatched("a", "1", cause.id)
+        await store.append("task-a", [again])
+        with pytest.raises(DuplicateEventError):
+            await store.append("task-a", [again])
+        uncaused = dispatched("a", "2")
+        await store.append("task-a", [uncaused])
+        with pytest.raises(DuplicateEventError):
+            await store.append("task-a", [uncaused])
+        assert len(await store.read_stream("task-a")) == 3
 
     async def test_one_failing_request_does_not_fail_its_batch_neighbours(
         self, store: EventStore
@@ -197,6 +211,24 @@ class StoreContract:
         assert [(r.actor, r.event_type) for r in agent] == [
             ("user", "task.initiated"),
             ("tester", "test.results"),
+        ]
+        # a late agent result does not reopen a cancelled task; every event is an agent event
+        late = NewEvent(
+            stream_id="task-a",
+            data=TestResults(commit="c", passed=1, failed=0),
+            correlation_id="a",
+            actor="tester",
+        )
+        stopped = NewEvent(
+            stream_id="task-a", data=PreviewStopped(pid=4), correlation_id="a", actor="deployer"
+        )
+        await store.append("task-a", [late, stopped])
+        row = await store.task("a")
+        assert row is not None
+        assert row.status == "cancelled"
+        assert [r.event_type for r in await store.agent_events("a")][-2:] == [
+            "test.results",
+            "preview.stopped",
         ]
         before = (await store.tasks(), await store.agent_events())
         await store.rebuild_projections()

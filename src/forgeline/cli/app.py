@@ -136,7 +136,7 @@ async def _drive(pipeline: Pipeline, task_id: str, mode: str, keep_preview: bool
         if (mode or settings.mode) == "sequential":
             await pipeline.run_sequential(task_id, stop=interrupted)
         else:
-            async with WorkerManager(pipeline) as manager:
+            async with WorkerManager(pipeline, task_id=task_id) as manager:
                 while not interrupted.is_set():
                     if settled(await pipeline.state(task_id)):
                         break

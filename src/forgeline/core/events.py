@@ -116,14 +116,10 @@ class PlanItemCompleted(Frozen):
     type: Literal["plan.item.completed"] = "plan.item.completed"
     item_id: str
     commit: str
+    parent: str | None = None
+    """The commit the item's commit was made on (items run concurrently)."""
     files: tuple[str, ...] = ()
     change_id: str | None = None
-
-
-class PlanItemFailed(Frozen):
-    type: Literal["plan.item.failed"] = "plan.item.failed"
-    item_id: str
-    error: str
 
 
 class CodePrOpened(Frozen):
@@ -239,7 +235,6 @@ EventData = Annotated[
     | ClarificationRequested
     | ClarificationAnswered
     | PlanItemCompleted
-    | PlanItemFailed
     | CodePrOpened
     | TestResults
     | ReviewDecision

@@ -59,6 +59,35 @@ def validate_plan(items: tuple[PlanItem, ...]) -> None:
             deps.difference_update(free)
     if remaining:
         raise PlanError(f"plan items form a cycle: {', '.join(sorted(remaining))}")
+    # Items that may run at the same time must not write the same file, or one would
+    # overwrite the other's work.
+    ancestors = _ancestors(items)
+    writers: dict[str, list[str]] = {}
+    for item in items:
+        for path in item.files:
+            for other in writers.get(path, []):
+                if other not in ancestors[item.id] and item.id not in ancestors[other]:
+                    raise PlanError(
+                        f"plan items {other!r} and {item.id!r} both write {path} and may run "
+                        f"at the same time: make one depend on the other"
+                    )
+            writers.setdefault(path, []).append(item.id)
+
+
+def _ancestors(items: tuple[PlanItem, ...]) -> dict[str, set[str]]:
+    deps = {item.id: set(item.depends_on) for item in items}
+    found: dict[str, set[str]] = {}
+
+    def visit(item_id: str) -> set[str]:
+        if item_id not in found:
+            found[item_id] = set()
+            for dep in deps[item_id]:
+                found[item_id] |= {dep, *visit(dep)}
+        return found[item_id]
+
+    for item_id in deps:
+        visit(item_id)
+    return found
 
 
 def ready(items: dict[str, ItemState]) -> list[ItemState]:

@@ -38,7 +38,6 @@ from forgeline.core.events import (
     PlanCreated,
     PlanItemCompleted,
     PlanItemDispatched,
-    PlanItemFailed,
     ReviewDecision,
     StageFailed,
     TaskCancelled,
@@ -91,6 +90,8 @@ class TaskState(Frozen):
     fix_rounds: int = 0
     review_rounds: int = 0
     files: tuple[str, ...] = ()
+    parents: frozenset[str] = frozenset()
+    """Commits known to have a recorded child (see ``PlanItemCompleted.parent``)."""
     last_test: TestResults | None = None
     last_review: ReviewDecision | None = None
     deploy: DeployStatus | None = None
@@ -147,11 +148,14 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                 "items": with_status(
                     state.items, data.item_id, ItemStatus.COMPLETED, commit=data.commit
                 ),
-                "head": data.commit,
                 "files": _merge(state.files, data.files),
             }
-        case PlanItemFailed():
-            u["items"] = with_status(state.items, data.item_id, ItemStatus.FAILED)
+            # Concurrent items commit one after another but may be recorded in either
+            # order: a commit that is already some recorded commit's parent is older.
+            if data.commit not in state.parents:
+                u["head"] = data.commit
+            if data.parent is not None:
+                u["parents"] = state.parents | {data.parent}
         case CodePrOpened():
             u |= {
                 "head": data.commit,
@@ -196,7 +200,8 @@ def _merge(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def next_stage(state: TaskState, event: Event) -> Stage | None:
-    """The agent that acts on ``event``, given the state folded up to and including it."""
+    """The agent that acts on ``event``, given the task's latest state (which includes
+    ``event``); ``None`` when no agent does, including once the task has ended."""
     if state.terminal:
         return None
     data = event.data
@@ -349,8 +354,6 @@ def _react(state: TaskState, event: Event) -> list[EventData]:
             | PlanItemCompleted()
         ):
             return _dispatch(state)
-        case PlanItemFailed():
-            return [TaskFailed(reason=f"plan item {data.item_id!r} failed: {data.error}")]
         case StageFailed():
             return [TaskFailed(reason=f"{data.stage} failed: {data.error}")]
         case TestResults() if not data.ok and state.fix_rounds >= state.max_fix_rounds:

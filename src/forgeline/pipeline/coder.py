@@ -99,6 +99,7 @@ class CoderAgent(CodeWriter):
         done = PlanItemCompleted(
             item_id=item.id,
             commit=commit,
+            parent=base,
             files=tuple(files),
             change_id=run.change.change_id if run.change else None,
         )

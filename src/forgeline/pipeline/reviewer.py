@@ -14,6 +14,7 @@ class ReviewerAgent(StageAgent):
     async def run(self, run: StageRun) -> list[NewEvent]:
         state, workspace = run.state, run.workspace
         async with workspace.lock:
+            await workspace.checkout(state.branch)
             head = await workspace.head()
             diff = await workspace.diff(state.base_commit, head)
         tests = state.last_test

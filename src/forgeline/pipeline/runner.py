@@ -161,7 +161,7 @@ class Pipeline:
         if process is not None and process.pid == pid:
             await process.stop()
         else:
-            stop_process_group(pid)
+            await asyncio.to_thread(stop_process_group, pid)
         stop = NewEvent(
             stream_id=task_stream(task_id),
             data=PreviewStopped(pid=pid),

@@ -1,6 +1,7 @@
 """Event mode: one worker per role, fed by a store subscription (note 001's worker manager).
 
-A worker reads every event after its saved checkpoint, hands the ones that concern its
+A worker reads every event after its saved checkpoint (or only one task's, for
+``forgeline run``/``resume``, with a checkpoint of that task's own), hands the ones that concern its
 role to ``Pipeline.handle`` (the orchestrator one at a time, in order; the stages up to
 ``concurrency`` at once, so independent plan items are coded side by side) and advances
 its checkpoint past the events it has finished, in order. ``drain()`` stops taking new
@@ -14,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from forgeline.core.events import Event
+from forgeline.core.events import Event, task_stream
 from forgeline.core.task import ORCHESTRATOR, STAGES
 from forgeline.pipeline.runner import Pipeline, Role
 
@@ -22,10 +23,13 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, pipeline: Pipeline, role: Role, concurrency: int = 4) -> None:
+    def __init__(
+        self, pipeline: Pipeline, role: Role, concurrency: int = 4, task_id: str | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.role = role
-        self.name = f"worker:{role}"
+        self.task_id = task_id
+        self.name = f"worker:{role}" if task_id is None else f"worker:{role}:{task_id}"
         self.concurrency = 1 if role == ORCHESTRATOR else concurrency
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._done_up_to = 0
@@ -34,12 +38,18 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         store = self.pipeline.store
-        self._done_up_to = self._seen_up_to = await store.get_checkpoint(self.name)
+        start = await store.get_checkpoint(self.name)
+        if self.task_id is not None and start == 0:
+            first = await store.read_stream(task_stream(self.task_id))
+            start = first[0].position - 1 if first else 0
+        self._done_up_to = self._seen_up_to = start
         slots = asyncio.Semaphore(self.concurrency)
         try:
             async for event in store.follow(after=self._done_up_to, stop=stop):
                 self._seen_up_to = event.position
                 if not self.pipeline.concerns(self.role, event):
+                    continue
+                if self.task_id is not None and event.correlation_id != self.task_id:
                     continue
                 if self.concurrency == 1:
                     await self._handle(event, with_checkpoint=True)
@@ -87,9 +97,15 @@ class WorkerManager:
     """Starts a worker per role and stops them, letting in-flight work finish."""
 
     def __init__(
-        self, pipeline: Pipeline, roles: Sequence[Role] | None = None, concurrency: int = 4
+        self,
+        pipeline: Pipeline,
+        roles: Sequence[Role] | None = None,
+        concurrency: int = 4,
+        task_id: str | None = None,
     ) -> None:
+        """``task_id`` limits the workers to one task (``forgeline run``/``resume``)."""
         self.pipeline = pipeline
+        self.task_id = task_id
         self.roles: tuple[Role, ...] = tuple(roles or (ORCHESTRATOR, *STAGES))
         self.concurrency = concurrency
         self.stop_event = asyncio.Event()
@@ -97,7 +113,7 @@ class WorkerManager:
 
     def start(self) -> None:
         for role in self.roles:
-            worker = Worker(self.pipeline, role, self.concurrency)
+            worker = Worker(self.pipeline, role, self.concurrency, self.task_id)
             self._tasks.append(asyncio.create_task(worker.run(self.stop_event), name=worker.name))
 
     @property

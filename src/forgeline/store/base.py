@@ -2,8 +2,8 @@
 
 Appends go through a group committer: requests that arrive while a commit is in flight are
 written together in the next transaction, so concurrent tasks share one durable commit.
-Each request in a batch is isolated (a savepoint per request), so one stale expected
-version or duplicate does not fail its neighbours.
+Each group of requests in a batch is isolated (a savepoint per group), so one stale
+expected version or duplicate does not fail its neighbours.
 
 Backends implement four primitives (``_commit_batch``, ``_read_stream``, ``_read_all``,
 checkpoint get/set) plus the two read models; everything else lives here once.

@@ -30,7 +30,7 @@ from forgeline.store.base import (
     Group,
     TaskRow,
 )
-from forgeline.store.projections import task_update
+from forgeline.store.projections import FINAL_STATUSES_SQL, task_update
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
@@ -86,6 +86,7 @@ SCHEMA: tuple[str, ...] = (
 
 _ONCE_PER_CAUSE = "events_once_per_cause"
 _STREAM_VERSION = "events_stream_version"
+_EVENT_ID = "events_id_key"
 
 # pg_advisory_xact_lock keys ("forgelin" and "forgesch" in ASCII): one serializes every
 # append batch in the database, the other schema creation by processes opening at once.
@@ -315,7 +316,7 @@ class PostgresEventStore(EventStore):
                 )
             except pg_errors.UniqueViolation as exc:
                 constraint = exc.diag.constraint_name
-                if constraint == _ONCE_PER_CAUSE and event.causation_id is not None:
+                if constraint in (_ONCE_PER_CAUSE, _EVENT_ID):
                     raise DuplicateEventError(
                         event.stream_id, event.causation_id, event.type
                     ) from exc
@@ -348,9 +349,10 @@ class PostgresEventStore(EventStore):
                 " updated_at = EXCLUDED.updated_at",
                 (update.task_id, update.status, update.phase, update.request, at, at),
             )
-        else:
+        elif update.status is not None:
             await conn.execute(
-                "UPDATE tasks SET status = %s, current_phase = %s, updated_at = %s WHERE id = %s",
+                "UPDATE tasks SET status = %s, current_phase = %s, updated_at = %s"
+                f" WHERE id = %s AND status NOT IN {FINAL_STATUSES_SQL}",
                 (update.status, update.phase, at, update.task_id),
             )
         await conn.execute(

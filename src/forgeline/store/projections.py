@@ -29,19 +29,32 @@ _PHASE_AFTER: dict[str, tuple[str, str]] = {
 }
 
 
+# A finished task's row keeps its status (an agent finishing after a cancel does not
+# reopen it): backends add ``AND status NOT IN`` this list to their updates.
+FINAL_STATUSES_SQL = "('completed', 'failed', 'cancelled')"
+
+
 @dataclass(frozen=True)
 class TaskUpdate:
+    """What one event of a task stream does to the read models.
+
+    Every task event gets an ``agent_events`` row; ``status``/``phase`` are None for
+    events that do not move the task (a usage record, a stopped preview).
+    """
+
     task_id: str
-    status: str
-    phase: str
+    status: str | None
+    phase: str | None
     request: str | None
     """Set only by ``task.initiated``; the row is inserted then."""
 
 
 def task_update(event: Event | NewEvent) -> TaskUpdate | None:
     task_id = task_id_of(event.stream_id)
-    if task_id is None or event.type not in _PHASE_AFTER:
+    if task_id is None:
         return None
+    if event.type not in _PHASE_AFTER:
+        return TaskUpdate(task_id, None, None, None)
     status, phase = _PHASE_AFTER[event.type]
     data = event.data
     if data.type == "test.results" and not data.ok:

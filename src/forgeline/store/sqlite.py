@@ -24,7 +24,7 @@ from forgeline.store.base import (
     Group,
     TaskRow,
 )
-from forgeline.store.projections import task_update
+from forgeline.store.projections import FINAL_STATUSES_SQL, task_update
 
 T = TypeVar("T")
 
@@ -195,7 +195,7 @@ class SQLiteEventStore(EventStore):
                     ),
                 )
             except sqlite3.IntegrityError as exc:
-                if "causation_id" in str(exc) and event.causation_id is not None:
+                if "causation_id" in str(exc) or "events.id" in str(exc):
                     raise DuplicateEventError(
                         event.stream_id, event.causation_id, event.type
                     ) from exc
@@ -221,9 +221,10 @@ class SQLiteEventStore(EventStore):
                 "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
                 (update.task_id, update.status, update.phase, update.request, at, at),
             )
-        else:
+        elif update.status is not None:
             conn.execute(
-                "UPDATE tasks SET status = ?, current_phase = ?, updated_at = ? WHERE id = ?",
+                "UPDATE tasks SET status = ?, current_phase = ?, updated_at = ?"
+                f" WHERE id = ? AND status NOT IN {FINAL_STATUSES_SQL}",
                 (update.status, update.phase, at, update.task_id),
             )
         conn.execute(
