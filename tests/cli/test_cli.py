@@ -90,15 +90,20 @@ def test_a_missing_config_file_is_an_error(ws: Path) -> None:
     assert "does not exist" in result.output
 
 
-def test_uncommitted_changes_in_the_workspace_are_protected(ws: Path) -> None:
+def test_uncommitted_changes_in_the_workspace_are_left_alone(ws: Path) -> None:
     import subprocess
 
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=ws, check=True)
     (ws / "notes.txt").write_text("mine")
-    result = invoke("run", "todo cli", "--workspace", str(ws))
-    assert result.exit_code == 2
-    assert "uncommitted changes" in result.output
+    result = invoke("run", "todo cli", "--workspace", str(ws), "--mode", "sequential")
+    assert result.exit_code == 0, result.output
+    assert "uncommitted change(s)" in result.output
+    assert "not part of the task" in result.output
     assert (ws / "notes.txt").read_text() == "mine"
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=ws, capture_output=True, text=True, check=True
+    )
+    assert "?? notes.txt" in status.stdout
 
 
 def test_run_then_read_commands_then_cancel_is_refused_when_done(ws: Path) -> None:

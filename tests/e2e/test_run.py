@@ -71,12 +71,14 @@ async def test_forgeline_run_builds_the_request(tmp_path: Path, mode: str) -> No
     events = await recorded(ws)
     task_events = [e for e in events if e.stream_id == f"task-{task_id}"]
     assert [e.type for e in task_events] == CHAIN
-    assert git(ws, "rev-parse", "--abbrev-ref", "HEAD").strip() == f"forgeline/{task_id}"
-    subjects = git(ws, "log", "--format=%s", "main..HEAD").splitlines()
+    tree = ws / ".forgeline" / "worktrees" / task_id
+    assert f"worktree {tree}" in result.stdout
+    assert git(tree, "rev-parse", "--abbrev-ref", "HEAD").strip() == f"forgeline/{task_id}"
+    subjects = git(tree, "log", "--format=%s", "main..HEAD").splitlines()
     assert len(subjects) == 4
     assert all(s.startswith("forgeline ") for s in subjects)
     # the workspace's tests pass on the branch, run here independently of forgeline
-    check = forgeline_pytest(ws)
+    check = forgeline_pytest(tree)
     assert check.returncode == 0, check.stdout
     # CTRM: one completed change per changing stage, hash and commit recorded
     changes = {e.stream_id for e in events if e.stream_id.startswith("change-")}
@@ -159,8 +161,9 @@ async def test_kill_9_mid_stage_then_resume_finishes_without_redoing_work(
     assert [e.type for e in task_events] == CHAIN
     assert_no_duplicate_effects(after)
     # one commit per changing stage: the killed attempt left no extra commit behind
-    assert len(git(ws, "log", "--format=%s", "main..HEAD").splitlines()) == 4
-    assert git(ws, "status", "--porcelain").strip() == ""
+    tree = ws / ".forgeline" / "worktrees" / task_id
+    assert len(git(tree, "log", "--format=%s", "main..HEAD").splitlines()) == 4
+    assert git(tree, "status", "--porcelain").strip() == ""
     changes = Counter(e.type for e in after if e.stream_id.startswith("change-"))
     assert changes == {"change.pending": 4, "change.in_progress": 4, "change.completed": 4}
 

@@ -47,6 +47,11 @@ async def test_a_request_goes_through_every_stage(tmp_path: Path, mode: str) -> 
         assert all(e.correlation_id == task_id for e in events)
         assert all(e.causation_id for e in events[1:])
         # the branch holds one commit per changing stage, naming the agent and the event
+        # the task worked in its own worktree; the repository's checkout was not touched
+        assert git(ws, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+        assert not (ws / "todo.py").exists()
+        ws = Path(state.workspace)
+        assert ws == tmp_path / "ws" / ".forgeline" / "worktrees" / task_id
         assert git(ws, "rev-parse", "--abbrev-ref", "HEAD").strip() == f"forgeline/{task_id}"
         log = git(ws, "log", "--format=%s%n%b", f"{state.base_commit}..HEAD")
         subjects = git(
@@ -158,7 +163,7 @@ async def test_requested_changes_go_back_to_the_coder(tmp_path: Path) -> None:
     prs = [e for e in events if e.type == "code.pr.opened"]
     assert [getattr(e.data, "reason") for e in prs] == ["plan", "review"]
     assert [e.actor for e in prs] == ["orchestrator", "coder"]
-    assert (tmp_path / "ws" / "test_todo.py").read_text().startswith('"""Tests for the todo CLI')
+    assert (Path(state.workspace) / "test_todo.py").read_text().startswith('"""Tests for the')
 
 
 @pytest.mark.parametrize(
@@ -326,3 +331,30 @@ async def test_workers_for_one_task_leave_other_tasks_alone(tmp_path: Path) -> N
                     break
                 await asyncio.sleep(0.05)
         assert (await p.state(other)).status == "completed"
+
+
+async def test_parallel_tasks_on_one_repository_use_separate_worktrees(tmp_path: Path) -> None:
+    import asyncio
+
+    from forgeline.pipeline.workers import WorkerManager
+    from forgeline.workspace.git import GitWorkspace
+
+    async with pipeline(tmp_path) as p:
+        repo = GitWorkspace(tmp_path / "ws")
+        first = await p.submit("todo cli", repo)
+        second = await p.submit("todo cli again", repo)
+        async with WorkerManager(p):
+            for _ in range(600):
+                states = [await p.state(t) for t in (first, second)]
+                if all(s.terminal for s in states):
+                    break
+                await asyncio.sleep(0.05)
+        assert [s.status for s in states] == ["completed", "completed"]
+        assert states[0].workspace != states[1].workspace
+        for state in states:
+            assert (
+                git(Path(state.workspace), "rev-parse", "--abbrev-ref", "HEAD").strip()
+                == state.branch
+            )
+        branches = git(repo.path, "branch", "--format=%(refname:short)").split()
+        assert sorted(branches) == sorted(["main", f"forgeline/{first}", f"forgeline/{second}"])

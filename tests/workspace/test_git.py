@@ -62,9 +62,9 @@ async def test_a_batch_of_writes_is_checked_before_anything_is_written(tmp_path:
 async def test_commit_names_only_real_changes_and_reset_drops_unrecorded_work(
     tmp_path: Path,
 ) -> None:
-    ws = GitWorkspace(tmp_path)
-    await ws.ensure()
-    base = await ws.start_branch("forgeline/t")
+    repo = GitWorkspace(tmp_path / "repo")
+    await repo.ensure()
+    ws, base = await repo.add_worktree("forgeline/t", tmp_path / "tree")
     files = ws.write_files([("a.py", "x = 1\n")])
     first = await ws.commit("add a", files)
     assert first is not None
@@ -74,8 +74,11 @@ async def test_commit_names_only_real_changes_and_reset_drops_unrecorded_work(
     # work a crash left behind: a commit and a half-written file nobody recorded
     ws.write_files([("b.py", "y = 2\n")])
     await ws.commit("unrecorded", ["b.py"])
-    (tmp_path / "half.py").write_text("def f(")
+    (ws.path / "half.py").write_text("def f(")
     await ws.reset_to("forgeline/t", first)
     assert await ws.head() == first
-    assert not (tmp_path / "b.py").exists()
-    assert not (tmp_path / "half.py").exists()
+    assert not (ws.path / "b.py").exists()
+    assert not (ws.path / "half.py").exists()
+    # the repository's own checkout never moved
+    assert await repo.current_branch() == "main"
+    assert not (repo.path / "a.py").exists()

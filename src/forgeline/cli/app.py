@@ -221,8 +221,17 @@ def run(
             max_fix_rounds=max_fix_rounds,
             max_review_rounds=max_review_rounds,
         ) as pipeline:
-            task_id = await pipeline.submit(request, GitWorkspace(workspace))
+            repository = GitWorkspace(workspace)
+            task_id = await pipeline.submit(request, repository)
             console.print(f"task [bold]{task_id}[/] on branch forgeline/{task_id}")
+            dirty = await repository.dirty_files()
+            if dirty:
+                console.print(
+                    f"[yellow]note[/]: {len(dirty)} uncommitted change(s) in "
+                    f"{escape(str(repository.path))} are not part of the task; it starts "
+                    "from the last commit and works in its own worktree",
+                    highlight=False,
+                )
             state = await _drive(pipeline, task_id, mode or "", keep_preview)
             return await _finish(pipeline, state)
 

@@ -110,7 +110,8 @@ def tasks_table(rows: list[TaskRow]) -> Table:
 
 def summary(console: Console, state: TaskState, commits: list[tuple[str, str]]) -> None:
     console.rule(f"task {state.task_id}: {state.status}")
-    console.print(f"branch   {e(state.branch)} in {e(state.workspace)}")
+    console.print(f"branch   {e(state.branch)}")
+    console.print(f"worktree {e(state.workspace)}")
     for sha, subject in commits:
         console.print(f"commit   {sha} {e(subject)}", highlight=False)
     if state.last_test is not None:

@@ -86,6 +86,10 @@ def new_task_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def worktree_path(repository: GitWorkspace, task_id: str) -> Path:
+    return repository.path / ".forgeline" / "worktrees" / task_id
+
+
 class Pipeline:
     def __init__(
         self, services: Services, agents: Mapping[Stage, StageAgent] | None = None
@@ -113,18 +117,19 @@ class Pipeline:
     # ------------------------------------------------------------------ commands
 
     async def submit(self, request: str, workspace: GitWorkspace) -> str:
-        """Start a task: branch ``forgeline/<id>`` in ``workspace`` and record the request."""
+        """Start a task: a worktree on branch ``forgeline/<id>`` (under the repository's
+        ``.forgeline/worktrees/``) from the repository's HEAD, and the request recorded."""
         if not request.strip():
             raise InvalidRequestError("the request is empty: say what to build")
         await workspace.ensure()
         task_id = new_task_id()
         branch = f"forgeline/{task_id}"
-        base = await workspace.start_branch(branch)
+        worktree, base = await workspace.add_worktree(branch, worktree_path(workspace, task_id))
         settings = self.services.settings
         command = Initialize(
             task_id=task_id,
             request=request,
-            workspace=str(workspace.path),
+            workspace=str(worktree.path),
             branch=branch,
             base_commit=base,
             max_fix_rounds=settings.max_fix_rounds,

@@ -113,18 +113,16 @@ class GitWorkspace:
         out = await self.git("status", "--porcelain", "--untracked-files=all")
         return [line[3:] for line in out.splitlines() if line.strip()]
 
-    async def start_branch(self, branch: str) -> str:
-        """Create ``branch`` at HEAD and check it out; return the base commit."""
-        dirty = await self.dirty_files()
-        if dirty:
-            shown = ", ".join(dirty[:5])
-            raise WorkspaceError(
-                f"the workspace {self.path} has uncommitted changes ({shown}): "
-                "commit or stash them first, so forgeline's branch starts from a known state"
-            )
+    async def add_worktree(self, branch: str, path: Path) -> tuple[GitWorkspace, str]:
+        """A new worktree at ``path`` on a new ``branch`` from HEAD; returns it and the base.
+
+        Each task works in its own worktree, so parallel tasks on one repository never
+        touch each other's files or branches, and the user's own checkout is left alone
+        (its uncommitted changes are simply not part of the task).
+        """
         base = await self.head()
-        await self.git("checkout", "-q", "-b", branch)
-        return base
+        await self.git("worktree", "add", "-q", "-b", branch, str(path), base)
+        return GitWorkspace(path), base
 
     async def checkout(self, branch: str) -> None:
         if await self.current_branch() != branch:
