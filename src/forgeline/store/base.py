@@ -17,9 +17,32 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from forgeline.core.events import Event, NewEvent
+from forgeline.core.events import Event, NewEvent, parse_data
 from forgeline.errors import StoreError
+
+EVENT_COLUMNS = (
+    "position, id, stream_id, version, type, data, correlation_id, causation_id, actor, created_at"
+)
+"""The column order every backend selects events in (``event_from_row`` reads it)."""
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    """An ``Event`` from a row in ``EVENT_COLUMNS`` order (``created_at`` as a datetime or
+    ISO text, ``data`` as JSON text)."""
+    position, id_, stream_id, version, _type, data, corr, cause, actor, created = row
+    return Event(
+        position=position,
+        id=id_,
+        stream_id=stream_id,
+        version=version,
+        data=parse_data(data),
+        correlation_id=corr,
+        causation_id=cause,
+        actor=actor,
+        created_at=created,
+    )
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,17 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
-from forgeline.core.events import Event, dump_data, parse_data
+from forgeline.core.events import Event, dump_data
 from forgeline.errors import ConcurrencyError, DuplicateEventError, StoreError
 from forgeline.store.base import (
+    EVENT_COLUMNS,
     AgentEventRow,
     AppendRequest,
     BatchResult,
     EventStore,
     Group,
     TaskRow,
+    event_from_row,
 )
 from forgeline.store.projections import FINAL_STATUSES_SQL, task_update
 
@@ -93,25 +95,7 @@ _EVENT_ID = "events_id_key"
 _APPEND_LOCK = 0x666F7267656C696E
 _SCHEMA_LOCK = 0x666F726765736368
 
-_COLUMNS = (
-    "position, id, stream_id, version, type, data, correlation_id, causation_id, actor, created_at"
-)
 _REBUILD_CHUNK = 1000
-
-
-def _row_to_event(row: TupleRow) -> Event:
-    position, id_, stream_id, version, _type, data, corr, cause, actor, created = row
-    return Event(
-        position=position,
-        id=id_,
-        stream_id=stream_id,
-        version=version,
-        data=parse_data(data),
-        correlation_id=corr,
-        causation_id=cause,
-        actor=actor,
-        created_at=created,
-    )
 
 
 def _secrets(url: str) -> list[str]:
@@ -392,11 +376,11 @@ class PostgresEventStore(EventStore):
                     after = 0
                     while True:
                         cursor = await conn.execute(
-                            f"SELECT {_COLUMNS} FROM events WHERE position > %s"
+                            f"SELECT {EVENT_COLUMNS} FROM events WHERE position > %s"
                             " ORDER BY position LIMIT %s",
                             (after, _REBUILD_CHUNK),
                         )
-                        events = [_row_to_event(r) for r in await cursor.fetchall()]
+                        events = [event_from_row(r) for r in await cursor.fetchall()]
                         if not events:
                             break
                         async with conn.pipeline():
@@ -410,17 +394,18 @@ class PostgresEventStore(EventStore):
 
     async def _read_stream(self, stream_id: str, after_version: int) -> list[Event]:
         rows = await self._fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND version > %s ORDER BY version",
+            f"SELECT {EVENT_COLUMNS} FROM events"
+            " WHERE stream_id = %s AND version > %s ORDER BY version",
             (stream_id, after_version),
         )
-        return [_row_to_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     async def _read_all(self, after: int, limit: int) -> list[Event]:
         rows = await self._fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE position > %s ORDER BY position LIMIT %s",
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE position > %s ORDER BY position LIMIT %s",
             (after, limit),
         )
-        return [_row_to_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     async def _get_checkpoint(self, subscriber: str) -> int:
         rows = await self._fetch(

@@ -14,15 +14,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from forgeline.core.events import Event, dump_data, parse_data
+from forgeline.core.events import Event, dump_data
 from forgeline.errors import ConcurrencyError, DuplicateEventError, StoreError
 from forgeline.store.base import (
+    EVENT_COLUMNS,
     AgentEventRow,
     AppendRequest,
     BatchResult,
     EventStore,
     Group,
     TaskRow,
+    event_from_row,
 )
 from forgeline.store.projections import FINAL_STATUSES_SQL, task_update
 
@@ -65,25 +67,6 @@ CREATE TABLE IF NOT EXISTS agent_events (
 );
 CREATE INDEX IF NOT EXISTS agent_events_task ON agent_events (task_id, position);
 """
-
-_COLUMNS = (
-    "position, id, stream_id, version, type, data, correlation_id, causation_id, actor, created_at"
-)
-
-
-def _row_to_event(row: tuple[Any, ...]) -> Event:
-    position, id_, stream_id, version, _type, data, corr, cause, actor, created = row
-    return Event(
-        position=position,
-        id=id_,
-        stream_id=stream_id,
-        version=version,
-        data=parse_data(data),
-        correlation_id=corr,
-        causation_id=cause,
-        actor=actor,
-        created_at=datetime.fromisoformat(created),
-    )
 
 
 class SQLiteEventStore(EventStore):
@@ -253,9 +236,10 @@ class SQLiteEventStore(EventStore):
             try:
                 conn.execute("DELETE FROM tasks")
                 conn.execute("DELETE FROM agent_events")
-                rows = conn.execute(f"SELECT {_COLUMNS} FROM events ORDER BY position").fetchall()
+                query = f"SELECT {EVENT_COLUMNS} FROM events ORDER BY position"
+                rows = conn.execute(query).fetchall()
                 for row in rows:
-                    self._project(conn, _row_to_event(row))
+                    self._project(conn, event_from_row(row))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -268,21 +252,21 @@ class SQLiteEventStore(EventStore):
     async def _read_stream(self, stream_id: str, after_version: int) -> list[Event]:
         def read() -> list[Event]:
             rows = self._r().execute(
-                f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
                 " ORDER BY version",
                 (stream_id, after_version),
             )
-            return [_row_to_event(r) for r in rows]
+            return [event_from_row(r) for r in rows]
 
         return await self._on(self._reader, read)
 
     async def _read_all(self, after: int, limit: int) -> list[Event]:
         def read() -> list[Event]:
             rows = self._r().execute(
-                f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
                 (after, limit),
             )
-            return [_row_to_event(r) for r in rows]
+            return [event_from_row(r) for r in rows]
 
         return await self._on(self._reader, read)
 
