@@ -122,15 +122,13 @@ async def test_failing_tests_get_a_fixer_round(tmp_path: Path, mode: str) -> Non
 
 async def test_fix_rounds_are_bounded_and_the_failure_says_what_to_do(tmp_path: Path) -> None:
     buggy = [lambda m: todo_project.code_for(m, buggy=True)]
-    still_buggy = scripted_model(
-        [
-            {
-                "summary": "no",
-                "files": [{"path": "todo.py", "content": todo_project.BUGGY_TODO_PY + "\n"}],
-            }
-        ]
-    )
-    models = todo_project.models(coder=scripted_model(buggy), fixer=still_buggy)
+    attempts = iter(range(100))
+
+    def still_buggy(_messages):  # type: ignore[no-untyped-def]
+        body = todo_project.BUGGY_TODO_PY + f"\n# attempt {next(attempts)}\n"
+        return {"summary": "no", "files": [{"path": "todo.py", "content": body}]}
+
+    models = todo_project.models(coder=scripted_model(buggy), fixer=scripted_model([still_buggy]))
     async with pipeline(tmp_path, models, max_fix_rounds=2) as p:
         task_id, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
     assert state.status == "failed"
@@ -139,6 +137,48 @@ async def test_fix_rounds_are_bounded_and_the_failure_says_what_to_do(tmp_path: 
     assert "after 2 fix round(s)" in state.failure
     assert "test_done_marks_the_numbered_item" in state.failure
     assert f"forgeline/{task_id}" in state.failure
+
+
+async def test_a_fix_that_changes_nothing_stops_as_no_progress(tmp_path: Path) -> None:
+    same = {
+        "summary": "same",
+        "files": [{"path": "todo.py", "content": todo_project.BUGGY_TODO_PY}],
+    }
+    models = todo_project.models(
+        coder=scripted_model([lambda m: todo_project.code_for(m, buggy=True)]),
+        fixer=scripted_model([same]),
+    )
+    async with pipeline(tmp_path, models) as p:
+        _, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
+    assert state.status == "failed"
+    assert state.fix_rounds == 0
+    assert "no progress, the change leaves every file as it is" in (state.failure or "")
+
+
+async def test_a_plan_item_naming_a_pattern_runs_it_without_a_model(tmp_path: Path) -> None:
+    plan = {
+        "summary": "todo",
+        "items": [
+            {
+                "id": "g",
+                "title": "ignore the data file",
+                "kind": "tool_call",
+                "description": "pattern:config_setup\n"
+                '{"file": ".gitignore", "patterns": ["todo.json"]}',
+            },
+            *[
+                {**i, "depends_on": ["g", *i.get("depends_on", [])]}
+                for i in todo_project.PLAN["items"]
+            ],
+        ],
+    }
+    models = todo_project.models(planner=scripted_model([plan]))
+    async with pipeline(tmp_path, models) as p:
+        _, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
+        assert state.status == "completed", state.failure
+        assert "todo.json" in (Path(state.workspace) / ".gitignore").read_text().splitlines()
+        subjects = git(Path(state.workspace), "log", "--format=%s", f"{state.base_commit}..HEAD")
+        assert "[config_setup]" in subjects
 
 
 async def test_requested_changes_go_back_to_the_coder(tmp_path: Path) -> None:

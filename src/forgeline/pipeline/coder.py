@@ -1,8 +1,12 @@
 """Coder: plan.item.dispatched -> plan.item.completed; review changes -> code.pr.opened.
 
-The model answers with whole files (``CodeChange``). Before anything touches the disk the
-change is checked: not empty, every path inside the workspace, every Python file parses.
-A change that fails a check goes back to the model with the reason (bounded retries).
+Per plan item, the router (executors/router.py) picks a deterministic pattern executor
+when the item asks for one, else the model. The model answers with whole files
+(``CodeChange``); before anything touches the disk the answer is checked (not empty,
+every path inside the workspace, every Python file parses) and a failing answer goes back
+to the model with the reason (bounded retries). Every change then lands through the patch
+engine, which validates it in the tree (Python compiles, the tests still collect) and
+rolls it back exactly when it does not.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from forgeline.core.events import (
     ReviewDecision,
 )
 from forgeline.errors import StageError, WorkspaceError
+from forgeline.executors.patch import EmptyChangeError, PatchError, apply_change
+from forgeline.executors.router import route
+from forgeline.executors.validation import PythonValidator
 from forgeline.llm.outputs import CodeChange
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
@@ -58,11 +65,28 @@ class CodeWriter(StageAgent):
         agent = self.model_agent(role, CodeChange, instructions)
         agent.output_validator(lambda change: check_change(run.workspace.path, change))
         change: CodeChange = (await agent.run(prompt)).output
+        return await self.land(run, change, what)
+
+    async def land(
+        self, run: StageRun, change: CodeChange | None, what: str
+    ) -> tuple[str, str, list[str]]:
+        """Apply ``change`` through the patch engine and commit it; (base, commit, files)."""
         workspace = run.workspace
         async with workspace.lock:
             await workspace.checkout(run.state.branch)
             base = await workspace.head()
-            files = workspace.write_files((f.path, f.content) for f in change.files)
+            if change is None:
+                return base, base, []
+            validator = PythonValidator(self.services.spawner)
+            try:
+                applied = await apply_change(workspace, change, validate=validator)
+            except EmptyChangeError as exc:
+                raise StageError(
+                    f"{what}: no progress, the change leaves every file as it is"
+                ) from exc
+            except PatchError as exc:
+                raise StageError(f"{what}: the change was rolled back: {exc}") from exc
+            files = list(applied.paths)
             commit = await run.commit(files, f"{what}: {change.summary}".rstrip(": "))
         return base, commit, files
 
@@ -93,9 +117,13 @@ class CoderAgent(CodeWriter):
             f"{item.description}\nFiles for this step: {', '.join(item.files) or 'your choice'}"
             f"\n\nCurrent files:\n{self.context_files(run, item.files)}"
         )
-        base, commit, files = await self.write(
-            run, "coder", prompts.CODER, prompt, f"plan item {item.id} ({item.title})"
-        )
+        what = f"plan item {item.id} ({item.title})"
+        pattern = route(item)
+        if pattern is None:
+            base, commit, files = await self.write(run, "coder", prompts.CODER, prompt, what)
+        else:
+            result = await pattern.executor.execute(pattern.context(run.workspace))
+            base, commit, files = await self.land(run, result.change, f"{what} [{result.pattern}]")
         done = PlanItemCompleted(
             item_id=item.id,
             commit=commit,
