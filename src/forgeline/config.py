@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     max_review_rounds: int = Field(3, ge=0, le=50)
     output_retries: int = Field(3, ge=0, le=20)
     """How often a role may answer with invalid output before its stage fails."""
+    require_sandbox: bool = False
+    """Refuse to run untrusted code without the sandbox, even with unsafe_no_sandbox."""
+    unsafe_no_sandbox: bool = False
+    """Run untrusted code as plain processes when no sandbox is available (loudly)."""
     test_timeout: float = Field(300, gt=0)
     deploy_timeout: float = Field(60, gt=0)
 

@@ -180,3 +180,35 @@ def test_model_text_is_shown_literally_not_as_markup() -> None:
     out = StringIO()
     print_event(Console(file=out, width=200), event)
     assert "test_x.py::test_a[bold]" in out.getvalue()
+
+
+def test_without_a_sandbox_run_refuses_unless_the_user_opts_in(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import forgeline.sandbox.select as select
+
+    monkeypatch.setattr(select, "sandbox_available", lambda: "bwrap is not installed")
+    refused = invoke("run", "todo cli", "--workspace", str(ws))
+    assert refused.exit_code == 2
+    assert "no isolation available (bwrap is not installed)" in refused.output
+    assert "--unsafe-no-sandbox" in refused.output
+    assert not (ws / ".git").exists()  # refused before anything was created
+
+    allowed = invoke("run", "todo cli", "--workspace", str(ws), "--unsafe-no-sandbox")
+    assert allowed.exit_code == 0, allowed.output
+    assert "WARNING:" in allowed.output
+    assert "NOT sandboxed" in allowed.output
+
+    strict = invoke(
+        "run", "todo cli", "--workspace", str(ws), "--unsafe-no-sandbox", "--require-sandbox"
+    )
+    assert strict.exit_code == 2
+    assert "a sandbox is required" in strict.output
+
+
+def test_the_sandbox_is_used_when_available(ws: Path) -> None:
+    from forgeline.cli.app import _spawner
+    from forgeline.config import load_settings
+    from forgeline.sandbox.bwrap import BwrapSandbox
+
+    assert isinstance(_spawner(load_settings(ws)), BwrapSandbox)

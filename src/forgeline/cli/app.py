@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import warnings
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -22,7 +23,8 @@ from forgeline.llm.gateway import ModelRegistry
 from forgeline.pipeline.base import Services
 from forgeline.pipeline.runner import Pipeline, settled
 from forgeline.pipeline.workers import WorkerManager
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.sandbox.select import UnsafeSpawnerWarning, choose_spawner
+from forgeline.sandbox.spawner import LocalSpawner, ProcessSpawner
 from forgeline.store import open_store
 from forgeline.store.base import EventStore
 from forgeline.workspace.git import GitWorkspace
@@ -65,6 +67,19 @@ Mode = Annotated[
     ),
 ]
 TaskArg = Annotated[str, typer.Argument(help="The task id (see `forgeline tasks`).")]
+Unsafe = Annotated[
+    bool,
+    typer.Option(
+        "--unsafe-no-sandbox",
+        help="Run tests, smoke runs and previews WITHOUT isolation when bubblewrap is missing.",
+    ),
+]
+RequireSandbox = Annotated[
+    bool,
+    typer.Option(
+        "--require-sandbox", help="Refuse to run untrusted code without the sandbox, always."
+    ),
+]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -83,6 +98,11 @@ def _run(coro: Coroutine[object, object, T]) -> T:
         raise typer.Exit(EXIT_USAGE) from None
 
 
+def _sandbox_flags(unsafe: bool, require: bool) -> dict[str, bool | None]:
+    """Flags given on the command line override the settings; absent ones do not."""
+    return {"unsafe_no_sandbox": unsafe or None, "require_sandbox": require or None}
+
+
 @contextlib.asynccontextmanager
 async def _pipeline(
     workspace: Path,
@@ -95,13 +115,26 @@ async def _pipeline(
     workspace = workspace.resolve()
     settings = load_settings(workspace, config, store=store, **overrides)
     models = ModelRegistry.from_settings(settings) if with_models else ModelRegistry({})
+    # Only commands that run agents need the spawner for untrusted code.
+    spawner = _spawner(settings) if with_models else LocalSpawner()
     event_store = open_store(settings.store_url(workspace))
     await event_store.open()
-    services = Services(store=event_store, settings=settings, spawner=LocalSpawner(), models=models)
+    services = Services(store=event_store, settings=settings, spawner=spawner, models=models)
     try:
         yield Pipeline(services)
     finally:
         await event_store.close()
+
+
+def _spawner(settings: Settings) -> ProcessSpawner:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnsafeSpawnerWarning)
+        spawner = choose_spawner(
+            require_sandbox=settings.require_sandbox, allow_unsafe=settings.unsafe_no_sandbox
+        )
+    for warning in caught:
+        errors.print(f"[bold red]WARNING:[/] {escape(str(warning.message))}", highlight=False)
+    return spawner
 
 
 # ------------------------------------------------------------------------ work
@@ -206,6 +239,8 @@ def run(
     keep_preview: Annotated[
         bool, typer.Option(help="Leave a web preview running after the task ends.")
     ] = False,
+    unsafe_no_sandbox: Unsafe = False,
+    require_sandbox: RequireSandbox = False,
     store: Store = None,
     config: ConfigFile = None,
 ) -> None:
@@ -220,6 +255,7 @@ def run(
             mode=mode,
             max_fix_rounds=max_fix_rounds,
             max_review_rounds=max_review_rounds,
+            **_sandbox_flags(unsafe_no_sandbox, require_sandbox),
         ) as pipeline:
             repository = GitWorkspace(workspace)
             task_id = await pipeline.submit(request, repository)
@@ -244,13 +280,18 @@ def resume(
     workspace: Workspace = Path("."),
     mode: Mode = None,
     keep_preview: Annotated[bool, typer.Option(help="Leave a web preview running.")] = False,
+    unsafe_no_sandbox: Unsafe = False,
+    require_sandbox: RequireSandbox = False,
     store: Store = None,
     config: ConfigFile = None,
 ) -> None:
     """Continue a task that was stopped or killed; finished stages are not re-run."""
+    flags = _sandbox_flags(unsafe_no_sandbox, require_sandbox)
 
     async def go() -> int:
-        async with _pipeline(workspace, store, config, with_models=True, mode=mode) as pipeline:
+        async with _pipeline(
+            workspace, store, config, with_models=True, mode=mode, **flags
+        ) as pipeline:
             state = await pipeline.state(task)
             if not state.terminal:
                 state = await _drive(pipeline, task, mode or "", keep_preview)
@@ -265,13 +306,18 @@ def answer(
     text: Annotated[str, typer.Argument(help="Your answer to the task's question.")],
     workspace: Workspace = Path("."),
     mode: Mode = None,
+    unsafe_no_sandbox: Unsafe = False,
+    require_sandbox: RequireSandbox = False,
     store: Store = None,
     config: ConfigFile = None,
 ) -> None:
     """Answer a task's clarification question, then continue the task."""
+    flags = _sandbox_flags(unsafe_no_sandbox, require_sandbox)
 
     async def go() -> int:
-        async with _pipeline(workspace, store, config, with_models=True, mode=mode) as pipeline:
+        async with _pipeline(
+            workspace, store, config, with_models=True, mode=mode, **flags
+        ) as pipeline:
             state = await pipeline.state(task)
             events = decide(state, Answer(answer=text, at=pipeline.services.clock()))
             await pipeline.store.append(task_stream(task), events)
