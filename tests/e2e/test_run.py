@@ -14,24 +14,11 @@ from forgeline.core.changes import fold as fold_change
 from forgeline.core.events import Event
 from forgeline.store import SQLiteEventStore
 from tests.e2e.helpers import config_file, forgeline, git, start, task_id_from, wait_for
+from tests.scripts.todo_project import EVENT_CHAIN as CHAIN
 
 pytestmark = pytest.mark.slow
 
 REQUEST = "build a todo CLI that stores items in todo.json"
-CHAIN = [
-    "task.initiated",
-    "plan.created",
-    "architecture.proposed",
-    "plan.item.dispatched",
-    "plan.item.completed",
-    "plan.item.dispatched",
-    "plan.item.completed",
-    "code.pr.opened",
-    "test.results",
-    "review.decision",
-    "deploy.status",
-    "task.completed",
-]
 
 
 async def recorded(ws: Path) -> list[Event]:

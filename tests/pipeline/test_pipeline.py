@@ -12,21 +12,7 @@ from forgeline.core.events import TestResults
 from forgeline.llm.scripted import scripted_model
 from tests.pipeline.harness import pipeline, run_task, task_events
 from tests.scripts import todo_project
-
-HAPPY = [
-    "task.initiated",
-    "plan.created",
-    "architecture.proposed",
-    "plan.item.dispatched",
-    "plan.item.completed",
-    "plan.item.dispatched",
-    "plan.item.completed",
-    "code.pr.opened",
-    "test.results",
-    "review.decision",
-    "deploy.status",
-    "task.completed",
-]
+from tests.scripts.todo_project import EVENT_CHAIN
 
 
 def git(ws: Path, *args: str) -> str:
@@ -41,7 +27,7 @@ async def test_a_request_goes_through_every_stage(tmp_path: Path, mode: str) -> 
             p, "build a todo CLI that stores items in todo.json", mode, ws
         )
         events = await task_events(p, task_id)
-        assert [e.type for e in events] == HAPPY
+        assert [e.type for e in events] == EVENT_CHAIN
         assert state.status == "completed"
         # every event names its cause, all within one correlation
         assert all(e.correlation_id == task_id for e in events)

@@ -126,6 +126,22 @@ ARCHITECTURE: dict[str, Any] = {
 
 APPROVE: dict[str, Any] = {"approved": True, "comments": []}
 
+# The task's events when everything goes right with this script.
+EVENT_CHAIN = [
+    "task.initiated",
+    "plan.created",
+    "architecture.proposed",
+    "plan.item.dispatched",
+    "plan.item.completed",
+    "plan.item.dispatched",
+    "plan.item.completed",
+    "code.pr.opened",
+    "test.results",
+    "review.decision",
+    "deploy.status",
+    "task.completed",
+]
+
 
 def code_for(messages: list[ModelMessage], buggy: bool = False) -> dict[str, Any]:
     """The coder's answer for whichever plan step it was asked to implement."""
