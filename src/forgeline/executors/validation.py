@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from forgeline.pipeline.testrun import _has_pytest_config
+from forgeline.pipeline.testrun import has_pytest_config
 from forgeline.sandbox.spawner import ProcessSpawner, tail_text
 from forgeline.workspace.git import GitWorkspace
 
@@ -126,7 +126,7 @@ class PythonValidator:
             str(root),
         ]
         with tempfile.TemporaryDirectory(prefix="forgeline-collect-") as tmp:
-            if not _has_pytest_config(root):
+            if not has_pytest_config(root):
                 ini = Path(tmp) / "pytest.ini"
                 ini.write_text("[pytest]\n")
                 argv += ["-c", str(ini)]

@@ -173,7 +173,7 @@ def parse_junit(xml_text: str, workspace: Path | None = None) -> JUnitSummary:
 # --------------------------------------------------------------------------- running
 
 
-def _has_pytest_config(workspace: Path) -> bool:
+def has_pytest_config(workspace: Path) -> bool:
     """Whether pytest would find its configuration in the workspace's root directory."""
     if any((workspace / name).is_file() for name in ("pytest.ini", ".pytest.ini")):
         return True
@@ -253,7 +253,7 @@ def _pytest_argv(workspace: Path, tmp: Path, python: str) -> tuple[Path, list[st
         "--confcutdir",
         str(workspace),
     ]
-    if not _has_pytest_config(workspace):
+    if not has_pytest_config(workspace):
         ini = tmp_dir / "pytest.ini"
         ini.write_text("[pytest]\n")
         argv += ["-c", str(ini)]
