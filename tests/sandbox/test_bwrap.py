@@ -30,6 +30,7 @@ from forgeline.sandbox.bwrap import (
     detect_cgroups,
     sandbox_available,
 )
+from forgeline.sandbox.bwrap import cgroups as cgroups_module
 from forgeline.sandbox.select import (
     SandboxUnavailableError,
     UnsafeSpawnerWarning,
@@ -456,13 +457,13 @@ def test_cgroup_v2_detection_and_limits_on_a_fake_hierarchy(
     base.mkdir(parents=True)
     (base / "cgroup.controllers").write_text("cpu memory pids io\n")
     (base / "cgroup.subtree_control").write_text("cpu memory pids\n")  # already enabled
-    monkeypatch.setattr(bwrap_module, "_own_cgroups", lambda: {"": "/user.slice/forgeline.scope"})
-    support = bwrap_module._detect_v2(root)
+    monkeypatch.setattr(cgroups_module, "_own_cgroups", lambda: {"": "/user.slice/forgeline.scope"})
+    support = cgroups_module._detect_v2(root)
     assert support.version == "v2", support.reason
     assert support.mechanism == "cgroup-v2"
     assert set(support.controllers.values()) == {base}
     limits = ResourceLimits(memory_bytes=123 * 1024**2, pids=10, cpu_cores=0.5)
-    cgroup = bwrap_module._RunCgroup(support, limits)
+    cgroup = cgroups_module.RunCgroup(support, limits)
     run_dir = cgroup.dirs["memory"]
     assert run_dir.parent == base and run_dir.name.startswith("forgeline-")
     assert (run_dir / "memory.max").read_text() == str(123 * 1024**2)
@@ -475,4 +476,4 @@ def test_cgroup_v2_detection_and_limits_on_a_fake_hierarchy(
     assert cgroup.stats() == (2.5, 4096, None, ["memory", "pids"])
 
     (base / "cgroup.controllers").write_text("cpu io\n")
-    assert "not delegated" in (bwrap_module._detect_v2(root).reason or "")
+    assert "not delegated" in (cgroups_module._detect_v2(root).reason or "")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 from forgeline.errors import ForgelineError
 
@@ -29,11 +29,16 @@ __all__ = [
     "ENV_ALLOWLIST",
     "LocalProcess",
     "LocalSpawner",
+    "OutputFields",
     "ProcessResult",
     "ProcessSpawner",
     "SpawnError",
     "SpawnedProcess",
+    "TailBuffer",
+    "check_request",
     "child_env",
+    "output_fields",
+    "pump",
     "stop_process_group",
     "tail_text",
 ]
@@ -100,7 +105,7 @@ class ProcessResult:
         return self.stdout + self.stderr
 
 
-class _TailBuffer:
+class TailBuffer:
     """Keeps the last bytes of a stream, enough for ``max_chars`` characters of UTF-8."""
 
     def __init__(self, max_chars: int) -> None:
@@ -127,6 +132,28 @@ class _TailBuffer:
             marker = "[... earlier output truncated ...]\n"
             return marker + kept, True
         return text, False
+
+
+class OutputFields(TypedDict):
+    """``ProcessResult``'s output fields, as ``output_fields`` gives them."""
+
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+
+
+def output_fields(out: TailBuffer, err: TailBuffer) -> OutputFields:
+    """The bounded stdout and stderr of a run (from its two buffers), and whether each was
+    cut: ``ProcessResult(..., **output_fields(out, err))``."""
+    stdout, stdout_cut = out.text()
+    stderr, stderr_cut = err.text()
+    return OutputFields(
+        stdout=stdout,
+        stderr=stderr,
+        stdout_truncated=stdout_cut,
+        stderr_truncated=stderr_cut,
+    )
 
 
 # --------------------------------------------------------------------------- protocol
@@ -210,6 +237,16 @@ def _check_argv(argv: Sequence[str]) -> tuple[str, ...]:
 def _check_cwd(cwd: Path) -> None:
     if not cwd.is_dir():
         raise SpawnError(f"working directory {cwd} does not exist or is not a directory")
+
+
+def check_request(argv: Sequence[str], cwd: Path, max_output: int | None = None) -> tuple[str, ...]:
+    """``argv`` as a tuple, once it (a list of strings, not a shell line), ``cwd`` (an
+    existing directory) and ``max_output`` (when given, >= 0) have been checked."""
+    args = _check_argv(argv)
+    _check_cwd(cwd)
+    if max_output is not None and max_output < 0:
+        raise ValueError("max_output must be >= 0")
+    return args
 
 
 def _proc_state(pid: int) -> tuple[str, int] | None:
@@ -313,7 +350,8 @@ def stop_process_group(pid: int, grace: float = 3.0) -> bool:
     return True
 
 
-async def _pump(stream: asyncio.StreamReader | None, sink: _TailBuffer) -> None:
+async def pump(stream: asyncio.StreamReader | None, sink: TailBuffer) -> None:
+    """Read ``stream`` (if any) to its end into ``sink``."""
     if stream is None:
         return
     while True:
@@ -412,10 +450,7 @@ class LocalSpawner:
         timeout: float = 300,
         max_output: int = 200_000,
     ) -> ProcessResult:
-        args = _check_argv(argv)
-        _check_cwd(cwd)
-        if max_output < 0:
-            raise ValueError("max_output must be >= 0")
+        args = check_request(argv, cwd, max_output)
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -430,10 +465,10 @@ class LocalSpawner:
         except OSError as exc:
             raise SpawnError(f"could not start {args[0]!r}: {exc}") from exc
 
-        out, err = _TailBuffer(max_output), _TailBuffer(max_output)
+        out, err = TailBuffer(max_output), TailBuffer(max_output)
         readers = [
-            asyncio.create_task(_pump(proc.stdout, out)),
-            asyncio.create_task(_pump(proc.stderr, err)),
+            asyncio.create_task(pump(proc.stdout, out)),
+            asyncio.create_task(pump(proc.stderr, err)),
         ]
         timed_out = False
         try:
@@ -464,17 +499,13 @@ class LocalSpawner:
             _close_transport(proc)
             raise
 
-        stdout, stdout_cut = out.text()
-        stderr, stderr_cut = err.text()
+        output = output_fields(out, err)
         return ProcessResult(
             argv=args,
             exit_code=exit_code,
-            stdout=stdout,
-            stderr=stderr,
             timed_out=timed_out,
             duration_s=time.monotonic() - started,
-            stdout_truncated=stdout_cut,
-            stderr_truncated=stderr_cut,
+            **output,
         )
 
     async def start(
@@ -485,8 +516,7 @@ class LocalSpawner:
         env: Mapping[str, str] | None = None,
         log_path: Path,
     ) -> LocalProcess:
-        args = _check_argv(argv)
-        _check_cwd(cwd)
+        args = check_request(argv, cwd)
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with log_path.open("wb") as log:
