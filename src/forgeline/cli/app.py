@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 import warnings
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -140,20 +140,31 @@ def _spawner(settings: Settings) -> ProcessSpawner:
 # ------------------------------------------------------------------------ work
 
 
-async def _follow_task(store: EventStore, task_id: str, after: int, stop: asyncio.Event) -> None:
-    """Print the task's events as they are recorded until ``stop`` is set."""
+async def _print_events(
+    store: EventStore, task_id: str, after: int, done: Callable[[], Awaitable[bool]]
+) -> None:
+    """Print the task's events after version ``after`` as they are recorded, until
+    ``done()`` (asked after each catch-up, so nothing recorded before it is missed)."""
     stream = task_stream(task_id)
     seen = after
     while True:
         for event in await store.read_stream(stream, after_version=seen):
             print_event(console, event)
             seen = event.version
-        if stop.is_set():
+        if await done():
             return
         await store.wait_for_append()
 
 
-async def _drive(pipeline: Pipeline, task_id: str, mode: str, keep_preview: bool) -> TaskState:
+async def _commits(state: TaskState) -> list[tuple[str, str]]:
+    """The task branch's commits, oldest first (none if the worktree is gone)."""
+    try:
+        return await GitWorkspace(Path(state.workspace)).log(state.base_commit, state.head)
+    except ForgelineError:
+        return []
+
+
+async def _drive(pipeline: Pipeline, task_id: str, keep_preview: bool) -> TaskState:
     """Run the task until it needs a person, printing progress; drain on SIGINT/SIGTERM."""
     store = pipeline.store
     settings: Settings = pipeline.services.settings
@@ -162,11 +173,17 @@ async def _drive(pipeline: Pipeline, task_id: str, mode: str, keep_preview: bool
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupted.set)
     printed = asyncio.Event()
+
+    async def finished() -> bool:
+        return printed.is_set()
+
     start_version = await store.stream_version(task_stream(task_id))
-    printer = asyncio.create_task(_follow_task(store, task_id, max(start_version - 1, 0), printed))
+    printer = asyncio.create_task(
+        _print_events(store, task_id, max(start_version - 1, 0), finished)
+    )
     try:
         await pipeline.recover(task_id)
-        if (mode or settings.mode) == "sequential":
+        if settings.mode == "sequential":
             await pipeline.run_sequential(task_id, stop=interrupted)
         else:
             async with WorkerManager(pipeline, task_id=task_id) as manager:
@@ -195,11 +212,8 @@ async def _drive(pipeline: Pipeline, task_id: str, mode: str, keep_preview: bool
     return state
 
 
-async def _finish(pipeline: Pipeline, state: TaskState) -> int:
-    commits: list[tuple[str, str]] = []
-    with contextlib.suppress(ForgelineError):
-        commits = await GitWorkspace(Path(state.workspace)).log(state.base_commit, state.head)
-    summary(console, state, commits)
+async def _finish(state: TaskState) -> int:
+    summary(console, state, await _commits(state))
     if state.status == "needs_clarification":
         questions = [
             s.item.description or s.item.title
@@ -210,10 +224,7 @@ async def _finish(pipeline: Pipeline, state: TaskState) -> int:
         console.print(f'Answer with: forgeline answer {state.task_id} "..."')
         return 0
     if state.deploy is not None and state.deploy.url and state.status == "completed":
-        if any(
-            e.type == "preview.stopped"
-            for e in await pipeline.store.read_stream(task_stream(state.task_id))
-        ):
+        if state.preview_pid is None:
             console.print("preview stopped (use --keep-preview to leave it running)")
         else:
             console.print(
@@ -268,8 +279,8 @@ def run(
                     "from the last commit and works in its own worktree",
                     highlight=False,
                 )
-            state = await _drive(pipeline, task_id, mode or "", keep_preview)
-            return await _finish(pipeline, state)
+            state = await _drive(pipeline, task_id, keep_preview)
+            return await _finish(state)
 
     raise typer.Exit(_run(go()))
 
@@ -294,8 +305,8 @@ def resume(
         ) as pipeline:
             state = await pipeline.state(task)
             if not state.terminal:
-                state = await _drive(pipeline, task, mode or "", keep_preview)
-            return await _finish(pipeline, state)
+                state = await _drive(pipeline, task, keep_preview)
+            return await _finish(state)
 
     raise typer.Exit(_run(go()))
 
@@ -321,8 +332,8 @@ def answer(
             state = await pipeline.state(task)
             events = decide(state, Answer(answer=text, at=pipeline.services.clock()))
             await pipeline.store.append(task_stream(task), events)
-            state = await _drive(pipeline, task, mode or "", keep_preview=False)
-            return await _finish(pipeline, state)
+            state = await _drive(pipeline, task, keep_preview=False)
+            return await _finish(state)
 
     raise typer.Exit(_run(go()))
 
@@ -354,12 +365,7 @@ def status(
             row = await pipeline.store.task(task)
             if row is not None:
                 console.print(f"phase    {row.current_phase}")
-            commits: list[tuple[str, str]] = []
-            with contextlib.suppress(ForgelineError):
-                commits = await GitWorkspace(Path(state.workspace)).log(
-                    state.base_commit, state.head
-                )
-            summary(console, state, commits)
+            summary(console, state, await _commits(state))
             return 0
 
     raise typer.Exit(_run(go()))
@@ -380,15 +386,11 @@ def events(
     async def go() -> None:
         async with _pipeline(workspace, store, config, with_models=False) as pipeline:
             await pipeline.state(task)  # a clear error for an unknown id
-            stream = task_stream(task)
-            seen = 0
-            while True:
-                for event in await pipeline.store.read_stream(stream, after_version=seen):
-                    print_event(console, event)
-                    seen = event.version
-                if not follow or settled(await pipeline.state(task)):
-                    return
-                await pipeline.store.wait_for_append()
+
+            async def done() -> bool:
+                return not follow or settled(await pipeline.state(task))
+
+            await _print_events(pipeline.store, task, 0, done)
 
     with contextlib.suppress(KeyboardInterrupt):
         _run(go())

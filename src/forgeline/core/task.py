@@ -38,6 +38,7 @@ from forgeline.core.events import (
     PlanCreated,
     PlanItemCompleted,
     PlanItemDispatched,
+    PreviewStopped,
     ReviewDecision,
     StageFailed,
     TaskCancelled,
@@ -95,6 +96,8 @@ class TaskState(Frozen):
     last_test: TestResults | None = None
     last_review: ReviewDecision | None = None
     deploy: DeployStatus | None = None
+    preview_pid: int | None = None
+    """The web preview's process group while it runs (deployed and not yet stopped)."""
     failure: str | None = None
     context_summary: str = ""
     version: int = 0
@@ -171,13 +174,15 @@ def evolve(state: TaskState, event: Event) -> TaskState:
         case ReviewDecision():
             u["last_review"] = data
         case DeployStatus():
-            u["deploy"] = data
+            u |= {"deploy": data, "preview_pid": data.pid}
         case TaskCompleted():
             u["status"] = "completed"
         case TaskFailed():
             u |= {"status": "failed", "failure": data.reason}
         case TaskCancelled():
             u |= {"status": "cancelled", "failure": data.reason}
+        case PreviewStopped():
+            u["preview_pid"] = None
         case ContextCompacted():
             u["context_summary"] = data.summary
         case _:

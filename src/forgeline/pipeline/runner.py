@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Literal
 
 from forgeline.core.events import (
-    DeployStatus,
     Event,
     NewEvent,
     PreviewStopped,
@@ -42,7 +41,7 @@ from forgeline.core.task import (
 )
 from forgeline.errors import DuplicateEventError, InvalidRequestError, TaskNotFoundError
 from forgeline.pipeline.architect import ArchitectAgent
-from forgeline.pipeline.base import Services, StageAgent
+from forgeline.pipeline.base import Services, StageAgent, load_state
 from forgeline.pipeline.coder import CoderAgent
 from forgeline.pipeline.deployer import DeployerAgent
 from forgeline.pipeline.fixer import FixerAgent
@@ -109,7 +108,7 @@ class Pipeline:
         return role == ORCHESTRATOR or event.type in INTERESTS[role]
 
     async def state(self, task_id: str) -> TaskState:
-        state = fold(task_id, await self.store.read_stream(task_stream(task_id)))
+        state = await load_state(self.store, task_id)
         if state.status == "new":
             raise TaskNotFoundError(task_id)
         return state
@@ -155,13 +154,9 @@ class Pipeline:
 
     async def stop_preview(self, task_id: str) -> int | None:
         """Stop the task's web preview (started here or by another process)."""
-        events = await self.store.read_stream(task_stream(task_id))
-        pids = [e.data.pid for e in events if isinstance(e.data, DeployStatus) and e.data.pid]
-        stopped = {e.data.pid for e in events if isinstance(e.data, PreviewStopped)}
-        running = [pid for pid in pids if pid not in stopped]
-        if not running:
+        pid = (await self.state(task_id)).preview_pid
+        if pid is None:
             return None
-        pid = running[-1]
         process = self.services.previews.pop(task_id, None)
         if process is not None and process.pid == pid:
             await process.stop()
@@ -180,21 +175,24 @@ class Pipeline:
     # --------------------------------------------------------------------- work
 
     async def handle(
-        self, event: Event, role: Role, *, checkpoint: tuple[str, int] | None = None
+        self, event: Event, role: Role | None, *, checkpoint: tuple[str, int] | None = None
     ) -> list[Event]:
-        """Let ``role`` act on ``event`` once; return what was recorded."""
+        """Let ``role`` act on ``event`` once (``None``: whichever stage the event is routed
+        to); return what was recorded."""
         task_id = task_id_of(event.stream_id)
         if task_id is None:
             return []
         history = await self.store.read_stream(event.stream_id)
-        if any(e.causation_id == event.id and e.actor == role for e in history):
-            return []  # done before (a crash, a resume, a second worker)
         state = fold(task_id, history)
+        stage = next_stage(state, event)
+        actor = role or stage
+        if actor is None or any(e.causation_id == event.id and e.actor == actor for e in history):
+            return []  # nobody's, or done before (a crash, a resume, a second worker)
         out: list[NewEvent]
-        if role == ORCHESTRATOR:
+        if actor == ORCHESTRATOR:
             out = decide(state, HandleExecutorEvent(event=event, at=self.services.clock()))
-        elif next_stage(state, event) == role:
-            out = await self.agents[role].process_direct(state, event)
+        elif actor == stage:
+            out = await self.agents[stage].process_direct(state, event)
         else:
             return []
         return await self.record(out, checkpoint)
@@ -235,11 +233,8 @@ class Pipeline:
                 if stop is not None and stop.is_set():
                     break
                 await self.handle(event, ORCHESTRATOR)
-                state = fold(task_id, await self.store.read_stream(stream))
-                stage = next_stage(state, event)
-                if stage is not None:
-                    await self.handle(event, stage)
+                await self.handle(event, None)
                 seen = event.version
-            if until(await self.state(task_id)):
-                break
+            if until(state := await self.state(task_id)):
+                return state
         return await self.state(task_id)
