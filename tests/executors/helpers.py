@@ -6,7 +6,6 @@ import textwrap
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from forgeline.executors._tree import worktree_status
 from forgeline.workspace.git import GitWorkspace
 
 #: The ``make_repo`` fixture: a new repository holding these files in its first commit.
@@ -26,7 +25,7 @@ async def tree(workspace: GitWorkspace) -> tuple[dict[str, str], dict[str, bytes
         for p in workspace.path.rglob("*")
         if p.is_file() and p.relative_to(workspace.path).parts[0] != ".git"
     }
-    return await worktree_status(workspace), files
+    return await workspace.status(), files
 
 
 def dirs(workspace: GitWorkspace) -> set[str]:

@@ -26,24 +26,6 @@ class Snapshot:
     status: Mapping[str, str]  # git status before the change
 
 
-async def worktree_status(workspace: GitWorkspace) -> dict[str, str]:
-    """``git status`` as {path: two-letter code}; untracked files listed one by one."""
-    out = await workspace.git("status", "--porcelain=v1", "-z", "--untracked-files=all")
-    tokens = out.split("\0")
-    status: dict[str, str] = {}
-    i = 0
-    while i < len(tokens):
-        entry = tokens[i]
-        i += 1
-        if len(entry) < 4:
-            continue
-        code, path = entry[:2], entry[3:]
-        status[path] = code
-        if code[0] in "RC":  # a rename or copy: the source path follows
-            i += 1
-    return status
-
-
 def state_of(path: Path) -> FileState:
     if path.is_symlink() or not path.is_file():
         return FileState(None, None)
@@ -61,7 +43,7 @@ async def take_snapshot(workspace: GitWorkspace, paths: Sequence[str]) -> Snapsh
             new_dirs.add(parent.as_posix())
             parent = parent.parent
     ordered = tuple(sorted(new_dirs, key=lambda d: (-d.count("/"), d)))
-    return Snapshot(files, ordered, await worktree_status(workspace))
+    return Snapshot(files, ordered, await workspace.status())
 
 
 def differences(root: Path, snap: Snapshot) -> tuple[list[str], list[str], list[str]]:
@@ -105,7 +87,7 @@ async def clean_strays(workspace: GitWorkspace, snap: Snapshot) -> list[str]:
     """
     root = workspace.path
     problems: list[str] = []
-    now = await worktree_status(workspace)
+    now = await workspace.status()
     tracked = [
         p
         for p, code in now.items()
@@ -148,7 +130,7 @@ async def restore(workspace: GitWorkspace, snap: Snapshot) -> list[str]:
         with contextlib.suppress(OSError):
             (root / rel).rmdir()
     problems += await clean_strays(workspace, snap)
-    final = await worktree_status(workspace)
+    final = await workspace.status()
     if final != snap.status:
         differ = sorted(
             p for p in set(final) | set(snap.status) if final.get(p) != snap.status.get(p)

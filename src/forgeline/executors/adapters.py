@@ -35,7 +35,6 @@ from pydantic import Field
 
 from forgeline.core.events import Frozen
 from forgeline.errors import ForgelineError, WorkspaceError
-from forgeline.executors._tree import worktree_status
 from forgeline.executors.patch import DiffChange
 from forgeline.sandbox.spawner import ProcessResult, ProcessSpawner, SpawnError, tail_text
 from forgeline.workspace.git import GitWorkspace, confined_path
@@ -250,7 +249,7 @@ class CliAdapter:
                 raise AdapterError(f"{self.name} could not be started: {exc}") from exc
             files, diff = await _collect_change(workspace, head, self.scratch_files)
         finally:
-            await _reset(workspace, branch, head)
+            await workspace.reset_to(branch, head)
         return self._result(result, files, diff)
 
     def _result(self, result: ProcessResult, files: list[str], diff: str) -> AdapterResult:
@@ -298,7 +297,7 @@ async def _collect_change(
         return not any(fnmatch.fnmatch(path.split("/", 1)[0], pattern) for pattern in scratch)
 
     tracked = [p for p in (await workspace.git("diff", "--name-only", "-z", base)).split("\0") if p]
-    status = await worktree_status(workspace)
+    status = await workspace.status()
     untracked = sorted(p for p, code in status.items() if code == "??" and wanted(p))
     files = sorted(set(tracked) | set(untracked))
     if not files:
@@ -316,14 +315,6 @@ async def _collect_change(
             )
         )
     return files, "".join(parts)
-
-
-async def _reset(workspace: GitWorkspace, branch: str, head: str) -> None:
-    """Back to ``head`` on ``branch`` with no untracked files (ignored ones stay)."""
-    if await workspace.current_branch() != branch:
-        await workspace.git("checkout", "-q", "-f", branch)
-    await workspace.git("reset", "-q", "--hard", head)
-    await workspace.git("clean", "-q", "-f", "-d")
 
 
 # --------------------------------------------------------------------------- the CLIs

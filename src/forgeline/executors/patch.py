@@ -198,7 +198,10 @@ def nearest_lines(text: str, search: str, context: int = 2, max_windows: int = 2
     return "\n".join(f"{k + 1:>5} | {lines[k]}" for k in range(start, end))
 
 
-def _plan_writes(root: Path, change: CodeChange) -> dict[str, str]:
+def plan_writes(root: Path, change: CodeChange) -> dict[str, str]:
+    """The checks whole-file writes must pass before anything is written: every path
+    inside the workspace (no symlink, not a directory), each written once. Returns
+    {canonical path: content}; raises ``PatchError`` saying what is wrong."""
     planned: dict[str, str] = {}
     for file in change.files:
         rel = _canonical(root, file.path)
@@ -323,7 +326,7 @@ async def _plan(workspace: GitWorkspace, change: Change) -> tuple[list[str], dic
     else:
         if not change.files:
             raise EmptyChangeError("the change writes no files")
-        contents = _plan_writes(root, change)
+        contents = plan_writes(root, change)
     if all(_read_text_or_none(root / rel) == text for rel, text in contents.items()):
         raise EmptyChangeError("the change leaves every file as it is")
     return list(contents), contents

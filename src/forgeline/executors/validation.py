@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from forgeline.pipeline.testrun import has_pytest_config
+from forgeline.pipeline.testrun import pytest_command
 from forgeline.sandbox.spawner import ProcessSpawner, tail_text
 from forgeline.workspace.git import GitWorkspace
 
@@ -54,8 +54,13 @@ def compile_problem(root: Path, rel: str) -> str | None:
     target = root / rel
     if not target.is_file():
         return None
+    return source_problem(rel, target.read_bytes())
+
+
+def source_problem(rel: str, source: str | bytes) -> str | None:
+    """Why ``source``, the content of Python file ``rel``, does not compile, or None."""
     try:
-        compile(target.read_bytes(), rel, "exec", dont_inherit=True)
+        compile(source, rel, "exec", dont_inherit=True)
     except SyntaxError as exc:
         return f"{rel} does not compile (line {exc.lineno}): {exc.msg}"
     except ValueError as exc:  # e.g. a NUL byte
@@ -111,25 +116,8 @@ class PythonValidator:
     ) -> tuple[frozenset[str], str]:
         """The keys of collection errors (files, or an abnormal exit) and pytest's output."""
         root = workspace.path
-        argv = [
-            self.python,
-            "-m",
-            "pytest",
-            "--collect-only",
-            "-q",
-            "-rfE",
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(root),
-            "--confcutdir",
-            str(root),
-        ]
         with tempfile.TemporaryDirectory(prefix="forgeline-collect-") as tmp:
-            if not has_pytest_config(root):
-                ini = Path(tmp) / "pytest.ini"
-                ini.write_text("[pytest]\n")
-                argv += ["-c", str(ini)]
+            argv = pytest_command(root, Path(tmp), self.python, "--collect-only", "-q", "-rfE")
             result = await spawner.run(argv, cwd=root, timeout=self.timeout)
         output = result.output
         if result.timed_out:

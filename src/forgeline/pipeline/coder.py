@@ -23,35 +23,29 @@ from forgeline.core.events import (
     PlanItemDispatched,
     ReviewDecision,
 )
-from forgeline.errors import StageError, WorkspaceError
-from forgeline.executors.patch import EmptyChangeError, PatchError, apply_change
+from forgeline.errors import StageError
+from forgeline.executors.patch import EmptyChangeError, PatchError, apply_change, plan_writes
 from forgeline.executors.router import route
-from forgeline.executors.validation import PythonValidator
+from forgeline.executors.validation import PythonValidator, source_problem
 from forgeline.llm.outputs import CodeChange
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
-from forgeline.workspace.git import confined_path
 
 
 def check_change(root: Path, change: CodeChange) -> CodeChange:
-    """Raise ``ModelRetry`` saying what is wrong with ``change``, else return it."""
+    """Raise ``ModelRetry`` saying what is wrong with ``change``, else return it.
+
+    The patch engine's own pre-write checks, run while the model can still answer again.
+    """
     if not change.files:
         raise ModelRetry("the change is empty: return at least one file with its full content")
-    seen: set[str] = set()
+    try:
+        plan_writes(root, change)
+    except PatchError as exc:
+        raise ModelRetry(f"{exc}; use a relative path inside the repository, once each") from exc
     for file in change.files:
-        try:
-            confined_path(root, file.path)
-        except WorkspaceError as exc:
-            raise ModelRetry(f"{exc}; use a relative path inside the repository") from exc
-        if file.path in seen:
-            raise ModelRetry(f"{file.path} appears twice; return each file once")
-        seen.add(file.path)
-        if file.path.endswith(".py"):
-            try:
-                compile(file.content, file.path, "exec", dont_inherit=True)
-            except (SyntaxError, ValueError) as exc:
-                line = getattr(exc, "lineno", None)
-                raise ModelRetry(f"{file.path} does not parse (line {line}): {exc}") from exc
+        if file.path.endswith(".py") and (problem := source_problem(file.path, file.content)):
+            raise ModelRetry(problem)
     return change
 
 

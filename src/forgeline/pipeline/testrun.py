@@ -173,7 +173,7 @@ def parse_junit(xml_text: str, workspace: Path | None = None) -> JUnitSummary:
 # --------------------------------------------------------------------------- running
 
 
-def has_pytest_config(workspace: Path) -> bool:
+def _has_pytest_config(workspace: Path) -> bool:
     """Whether pytest would find its configuration in the workspace's root directory."""
     if any((workspace / name).is_file() for name in ("pytest.ini", ".pytest.ini")):
         return True
@@ -230,6 +230,29 @@ def _checked_workspace(workspace: Path) -> Path:
     return workspace
 
 
+def pytest_command(workspace: Path, tmp: Path, python: str, *args: str) -> list[str]:
+    """``python -m pytest *args`` isolated to ``workspace``: no cache written, no
+    configuration read from the directories above it (an empty ini in ``tmp`` when the
+    workspace has none of its own)."""
+    argv = [
+        python,
+        "-m",
+        "pytest",
+        *args,
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(workspace),
+        "--confcutdir",
+        str(workspace),
+    ]
+    if not _has_pytest_config(workspace):
+        ini = tmp / "pytest.ini"
+        ini.write_text("[pytest]\n")
+        argv += ["-c", str(ini)]
+    return argv
+
+
 def _pytest_argv(workspace: Path, tmp: Path, python: str) -> tuple[Path, list[str]]:
     """The JUnit report path (in ``tmp``) and pytest's argv; may write an empty ini to ``tmp``."""
     tmp_dir = tmp.resolve()
@@ -239,25 +262,9 @@ def _pytest_argv(workspace: Path, tmp: Path, python: str) -> tuple[Path, list[st
             "point TMPDIR elsewhere"
         )
     report_path = tmp_dir / "junit.xml"
-    argv = [
-        python,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--junitxml",
-        str(report_path),
-        "--rootdir",
-        str(workspace),
-        "--confcutdir",
-        str(workspace),
-    ]
-    if not has_pytest_config(workspace):
-        ini = tmp_dir / "pytest.ini"
-        ini.write_text("[pytest]\n")
-        argv += ["-c", str(ini)]
-    return report_path, argv
+    return report_path, pytest_command(
+        workspace, tmp_dir, python, "-q", "--junitxml", str(report_path)
+    )
 
 
 async def run_pytest(

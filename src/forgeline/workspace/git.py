@@ -109,9 +109,25 @@ class GitWorkspace:
     async def current_branch(self) -> str:
         return (await self.git("rev-parse", "--abbrev-ref", "HEAD")).strip()
 
+    async def status(self) -> dict[str, str]:
+        """``git status`` as {path: two-letter code}; untracked files listed one by one."""
+        out = await self.git("status", "--porcelain=v1", "-z", "--untracked-files=all")
+        tokens = out.split("\0")
+        status: dict[str, str] = {}
+        i = 0
+        while i < len(tokens):
+            entry = tokens[i]
+            i += 1
+            if len(entry) < 4:
+                continue
+            code, path = entry[:2], entry[3:]
+            status[path] = code
+            if code[0] in "RC":  # a rename or copy: the source path follows
+                i += 1
+        return status
+
     async def dirty_files(self) -> list[str]:
-        out = await self.git("status", "--porcelain", "--untracked-files=all")
-        return [line[3:] for line in out.splitlines() if line.strip()]
+        return list(await self.status())
 
     async def add_worktree(self, branch: str, path: Path) -> tuple[GitWorkspace, str]:
         """A new worktree at ``path`` on a new ``branch`` from HEAD; returns it and the base.
@@ -129,8 +145,10 @@ class GitWorkspace:
             await self.git("checkout", "-q", branch)
 
     async def reset_to(self, branch: str, commit: str) -> None:
-        """Put ``branch`` at ``commit`` with a clean tree (drops unrecorded work of a crash)."""
-        await self.checkout(branch)
+        """Put ``branch`` at ``commit`` with a clean tree (drops unrecorded work of a crash);
+        ignored files stay."""
+        if await self.current_branch() != branch:
+            await self.git("checkout", "-q", "-f", branch)
         await self.git("reset", "-q", "--hard", commit)
         await self.git("clean", "-q", "-fd")
 
