@@ -6,11 +6,12 @@ Environment variables override the file: ``FORGELINE_<FIELD>`` and, for nested t
 
 from __future__ import annotations
 
+import shlex
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,21 +25,232 @@ ROLES: tuple[Role, ...] = ("planner", "architect", "coder", "fixer", "reviewer")
 CONFIG_FILE = "forgeline.toml"
 
 
+ModelChain = str | list[str]
+
+
 class ModelsConfig(BaseModel):
-    """A ``provider:model`` string per role; a role without one uses ``default``."""
+    """A model chain per role; a role without one uses ``default``.
+
+    A chain is one ``provider:model`` string or a list of them: the first is the primary,
+    the rest are fallbacks tried in order when a call fails (HTTP errors, timeouts, rate
+    limits after the client's own retries with backoff, malformed responses).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    default: str | None = None
-    planner: str | None = None
-    architect: str | None = None
-    coder: str | None = None
-    fixer: str | None = None
-    reviewer: str | None = None
+    default: ModelChain | None = None
+    planner: ModelChain | None = None
+    architect: ModelChain | None = None
+    coder: ModelChain | None = None
+    fixer: ModelChain | None = None
+    reviewer: ModelChain | None = None
 
-    def for_role(self, role: Role) -> str | None:
-        value: str | None = getattr(self, role)
-        return value or self.default
+    def for_role(self, role: Role) -> list[str]:
+        value: ModelChain | None = getattr(self, role) or self.default
+        if value is None:
+            return []
+        chain = [value] if isinstance(value, str) else list(value)
+        return [spec.strip() for part in chain for spec in part.split(",") if spec.strip()]
+
+
+class ProviderConfig(BaseModel):
+    """An OpenAI-compatible endpoint (vLLM, llama.cpp's server, LM Studio, a proxy):
+    ``[providers.NAME]`` makes ``NAME:model`` usable in model chains."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    api_key: SecretStr | None = None
+    """Prefer ``api_key_env``: keys in files end up in backups."""
+    api_key_env: str | None = None
+
+
+class PriceConfig(BaseModel):
+    """US dollars per million tokens, for ``[prices."provider:model"]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+class BudgetConfig(BaseModel):
+    """A hard cap per task on model spending; a call that would cross it pauses the task
+    until ``forgeline approve``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: int | None = Field(default=None, ge=0)
+    usd: float | None = Field(default=None, ge=0)
+
+
+CoderBackend = Literal["llm", "aider", "codex", "claude"]
+EditFormat = Literal["whole", "search_replace", "diff"]
+
+
+class CoderConfig(BaseModel):
+    """How the coder and the fixer write code: the ``[coder]`` table.
+
+    ``backend = "llm"`` asks the role's model (``[models]``) through pydantic-ai, answering
+    in ``edit_format``; ``aider``/``codex``/``claude`` run that coding CLI in the workspace
+    through the spawner. Either way the change lands through the patch engine. Values in
+    ``env`` are secrets: they reach the CLI and nothing else (never an event or a log).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: CoderBackend = "llm"
+    edit_format: EditFormat = "whole"
+    """What the model answers with: whole files, search/replace blocks or a unified diff."""
+    tools: bool = True
+    """Give the model read_file, list_files and search over the workspace."""
+    context_chars: int = Field(40_000, ge=0)
+    """Characters of current files put in the prompt; files beyond that are only named."""
+    executable: str | None = None
+    """The CLI to run (a name on PATH or a path); default: the back-end's own name."""
+    model: str | None = None
+    """The CLI's ``--model``; default: the CLI's own choice."""
+    args: tuple[str, ...] = ()
+    """Extra arguments for the CLI."""
+    env: dict[str, SecretStr] = Field(default_factory=dict)
+    """Extra environment for the CLI (on top of its API key variables)."""
+    timeout: float = Field(900, gt=0)
+    """Seconds one CLI run may take."""
+    requires_key: bool = True
+    """False for a CLI logged in another way (no API key variable needed)."""
+
+
+#: Commands the terminal tool allows by default (rules: see ``TerminalConfig``).
+TERMINAL_ALLOW: tuple[str, ...] = (
+    # the project's own code, tests and linters (in the workspace's venv)
+    "python",
+    "python3",
+    "pytest",
+    "ruff check",
+    "mypy",
+    # packages: wheels from the index into the workspace's venv (see docs/security.md)
+    "pip install",
+    "pip list",
+    "pip show",
+    "pip freeze",
+    "pip check",
+    # looking around the workspace
+    "ls",
+    "cat",
+    "head",
+    "tail",
+    "wc",
+    "grep",
+    "find",
+    "tree",
+    "diff",
+    "file",
+    "stat",
+    "du",
+    "pwd",
+    "echo",
+    "sort",
+    "uniq",
+    # git, read-only
+    "git status",
+    "git diff",
+    "git log",
+    "git show",
+    "git ls-files",
+    "git blame",
+    "git grep",
+)
+
+#: Commands the terminal tool refuses by default, whatever ``allow`` says.
+TERMINAL_DENY: tuple[str, ...] = (
+    # running other programs (or writing files) behind the allowlist's back
+    "find ... -exec*",
+    "find ... -ok*",
+    "find ... -delete",
+    "find ... -fprint*",
+    "find ... -fls",
+    "git ... --output*",
+    "git ... --ext-diff",
+    "git ... --textconv",
+    # git beyond reading: history, remotes and configuration are forgeline's
+    "git -c",
+    "git -C",
+    "git push",
+    "git remote",
+    "git config",
+    "git credential*",
+    # shells, privilege and the network
+    "sh",
+    "bash",
+    "dash",
+    "zsh",
+    "sudo",
+    "su",
+    "doas",
+    "curl",
+    "wget",
+    "ssh",
+    "scp",
+    "nc",
+)
+
+
+class TerminalConfig(BaseModel):
+    """What the terminal tool lets agents run: the ``[terminal]`` table.
+
+    A rule is a command prefix written like a command line (shell quoting allowed), one
+    word per argument: ``"git status"`` allows ``git status --short``. Words may use the
+    wildcards ``*``, ``?`` and ``[...]``; ``...`` stands for any number of arguments
+    (``"find ... -exec*"``). The first word is compared with the program's name (a path's
+    last part, unless the word has a ``/``). A command matching a ``deny`` rule is refused
+    whatever ``allow`` says; otherwise the first ``allow`` rule that matches lets it run;
+    nothing matching is refused. ``allow``/``deny`` replace the defaults,
+    ``extra_allow``/``extra_deny`` add to them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow: tuple[str, ...] = TERMINAL_ALLOW
+    deny: tuple[str, ...] = TERMINAL_DENY
+    extra_allow: tuple[str, ...] = ()
+    extra_deny: tuple[str, ...] = ()
+    timeout: float = Field(300, gt=0)
+    """Seconds one command may run."""
+    output_chars: int = Field(8_000, ge=0)
+    """Characters of a command's output kept (its tail) in the answer and the event."""
+    confine_paths: bool = True
+    """Refuse arguments that are paths outside the workspace (absolute, or ``..`` out)."""
+    installs: Literal["download", "wheelhouse", "off"] = "download"
+    """``pip install``: ``download`` fetches wheels with forgeline's own pip (the only step
+    with network), then installs them in the sandbox offline; ``wheelhouse`` installs only
+    wheels already in ``.forgeline/wheels``; ``off`` refuses installs."""
+    index_url: str | None = None
+    """The package index to download from (default: pip's own configuration)."""
+    use_index: bool = True
+    """False: download only from ``find_links``."""
+    find_links: tuple[str, ...] = ()
+    """Extra places (directories or URLs) with wheels to download from."""
+
+    @field_validator("allow", "deny", "extra_allow", "extra_deny")
+    @classmethod
+    def _rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
+        for rule in rules:
+            try:
+                words = shlex.split(rule)
+            except ValueError as exc:
+                raise ValueError(f"terminal rule {rule!r}: {exc}") from exc
+            if not words or words[0] == "...":
+                raise ValueError(f"terminal rule {rule!r} must start with a program name")
+        return rules
+
+    @property
+    def allow_rules(self) -> tuple[str, ...]:
+        return (*self.allow, *self.extra_allow)
+
+    @property
+    def deny_rules(self) -> tuple[str, ...]:
+        return (*self.deny, *self.extra_deny)
 
 
 class Settings(BaseSettings):
@@ -47,6 +259,29 @@ class Settings(BaseSettings):
     )
 
     models: ModelsConfig = Field(default_factory=ModelsConfig)
+    local_model: str = "qwen2.5-coder-1.5b"
+    """The offline model used when no model is configured (``local:<name>``)."""
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    cache: bool = True
+    """Answer a call from the response cache when the same model got the same messages."""
+    loop_limit: int = Field(3, ge=2, le=100)
+    """The same tool call or rejected answer this many times in one stage stops it."""
+    context_tokens: int = Field(24_000, ge=500)
+    """A role's conversation above this (estimated) size is compacted."""
+    trim_chars: int = Field(4_000, ge=200)
+    """Long tool output and error logs are cut to their last this many characters when
+    a conversation is compacted."""
+    model_timeout: float = Field(120, gt=0)
+    """Seconds one model request may take before it counts as failed (and falls back)."""
+    model_retries: int = Field(2, ge=0, le=10)
+    """Retries with backoff of one request (rate limits, 5xx) before falling back."""
+    coder: CoderConfig = Field(default_factory=CoderConfig)
+    terminal: TerminalConfig = Field(default_factory=TerminalConfig)
+    workspace_venv: bool = True
+    """Run the workspace's tests and programs with its repository's own venv
+    (``.forgeline/venv``) rather than forgeline's interpreter."""
     store: str | None = None
     """Event store URL; default ``sqlite:///<workspace>/.forgeline/forgeline.db``."""
     mode: Literal["event", "sequential"] = "event"

@@ -36,7 +36,18 @@ def ws(tmp_path: Path) -> Path:
 def test_help_lists_every_command() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("run", "tasks", "status", "events", "answer", "cancel", "resume", "stop"):
+    for command in (
+        "run",
+        "tasks",
+        "status",
+        "events",
+        "answer",
+        "approve",
+        "usage",
+        "cancel",
+        "resume",
+        "stop",
+    ):
         assert command in result.output
 
 
@@ -212,3 +223,43 @@ def test_the_sandbox_is_used_when_available(ws: Path) -> None:
     from forgeline.sandbox.bwrap import BwrapSandbox
 
     assert isinstance(_spawner(load_settings(ws)), BwrapSandbox)
+
+
+def _task_id(output: str) -> str:
+    return output.split("task ", 1)[1].split()[0]
+
+
+def test_a_budget_pause_then_approve_finishes_and_usage_shows_the_spend(ws: Path) -> None:
+    result = invoke(
+        "run", "todo cli", "--workspace", str(ws), "--unsafe-no-sandbox", "--budget-tokens", "1"
+    )
+    assert result.exit_code == 0, result.output
+    assert "paused" in result.output and "would cross the task's budget" in result.output
+    task = _task_id(result.output)
+    assert f"forgeline approve {task}" in result.output
+
+    usage = invoke("usage", task, "--workspace", str(ws))
+    assert usage.exit_code == 0, usage.output
+    assert "no model calls recorded yet" in usage.output  # paused before the first call
+
+    refused = invoke("approve", task, "--workspace", str(ws))
+    assert refused.exit_code == 2
+    assert "--budget-tokens" in refused.output
+
+    done = invoke(
+        "approve", task, "--budget-tokens", "100000", "--workspace", str(ws), "--unsafe-no-sandbox"
+    )
+    assert done.exit_code == 0, done.output
+    assert "completed" in done.output
+    after = invoke("usage", "--workspace", str(ws))
+    for role, model in (("planner", "todo-planner"), ("reviewer", "todo-reviewer")):
+        assert role in after.output and model in after.output
+
+
+def test_approving_a_task_that_is_not_paused_is_refused(ws: Path) -> None:
+    result = invoke("run", "todo cli", "--workspace", str(ws), "--unsafe-no-sandbox")
+    assert result.exit_code == 0, result.output
+    task = _task_id(result.output)
+    again = invoke("approve", task, "--budget-usd", "5", "--workspace", str(ws))
+    assert again.exit_code == 2
+    assert "not waiting for approval" in again.output

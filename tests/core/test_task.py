@@ -260,3 +260,37 @@ def test_the_head_is_the_newest_commit_whatever_order_items_are_recorded_in() ->
     assert state_of(h).head == "c1"
     assert react(h) == ["code.pr.opened"]
     assert h.events[-1].data.commit == "c1"  # type: ignore[union-attr]
+
+
+def test_a_budget_pause_waits_for_approval_and_names_every_paused_stage() -> None:
+    from forgeline.core.events import Budget, TaskAwaitingApproval
+    from forgeline.core.task import Approve
+
+    h = started()
+    h.add(TaskAwaitingApproval(stage="coder", trigger_id="e1", reason="over"), actor="coder")
+    h.add(TaskAwaitingApproval(stage="coder", trigger_id="e2", reason="over"), actor="coder")
+    state = fold("t1", h.events)
+    assert state.status == "awaiting_approval"
+    assert [p.trigger_id for p in state.paused] == ["e1", "e2"]
+
+    [approved] = decide(state, Approve(budget=Budget(tokens=5000), at=AT))
+    assert approved.actor == "user"
+    assert [(r.stage, r.trigger_id) for r in approved.data.resumes] == [
+        ("coder", "e1"),
+        ("coder", "e2"),
+    ]
+    h.record(approved)
+    state = fold("t1", h.events)
+    assert (state.status, state.paused, state.budget.tokens) == ("running", (), 5000)
+    with pytest.raises(InvalidRequestError, match="not waiting for approval"):
+        decide(state, Approve(budget=Budget(tokens=1), at=AT))
+
+
+def test_a_budget_is_crossed_by_tokens_or_dollars() -> None:
+    from forgeline.core.events import Budget
+
+    budget = Budget(tokens=1000, usd=0.5)
+    assert budget.crossed_by(1000, 0.5) is None
+    assert "1001 tokens" in (budget.crossed_by(1001, 0.0) or "")
+    assert "$0.6000" in (budget.crossed_by(10, 0.6) or "")
+    assert Budget().crossed_by(10**9, 10.0**6) is None

@@ -92,6 +92,7 @@ async def test_failing_tests_get_a_fixer_round(tmp_path: Path, mode: str) -> Non
         assert types[types.index("code.pr.opened") :] == [
             "code.pr.opened",
             "test.results",
+            "fix.attempt",
             "code.pr.opened",
             "test.results",
             "review.decision",

@@ -14,12 +14,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from forgeline.cli.render import print_event, summary, tasks_table
+from forgeline.cli.render import print_event, summary, tasks_table, usage_table
 from forgeline.config import Settings, load_settings
-from forgeline.core.events import task_stream
+from forgeline.core.events import task_stream, usage_stream
 from forgeline.core.task import Answer, TaskState, decide
 from forgeline.errors import ForgelineError
 from forgeline.llm.gateway import ModelRegistry
+from forgeline.llm.metered import usage_rows
 from forgeline.pipeline.base import Services
 from forgeline.pipeline.runner import Pipeline, settled
 from forgeline.pipeline.workers import WorkerManager
@@ -81,6 +82,21 @@ RequireSandbox = Annotated[
     ),
 ]
 
+NoCache = Annotated[
+    bool,
+    typer.Option("--no-cache", help="Call the models even when the response cache has an answer."),
+]
+BudgetTokens = Annotated[
+    int | None,
+    typer.Option(
+        "--budget-tokens", min=0, help="Hard cap on the task's model tokens (pauses when hit)."
+    ),
+]
+BudgetUsd = Annotated[
+    float | None,
+    typer.Option("--budget-usd", min=0, help="Hard cap on the task's model cost in US dollars."),
+]
+
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -101,6 +117,14 @@ def _run(coro: Coroutine[object, object, T]) -> T:
 def _sandbox_flags(unsafe: bool, require: bool) -> dict[str, bool | None]:
     """Flags given on the command line override the settings; absent ones do not."""
     return {"unsafe_no_sandbox": unsafe or None, "require_sandbox": require or None}
+
+
+def _given(**values: object) -> dict[str, object]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _flags(unsafe: bool, require: bool, no_cache: bool) -> dict[str, bool | None]:
+    return {**_sandbox_flags(unsafe, require), "cache": False if no_cache else None}
 
 
 @contextlib.asynccontextmanager
@@ -214,6 +238,14 @@ async def _drive(pipeline: Pipeline, task_id: str, keep_preview: bool) -> TaskSt
 
 async def _finish(state: TaskState) -> int:
     summary(console, state, await _commits(state))
+    if state.status == "awaiting_approval":
+        for paused in state.paused:
+            console.print(f"[yellow]paused[/] {escape(paused.reason)}", highlight=False)
+        console.print(
+            f"Raise the budget with: forgeline approve {state.task_id} --budget-tokens N "
+            "(or --budget-usd X); `forgeline usage` shows what was spent"
+        )
+        return 0
     if state.status == "needs_clarification":
         questions = [
             s.item.description or s.item.title
@@ -250,12 +282,16 @@ def run(
     keep_preview: Annotated[
         bool, typer.Option(help="Leave a web preview running after the task ends.")
     ] = False,
+    budget_tokens: BudgetTokens = None,
+    budget_usd: BudgetUsd = None,
+    no_cache: NoCache = False,
     unsafe_no_sandbox: Unsafe = False,
     require_sandbox: RequireSandbox = False,
     store: Store = None,
     config: ConfigFile = None,
 ) -> None:
     """Build REQUEST: plan, design, code, test (and fix), review and deploy it."""
+    budget = _given(tokens=budget_tokens, usd=budget_usd)
 
     async def go() -> int:
         async with _pipeline(
@@ -266,6 +302,8 @@ def run(
             mode=mode,
             max_fix_rounds=max_fix_rounds,
             max_review_rounds=max_review_rounds,
+            budget=budget or None,
+            cache=False if no_cache else None,
             **_sandbox_flags(unsafe_no_sandbox, require_sandbox),
         ) as pipeline:
             repository = GitWorkspace(workspace)
@@ -291,13 +329,14 @@ def resume(
     workspace: Workspace = Path("."),
     mode: Mode = None,
     keep_preview: Annotated[bool, typer.Option(help="Leave a web preview running.")] = False,
+    no_cache: NoCache = False,
     unsafe_no_sandbox: Unsafe = False,
     require_sandbox: RequireSandbox = False,
     store: Store = None,
     config: ConfigFile = None,
 ) -> None:
     """Continue a task that was stopped or killed; finished stages are not re-run."""
-    flags = _sandbox_flags(unsafe_no_sandbox, require_sandbox)
+    flags = _flags(unsafe_no_sandbox, require_sandbox, no_cache)
 
     async def go() -> int:
         async with _pipeline(
@@ -317,13 +356,14 @@ def answer(
     text: Annotated[str, typer.Argument(help="Your answer to the task's question.")],
     workspace: Workspace = Path("."),
     mode: Mode = None,
+    no_cache: NoCache = False,
     unsafe_no_sandbox: Unsafe = False,
     require_sandbox: RequireSandbox = False,
     store: Store = None,
     config: ConfigFile = None,
 ) -> None:
     """Answer a task's clarification question, then continue the task."""
-    flags = _sandbox_flags(unsafe_no_sandbox, require_sandbox)
+    flags = _flags(unsafe_no_sandbox, require_sandbox, no_cache)
 
     async def go() -> int:
         async with _pipeline(
@@ -336,6 +376,69 @@ def answer(
             return await _finish(state)
 
     raise typer.Exit(_run(go()))
+
+
+@app.command()
+def approve(
+    task: TaskArg,
+    budget_tokens: BudgetTokens = None,
+    budget_usd: BudgetUsd = None,
+    workspace: Workspace = Path("."),
+    mode: Mode = None,
+    no_cache: NoCache = False,
+    unsafe_no_sandbox: Unsafe = False,
+    require_sandbox: RequireSandbox = False,
+    store: Store = None,
+    config: ConfigFile = None,
+) -> None:
+    """Raise the budget of a task paused by it, then continue the task.
+
+    Limits not given stay as they were; both are totals for the whole task."""
+    if budget_tokens is None and budget_usd is None:
+        errors.print("[red]error:[/] give --budget-tokens and/or --budget-usd")
+        raise typer.Exit(EXIT_USAGE)
+    flags = _flags(unsafe_no_sandbox, require_sandbox, no_cache)
+
+    async def go() -> int:
+        async with _pipeline(
+            workspace, store, config, with_models=True, mode=mode, **flags
+        ) as pipeline:
+            state = await pipeline.state(task)
+            budget = state.budget.model_copy(update=_given(tokens=budget_tokens, usd=budget_usd))
+            await pipeline.approve(task, budget)
+            state = await _drive(pipeline, task, keep_preview=False)
+            return await _finish(state)
+
+    raise typer.Exit(_run(go()))
+
+
+@app.command()
+def usage(
+    task: Annotated[
+        str | None, typer.Argument(help="A task id; all tasks in the store when left out.")
+    ] = None,
+    workspace: Workspace = Path("."),
+    store: Store = None,
+    config: ConfigFile = None,
+) -> None:
+    """Model usage and cost per task, per role and per model (from llm.usage events)."""
+
+    async def go() -> None:
+        async with _pipeline(workspace, store, config, with_models=False) as pipeline:
+            if task is not None:
+                await pipeline.state(task)  # a clear error for an unknown id
+                ids = [task]
+            else:
+                ids = [row.id for row in await pipeline.store.tasks()]
+            rows = []
+            for task_id in ids:
+                rows += usage_rows(task_id, await pipeline.store.read_stream(usage_stream(task_id)))
+        if rows:
+            console.print(usage_table(rows, "model usage (cached calls cost nothing)"))
+        else:
+            console.print("no model calls recorded yet")
+
+    _run(go())
 
 
 @app.command()

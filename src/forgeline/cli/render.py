@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
+import shlex
+
 from rich.console import Console
 from rich.markup import escape as e
 from rich.table import Table
 
 from forgeline.core.events import (
     ArchitectureProposed,
+    Budget,
+    BudgetApproved,
     ChangeCompleted,
     ChangeFailed,
     ClarificationAnswered,
     ClarificationRequested,
     CodePrOpened,
+    ContextCompacted,
     DeployStatus,
     Event,
+    FixAttempted,
     PlanCreated,
     PlanItemCompleted,
     PlanItemDispatched,
     PreviewStopped,
     ReviewDecision,
+    RunUsage,
     StageFailed,
+    TaskAwaitingApproval,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskInitiated,
     TestResults,
+    ToolCommand,
 )
 from forgeline.core.task import TaskState
+from forgeline.llm.metered import UsageRow
 from forgeline.store.base import TaskRow
 
 
@@ -61,16 +71,38 @@ def describe(event: Event) -> str:
             text = f"[{colour}]{d.passed} passed, {d.failed} failed, {d.errors} errors[/]"
             if d.failing:
                 text += f": {e(', '.join(d.failing[:5]))}"
-            return text + (" (timed out)" if d.timed_out else "")
+            return text + (" (timed out)" if d.timed_out else "") + usage_text(d.usage)
         case ReviewDecision():
             if d.approved:
                 return "[green]approved[/]"
             return "[yellow]changes requested[/]: " + e("; ".join(d.comments))
         case DeployStatus():
             outcome = "[green]ok[/]" if d.ok else "[red]failed[/]"
-            return f"{e(d.kind)} {outcome}" + (f" at {e(d.url)}" if d.url else "")
+            where = f" at {e(d.url)}" if d.url else ""
+            return f"{e(d.kind)} {outcome}{where}{usage_text(d.usage)}"
+        case ToolCommand():
+            command = e(shlex.join(d.argv)[:200])
+            if d.denied:
+                why = f"rule {d.rule!r}" if d.rule else "no rule allows it"
+                return f"[red]refused[/] $ {command} ({e(why)})"
+            status = "timed out" if d.timed_out else f"exit {d.exit_code}"
+            colour = "green" if d.exit_code == 0 and not d.timed_out else "red"
+            return f"$ {command} [{colour}]{status}[/]{usage_text(d.usage)}"
+        case FixAttempted():
+            colour = {"applied": "cyan", "rejected": "red", "no_progress": "yellow"}[d.outcome]
+            text = f"attempt {d.attempt} [{colour}]{e(d.outcome.replace('_', ' '))}[/]"
+            text += f" in {d.duration_s:.1f}s"
+            if d.commit:
+                text += f" at {short(d.commit)}"
+            return text + (f": {e(d.reason[:200])}" if d.reason else "")
         case StageFailed():
             return f"[red]{e(d.stage)} failed[/]: {e(d.error)}"
+        case TaskAwaitingApproval():
+            return f"[bold yellow]paused[/] ({e(d.stage)}): {e(d.reason)}"
+        case BudgetApproved():
+            return f"budget raised to {e(budget_text(d.budget))}; resuming"
+        case ContextCompacted():
+            return e(d.summary)
         case TaskCompleted():
             return f"[bold green]completed[/]: {e(d.summary)}"
         case TaskFailed():
@@ -85,6 +117,50 @@ def describe(event: Event) -> str:
             return f"change failed: {e(d.error_log[:200])}"
         case _:
             return ""
+
+
+def usage_text(usage: RunUsage | None) -> str:
+    """`` (cpu 0.61s, peak 104 MiB, 1.4s)`` for a run's resource usage; "" without one."""
+    if usage is None:
+        return ""
+    parts = []
+    if usage.cpu_s is not None:
+        parts.append(f"cpu {usage.cpu_s:.2f}s")
+    if usage.peak_memory_bytes is not None:
+        parts.append(f"peak {usage.peak_memory_bytes / 1024**2:.0f} MiB")
+    parts.append(f"{usage.wall_s:.1f}s")
+    text = f" [dim]({', '.join(parts)})[/]"
+    if usage.limits_hit:
+        text += f" [red]limit hit: {e(', '.join(usage.limits_hit))}[/]"
+    return text
+
+
+def budget_text(budget: Budget) -> str:
+    parts = []
+    if budget.tokens is not None:
+        parts.append(f"{budget.tokens} tokens")
+    if budget.usd is not None:
+        parts.append(f"${budget.usd:.4f}")
+    return " and ".join(parts) or "no limit"
+
+
+def usage_table(rows: list[UsageRow], title: str) -> Table:
+    table = Table(
+        "task", "role", "model", "calls", "cached", "in", "out", "cost $", "latency s", title=title
+    )
+    for row in rows:
+        table.add_row(
+            row.task_id,
+            row.role,
+            e(row.model),
+            str(row.calls),
+            str(row.cache_hits),
+            str(row.input_tokens),
+            str(row.output_tokens),
+            f"{row.cost_usd:.4f}",
+            f"{row.latency_ms / 1000:.1f}",
+        )
+    return table
 
 
 def print_event(console: Console, event: Event) -> None:

@@ -66,6 +66,36 @@ class FileWrite(Frozen):
     content: str
 
 
+class Budget(Frozen):
+    """A task's hard spending cap on model calls; ``None`` is no cap."""
+
+    tokens: int | None = Field(default=None, ge=0)
+    usd: float | None = Field(default=None, ge=0)
+
+    def crossed_by(self, tokens: int, usd: float) -> str | None:
+        """Why spending ``tokens`` and ``usd`` in all would cross this budget, or None."""
+        if self.tokens is not None and tokens > self.tokens:
+            return f"{tokens} tokens would exceed the budget of {self.tokens}"
+        if self.usd is not None and usd > self.usd:
+            return f"${usd:.4f} would exceed the budget of ${self.usd:.4f}"
+        return None
+
+
+class RunUsage(Frozen):
+    """What one run of untrusted code used (the spawner's resource usage, as recorded).
+
+    ``mechanism`` says how limits were enforced: ``cgroup-v1``/``cgroup-v2`` or ``rlimit``
+    (the sandbox), ``none`` (no sandbox). ``limits_hit`` names the limits it ran into.
+    """
+
+    mechanism: str
+    wall_s: float
+    cpu_s: float | None = None
+    peak_memory_bytes: int | None = None
+    peak_pids: int | None = None
+    limits_hit: tuple[str, ...] = ()
+
+
 # ------------------------------------------------------------------------ payloads
 
 
@@ -77,6 +107,7 @@ class TaskInitiated(Frozen):
     base_commit: str
     max_fix_rounds: int = 3
     max_review_rounds: int = 3
+    budget: Budget = Budget()
 
 
 class PlanCreated(Frozen):
@@ -145,6 +176,8 @@ class TestResults(Frozen):
     failing: tuple[str, ...] = ()
     output: str = ""
     timed_out: bool = False
+    usage: RunUsage | None = None
+    """What the test run used (None in events recorded before usage was)."""
 
     @property
     def ok(self) -> bool:
@@ -165,6 +198,27 @@ class DeployStatus(Frozen):
     url: str | None = None
     pid: int | None = None
     output: str = ""
+    usage: RunUsage | None = None
+    """What the smoke run used; None for a web preview that keeps running (and in events
+    recorded before usage was)."""
+
+
+class ToolCommand(Frozen):
+    """One command an agent ran (or was refused) through the terminal tool.
+
+    ``rule`` is the allowlist rule that allowed it, or the one that denied it; a command
+    no rule allows is denied with ``rule`` None. A denied command never ran: no exit code,
+    no usage. ``output`` is the tail of its stdout and stderr (or the denial's reason).
+    """
+
+    type: Literal["tool.command"] = "tool.command"
+    argv: tuple[str, ...]
+    denied: bool = False
+    rule: str | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+    usage: RunUsage | None = None
+    output: str = ""
 
 
 class StageFailed(Frozen):
@@ -173,6 +227,31 @@ class StageFailed(Frozen):
     type: Literal["stage.failed"] = "stage.failed"
     stage: str
     error: str
+
+
+class FixAttempted(Frozen):
+    """One fix round's attempt, recorded by the fixer whatever its outcome.
+
+    ``applied``: the change landed as ``commit`` (the next ``test.results`` for that commit
+    says whether it fixed the tests); ``rejected``: no usable change (the back-end failed,
+    the patch engine rolled it back); ``no_progress``: the change repeats an earlier round
+    (same proposal, or the same task diff as before some earlier round), so the fix loop
+    stops. ``fingerprint`` hashes the proposal; ``diff_sha256`` the task's whole diff
+    (``git diff base_commit commit``) after the round.
+    """
+
+    type: Literal["fix.attempt"] = "fix.attempt"
+    attempt: int
+    outcome: Literal["applied", "rejected", "no_progress"]
+    reason: str = ""
+    duration_s: float = 0.0
+    backend: str = "llm"
+    fingerprint: str | None = None
+    diff_sha256: str | None = None
+    base_diff_sha256: str | None = None
+    """The task diff before this round's change."""
+    commit: str | None = None
+    files: tuple[str, ...] = ()
 
 
 class TaskCompleted(Frozen):
@@ -191,9 +270,69 @@ class TaskCancelled(Frozen):
 
 
 class ContextCompacted(Frozen):
+    """Older context was summarised: for the whole task (``role`` None, note 004's
+    ``CompactContext``) or inside one role's conversation with its model."""
+
     type: Literal["context.compacted"] = "context.compacted"
     summary: str
     dropped_items: tuple[str, ...] = ()
+    role: str | None = None
+    tokens_before: int = 0
+    tokens_after: int = 0
+    trimmed_chars: int = 0
+
+
+class TaskAwaitingApproval(Frozen):
+    """A model call would cross the task's budget: the stage stopped before making it and
+    waits for ``forgeline approve``, which re-runs it on the same ``trigger_id``."""
+
+    type: Literal["task.awaiting_approval"] = "task.awaiting_approval"
+    stage: str
+    trigger_id: str
+    reason: str
+    spent_tokens: int = 0
+    spent_usd: float = 0.0
+
+
+class Resume(Frozen):
+    stage: str
+    trigger_id: str
+
+
+class BudgetApproved(Frozen):
+    """A person raised the budget of a paused task; each paused stage re-runs on its
+    trigger (several coder items can pause at once)."""
+
+    type: Literal["budget.approved"] = "budget.approved"
+    budget: Budget
+    resumes: tuple[Resume, ...]
+
+
+class LlmUsage(Frozen):
+    """One model call (or one answer replayed from the response cache, at no cost).
+
+    Recorded in the task's ``usage-<task>`` stream as it happens, with no cause: a re-run
+    of a stage really spends again, and the idempotency guard must not merge two calls.
+    """
+
+    type: Literal["llm.usage"] = "llm.usage"
+    role: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    latency_ms: float = 0.0
+    cost_usd: float = 0.0
+    cache_hit: bool = False
+
+
+class LlmCached(Frozen):
+    """A model's answer kept in the response cache (stream ``llmcache-<key>``)."""
+
+    type: Literal["llm.cached"] = "llm.cached"
+    model: str
+    response: str
+    """The pydantic-ai ``ModelResponse`` as JSON."""
 
 
 class PreviewStopped(Frozen):
@@ -239,11 +378,17 @@ EventData = Annotated[
     | TestResults
     | ReviewDecision
     | DeployStatus
+    | ToolCommand
     | StageFailed
+    | FixAttempted
     | TaskCompleted
     | TaskFailed
     | TaskCancelled
     | ContextCompacted
+    | TaskAwaitingApproval
+    | BudgetApproved
+    | LlmUsage
+    | LlmCached
     | PreviewStopped
     | ChangePending
     | ChangeStarted
@@ -309,3 +454,7 @@ def change_stream(change_id: str) -> str:
 
 def task_id_of(stream_id: str) -> str | None:
     return stream_id.removeprefix("task-") if stream_id.startswith("task-") else None
+
+
+def usage_stream(task_id: str) -> str:
+    return f"usage-{task_id}"

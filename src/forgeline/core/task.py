@@ -26,6 +26,8 @@ from pydantic import Field
 
 from forgeline.core.events import (
     ArchitectureProposed,
+    Budget,
+    BudgetApproved,
     ClarificationAnswered,
     ClarificationRequested,
     CodePrOpened,
@@ -39,8 +41,10 @@ from forgeline.core.events import (
     PlanItemCompleted,
     PlanItemDispatched,
     PreviewStopped,
+    Resume,
     ReviewDecision,
     StageFailed,
+    TaskAwaitingApproval,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
@@ -59,7 +63,15 @@ from forgeline.core.planner import (
 )
 from forgeline.errors import InvalidRequestError
 
-TaskStatus = Literal["new", "running", "needs_clarification", "completed", "failed", "cancelled"]
+TaskStatus = Literal[
+    "new",
+    "running",
+    "needs_clarification",
+    "awaiting_approval",
+    "completed",
+    "failed",
+    "cancelled",
+]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 Stage = Literal["planner", "architect", "coder", "tester", "fixer", "reviewer", "deployer"]
 STAGES: tuple[Stage, ...] = (
@@ -84,6 +96,9 @@ class TaskState(Frozen):
     head: str = ""
     max_fix_rounds: int = 3
     max_review_rounds: int = 3
+    budget: Budget = Budget()
+    paused: tuple[TaskAwaitingApproval, ...] = ()
+    """Stages stopped by the budget, each waiting to re-run on its trigger."""
     plan_summary: str = ""
     items: dict[str, ItemState] = Field(default_factory=dict)
     architecture: ArchitectureProposed | None = None
@@ -124,6 +139,7 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                 "head": data.base_commit,
                 "max_fix_rounds": data.max_fix_rounds,
                 "max_review_rounds": data.max_review_rounds,
+                "budget": data.budget,
             }
         case PlanCreated():
             u |= {
@@ -183,8 +199,17 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             u |= {"status": "cancelled", "failure": data.reason}
         case PreviewStopped():
             u["preview_pid"] = None
-        case ContextCompacted():
+        case ContextCompacted() if data.role is None:
             u["context_summary"] = data.summary
+        case TaskAwaitingApproval():
+            u |= {"status": "awaiting_approval", "paused": (*state.paused, data)}
+        case BudgetApproved():
+            waiting = waiting_for_answer(state.items)
+            u |= {
+                "budget": data.budget,
+                "paused": (),
+                "status": "needs_clarification" if waiting else "running",
+            }
         case _:
             pass
     return state.model_copy(update=u)
@@ -242,6 +267,7 @@ class Initialize(Frozen):
     base_commit: str
     max_fix_rounds: int = 3
     max_review_rounds: int = 3
+    budget: Budget = Budget()
     at: datetime
 
 
@@ -263,6 +289,13 @@ class Answer(Frozen):
     at: datetime
 
 
+class Approve(Frozen):
+    """Raise a paused task's budget and let its paused stages continue."""
+
+    budget: Budget
+    at: datetime
+
+
 class Cancel(Frozen):
     reason: str = "cancelled by user"
     at: datetime
@@ -274,7 +307,7 @@ class CompactContext(Frozen):
     at: datetime
 
 
-Command = Initialize | HandleExecutorEvent | Continue | Answer | Cancel | CompactContext
+Command = Initialize | HandleExecutorEvent | Continue | Answer | Approve | Cancel | CompactContext
 
 
 def decide(state: TaskState, command: Command) -> list[NewEvent]:
@@ -291,6 +324,8 @@ def decide(state: TaskState, command: Command) -> list[NewEvent]:
             return _emit(state, None, command.at, _dispatch(state))
         case Answer():
             return _answer(state, command)
+        case Approve():
+            return _approve(state, command)
         case Cancel():
             if state.terminal:
                 raise InvalidRequestError(f"task {state.task_id} is already {state.status}")
@@ -315,6 +350,7 @@ def _initialize(state: TaskState, command: Initialize) -> list[NewEvent]:
         base_commit=command.base_commit,
         max_fix_rounds=command.max_fix_rounds,
         max_review_rounds=command.max_review_rounds,
+        budget=command.budget,
     )
     return [
         NewEvent(
@@ -341,6 +377,26 @@ def _answer(state: TaskState, command: Answer) -> list[NewEvent]:
         NewEvent(
             stream_id=task_stream(state.task_id),
             data=answered,
+            correlation_id=state.task_id,
+            actor="user",
+            created_at=command.at,
+        )
+    ]
+
+
+def _approve(state: TaskState, command: Approve) -> list[NewEvent]:
+    if state.status != "awaiting_approval" or not state.paused:
+        raise InvalidRequestError(
+            f"task {state.task_id} is {state.status} and is not waiting for approval"
+        )
+    approved = BudgetApproved(
+        budget=command.budget,
+        resumes=tuple(Resume(stage=p.stage, trigger_id=p.trigger_id) for p in state.paused),
+    )
+    return [
+        NewEvent(
+            stream_id=task_stream(state.task_id),
+            data=approved,
             correlation_id=state.task_id,
             actor="user",
             created_at=command.at,

@@ -5,7 +5,8 @@
 - ``adapters``: coding CLIs (aider, codex, claude) behind one ``ToolAdapter`` protocol.
 - ``patterns``: deterministic pattern executors (no model) and ``router``: which plan items
   they take instead of the configured coder back-end.
-- ``fixgen``: the fix generator loop (failing tests -> change -> validate -> re-test).
+- ``fixgen``: the fix generator loop (failing tests -> change -> validate -> re-test), and
+  its records read back from a task's log (``fix.attempt`` events).
 """
 
 from __future__ import annotations
@@ -19,8 +20,16 @@ from forgeline.executors.adapters import (
     CliAdapter,
     CodexAdapter,
     ToolAdapter,
+    adapter_for,
 )
-from forgeline.executors.fixgen import FixAttempt, FixRun, fix_rate, generate_fix
+from forgeline.executors.fixgen import (
+    FixAttempt,
+    FixRun,
+    attempts_from_log,
+    fix_rate,
+    generate_fix,
+    run_from_log,
+)
 from forgeline.executors.patch import (
     AppliedChange,
     Change,
@@ -31,6 +40,7 @@ from forgeline.executors.patch import (
     SearchReplace,
     apply_change,
     change_fingerprint,
+    plan_change,
     revert_change,
 )
 from forgeline.executors.patterns import (
@@ -70,11 +80,15 @@ __all__ = [
     "SearchReplace",
     "ToolAdapter",
     "Validator",
+    "adapter_for",
     "apply_change",
+    "attempts_from_log",
     "change_fingerprint",
     "default_patterns",
     "fix_rate",
     "generate_fix",
+    "plan_change",
     "revert_change",
     "route",
+    "run_from_log",
 ]

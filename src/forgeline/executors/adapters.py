@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import Field
 
+from forgeline.config import CoderConfig
 from forgeline.core.events import Frozen
 from forgeline.errors import ForgelineError, WorkspaceError
 from forgeline.executors.patch import DiffChange
@@ -48,6 +49,7 @@ __all__ = [
     "CliAdapter",
     "CodexAdapter",
     "ToolAdapter",
+    "adapter_for",
     "default_adapters",
 ]
 
@@ -393,6 +395,35 @@ def _with_files(request: AdapterRequest) -> str:
     return f"{request.prompt}\n\nFocus on these files: {', '.join(request.files)}"
 
 
+ADAPTERS: dict[str, type[CliAdapter]] = {
+    cls.name: cls for cls in (AiderAdapter, CodexAdapter, ClaudeAdapter)
+}
+
+
 def default_adapters(**options: Any) -> dict[str, CliAdapter]:
     """One adapter per known CLI, each built with ``options``."""
-    return {cls.name: cls(**options) for cls in (AiderAdapter, CodexAdapter, ClaudeAdapter)}
+    return {name: cls(**options) for name, cls in ADAPTERS.items()}
+
+
+def adapter_for(config: CoderConfig, environ: Mapping[str, str] | None = None) -> CliAdapter:
+    """The adapter ``[coder]`` names (``backend`` other than ``llm``), configured from it.
+
+    ``environ`` (default: this process's environment) supplies ``PATH`` and the API key
+    variables; ``config.env`` is added for the CLI only. Neither is ever part of an error
+    message or of ``repr``.
+    """
+    cls = ADAPTERS.get(config.backend)
+    if cls is None:
+        raise AdapterError(
+            f"coder back-end {config.backend!r} is not a coding CLI "
+            f"(known: {', '.join(sorted(ADAPTERS))})"
+        )
+    return cls(
+        executable=config.executable,
+        environ=environ,
+        extra_env={name: value.get_secret_value() for name, value in config.env.items()},
+        model=config.model,
+        extra_args=config.args,
+        timeout=config.timeout,
+        requires_key=config.requires_key,
+    )

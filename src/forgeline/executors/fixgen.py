@@ -15,7 +15,11 @@ whose tests still fail stays in the tree for the next attempt to build on
 attempt starts from the same tree (``keep_failed=False``).
 
 Every attempt gives a ``FixAttempt`` record (number, outcome, reason, duration) that a
-caller turns into events and a benchmark into a fix rate. The loop does not commit: on
+caller turns into events and a benchmark into a fix rate. The pipeline's fixer runs the
+same loop one round per stage and records each round as a ``fix.attempt`` event;
+``attempts_from_log``/``run_from_log`` turn a task's log back into these records (an
+applied round's outcome is the ``test.results`` for its commit), so ``fix_rate`` works
+on recorded tasks too. The loop does not commit: on
 ``tests_pass`` the caller commits ``FixRun.changed``. It takes ``workspace.lock`` around
 each apply and test run (not around ``propose``): do not call it while holding that lock.
 """
@@ -27,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from forgeline.core.events import Frozen
+from forgeline.core.events import Event, FixAttempted, Frozen, TestResults
 from forgeline.errors import ForgelineError
 from forgeline.executors.patch import (
     Change,
@@ -47,13 +51,15 @@ __all__ = [
     "FixRun",
     "Outcome",
     "SuiteOutcome",
+    "attempts_from_log",
     "build_prompt",
     "fix_rate",
     "generate_fix",
+    "run_from_log",
 ]
 
 Outcome = Literal["applied", "rejected", "tests_pass", "tests_fail"]
-Stopped = Literal["tests_pass", "max_attempts", "no_progress", "untestable"]
+Stopped = Literal["tests_pass", "max_attempts", "no_progress", "untestable", "failed"]
 
 DEFAULT_INSTRUCTIONS = (
     "The tests of this repository fail. Propose the smallest change to the code that makes "
@@ -87,6 +93,7 @@ class FixAttempt(Frozen):
 class FixRun(Frozen):
     attempts: tuple[FixAttempt, ...]
     stopped: Stopped
+    """``failed`` (from a pipeline log only): a rejected round ended the task."""
     changed: tuple[str, ...] = ()
     """Paths changed in the working tree by the attempts that stayed (not committed)."""
 
@@ -99,6 +106,66 @@ def fix_rate(runs: Iterable[FixRun]) -> float:
     """The share of runs that ended with passing tests (0.0 for no runs)."""
     results = [run.fixed for run in runs]
     return sum(results) / len(results) if results else 0.0
+
+
+def attempts_from_log(events: Iterable[Event]) -> tuple[FixAttempt, ...]:
+    """A task's ``fix.attempt`` events as ``FixAttempt`` records, in order.
+
+    An applied round becomes ``tests_pass``/``tests_fail`` after the first
+    ``test.results`` for its commit (``applied`` while there is none yet); a rejected or
+    no-progress round becomes ``rejected`` (its reason says which).
+    """
+    events = list(events)
+    tested: dict[str, bool] = {}
+    for event in events:
+        if isinstance(event.data, TestResults):
+            tested.setdefault(event.data.commit, event.data.ok)
+    attempts: list[FixAttempt] = []
+    for event in events:
+        data = event.data
+        if not isinstance(data, FixAttempted):
+            continue
+        outcome: Outcome = "rejected"
+        reason = data.reason
+        if data.outcome == "applied":
+            ok = tested.get(data.commit or "")
+            outcome = "applied" if ok is None else "tests_pass" if ok else "tests_fail"
+        elif "no progress" not in reason:
+            reason = f"no progress: {reason}" if data.outcome == "no_progress" else reason
+        attempts.append(
+            FixAttempt(
+                attempt=data.attempt,
+                outcome=outcome,
+                reason=reason,
+                duration_s=data.duration_s,
+                paths=data.files,
+                fingerprint=data.fingerprint,
+            )
+        )
+    return tuple(attempts)
+
+
+def run_from_log(events: Iterable[Event]) -> FixRun | None:
+    """The fix loop of one task's log as a ``FixRun``; None when no fix round ran.
+
+    ``stopped`` is ``tests_pass`` once a round's tests pass, ``no_progress`` or ``failed``
+    when the last round was refused as a repeat or rejected, else ``max_attempts`` (the
+    rounds ran out, or the task is still going).
+    """
+    events = list(events)
+    recorded = [e.data for e in events if isinstance(e.data, FixAttempted)]
+    if not recorded:
+        return None
+    attempts = attempts_from_log(events)
+    stopped: Stopped = "max_attempts"
+    if any(a.outcome == "tests_pass" for a in attempts):
+        stopped = "tests_pass"
+    elif recorded[-1].outcome == "no_progress":
+        stopped = "no_progress"
+    elif recorded[-1].outcome == "rejected":
+        stopped = "failed"
+    changed = sorted({p for a in attempts if a.outcome != "rejected" for p in a.paths})
+    return FixRun(attempts=attempts, stopped=stopped, changed=tuple(changed))
 
 
 def build_prompt(

@@ -1,8 +1,9 @@
 """The patch engine: land a code change in a git workspace, validated, or leave no trace.
 
-A change is one of three shapes:
+A change is one of three shapes (defined in ``forgeline.llm.outputs``, since models answer
+with them, and re-exported here):
 
-- ``CodeChange`` (``forgeline.llm.outputs``): whole-file writes, path + full content;
+- ``CodeChange``: whole-file writes, path + full content;
 - ``EditChange``: search/replace blocks; each search text must match its file exactly once
   (an empty search text creates a file that does not exist yet);
 - ``DiffChange``: a unified diff as ``git diff`` writes it (``a/`` and ``b/`` prefixes),
@@ -43,11 +44,8 @@ import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path, PurePosixPath
-from typing import Literal
 
-from pydantic import Field
-
-from forgeline.core.events import FileWrite, Frozen
+from forgeline.core.events import FileWrite
 from forgeline.errors import ForgelineError, WorkspaceError
 from forgeline.executors._tree import (
     Snapshot,
@@ -57,7 +55,7 @@ from forgeline.executors._tree import (
     take_snapshot,
 )
 from forgeline.executors.validation import PythonValidator, Validator
-from forgeline.llm.outputs import CodeChange
+from forgeline.llm.outputs import Change, CodeChange, DiffChange, EditChange, SearchReplace
 from forgeline.workspace.git import GitWorkspace, confined_path
 
 __all__ = [
@@ -75,6 +73,8 @@ __all__ = [
     "apply_change",
     "change_fingerprint",
     "nearest_lines",
+    "plan_change",
+    "plan_writes",
     "revert_change",
 ]
 
@@ -88,31 +88,6 @@ class EmptyChangeError(PatchError):
 
 
 # --------------------------------------------------------------------------- changes
-
-
-class SearchReplace(Frozen):
-    """Replace the one occurrence of ``search`` in ``path`` by ``replace``."""
-
-    path: str
-    search: str = Field(description="Exact text to find; it must occur exactly once.")
-    replace: str
-
-
-class EditChange(Frozen):
-    kind: Literal["edits"] = "edits"
-    summary: str = ""
-    edits: tuple[SearchReplace, ...] = Field(
-        description="Applied in order; later blocks see the result of earlier ones."
-    )
-
-
-class DiffChange(Frozen):
-    kind: Literal["diff"] = "diff"
-    summary: str = ""
-    diff: str = Field(description="A unified diff with a/ and b/ path prefixes.")
-
-
-Change = CodeChange | EditChange | DiffChange
 
 
 def change_fingerprint(change: Change) -> str:
@@ -314,8 +289,9 @@ def _read_text_or_none(path: Path) -> str | None:
         return None
 
 
-async def _plan(workspace: GitWorkspace, change: Change) -> tuple[list[str], dict[str, str]]:
-    """The paths the change touches and, for writes and edits, their new contents."""
+async def plan_change(workspace: GitWorkspace, change: Change) -> tuple[list[str], dict[str, str]]:
+    """Step 1, touching nothing: the paths the change touches and, for writes and edits,
+    their new contents. Raises ``PatchError`` (``EmptyChangeError``) saying what is wrong."""
     root = workspace.path
     if isinstance(change, DiffChange):
         return await _plan_diff(workspace, change), {}
@@ -363,7 +339,7 @@ async def apply_change(
     Raises ``PatchError`` (``EmptyChangeError`` when the change would change nothing) with
     the reason; after an error the tree is as it was before the call. The caller commits.
     """
-    paths, contents = await _plan(workspace, change)
+    paths, contents = await plan_change(workspace, change)
     try:
         snap = await take_snapshot(workspace, paths)
     except ForgelineError as exc:

@@ -1,24 +1,43 @@
-"""Models are configuration: a ``provider:model`` string per role becomes a model.
+"""Models are configuration: a chain of ``provider:model`` strings per role.
 
-``openai:gpt-4o-mini``, ``anthropic:claude-...``, ``openrouter:...`` and the other
-pydantic-ai provider prefixes are resolved by pydantic-ai (their API keys come from the
-environment). ``function:package.module:attribute`` loads a pydantic-ai ``Model`` (or a
-zero-argument factory of one) from Python: scripted models for tests and dry runs.
+``openai:gpt-4o-mini``, ``anthropic:claude-...``, ``openrouter:...``, ``ollama:...`` and the
+other pydantic-ai provider prefixes are resolved by pydantic-ai (their API keys come from
+the environment). A ``[providers.NAME]`` table with a ``base_url`` makes ``NAME:model`` an
+OpenAI-compatible endpoint (vLLM, llama.cpp's server, a proxy). ``local:<name>`` runs a
+GGUF model on this machine (forgeline.llm.local). ``function:package.module:attribute``
+loads a pydantic-ai ``Model`` (or a zero-argument factory of one) from Python: scripted
+models for tests and dry runs.
+
+A chain of several models becomes pydantic-ai's ``FallbackModel``: a call that fails
+(HTTP errors, timeouts, rate limits once the client's own retries with backoff are spent,
+a malformed response) goes to the next model. ``ModelRegistry.metered`` wraps a role's
+chain for one stage run (usage, cache, budget, loops: forgeline.llm.metered).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping
 
+from openai import AsyncOpenAI
+from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
 from pydantic_ai.models import Model, infer_model
+from pydantic_ai.models.fallback import FallbackModel
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.openai import OpenAIProvider
 
 from forgeline.config import ROLES, Role, Settings
 from forgeline.errors import ConfigError
+from forgeline.llm.metered import Meter, MeteredModel
 
 
-def build_model(spec: str) -> Model:
+def build_model(spec: str, settings: Settings | None = None) -> Model:
     spec = spec.strip()
+    settings = settings or Settings()
+    provider, _, name = spec.partition(":")
+    if provider in settings.providers:
+        return _compatible_model(provider, name, settings)
     if spec.startswith("function:"):
         return _load_function_model(spec.removeprefix("function:"))
     if ":" not in spec:
@@ -34,6 +53,37 @@ def build_model(spec: str) -> Model:
         ) from exc
     except Exception as exc:  # pydantic-ai raises UserError/ValueError for unknown names
         raise ConfigError(f"cannot use model {spec!r}: {exc}") from exc
+
+
+def _compatible_model(provider: str, name: str, settings: Settings) -> Model:
+    config = settings.providers[provider]
+    if not name:
+        raise ConfigError(f"model {provider}: has no model name: write {provider}:<model>")
+    key = config.api_key.get_secret_value() if config.api_key else None
+    if config.api_key_env:
+        key = os.environ.get(config.api_key_env)
+        if not key:
+            raise ConfigError(
+                f"provider {provider!r} reads its API key from ${config.api_key_env}, "
+                "which is not set"
+            )
+    client = AsyncOpenAI(
+        base_url=config.base_url,
+        api_key=key or "not-needed",
+        max_retries=settings.model_retries,
+        timeout=settings.model_timeout,
+    )
+    return OpenAIChatModel(name, provider=OpenAIProvider(openai_client=client))
+
+
+def build_chain(specs: list[str], settings: Settings | None = None) -> Model:
+    """One model, or a ``FallbackModel`` trying each in order."""
+    if not specs:
+        raise ConfigError("an empty model chain: name at least one provider:model")
+    models = [build_model(spec, settings) for spec in specs]
+    if len(models) == 1:
+        return models[0]
+    return FallbackModel(*models, fallback_on=(ModelAPIError, UnexpectedModelBehavior))
 
 
 def _load_function_model(target: str) -> Model:
@@ -52,28 +102,34 @@ def _load_function_model(target: str) -> Model:
 
 
 class ModelRegistry:
-    """The model for each role, built once from settings (or given directly in tests)."""
+    """The model chain for each role, built once from settings (or given in tests)."""
 
-    def __init__(self, models: Mapping[Role, Model]) -> None:
+    def __init__(self, models: Mapping[Role, Model], specs: Mapping[Role, str] | None = None):
         self._models = dict(models)
+        self._specs = dict(specs or {})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelRegistry:
-        missing = [role for role in ROLES if not settings.models.for_role(role)]
-        if missing:
-            raise ConfigError(
-                f"no model configured for {', '.join(missing)}: set [models] default = "
-                '"provider:model" in forgeline.toml, or FORGELINE_MODELS__DEFAULT'
-            )
+        """Every role's chain; with none configured at all, the offline local model."""
+        fallback = [f"local:{settings.local_model}"]
         built: dict[str, Model] = {}
         models: dict[Role, Model] = {}
+        specs: dict[Role, str] = {}
         for role in ROLES:
-            spec = settings.models.for_role(role)
-            assert spec is not None
+            chain = settings.models.for_role(role) or fallback
+            spec = ", ".join(chain)
             if spec not in built:
-                built[spec] = build_model(spec)
+                built[spec] = build_chain(chain, settings)
             models[role] = built[spec]
-        return cls(models)
+            specs[role] = spec
+        return cls(models, specs)
 
     def __getitem__(self, role: Role) -> Model:
         return self._models[role]
+
+    def spec(self, role: Role) -> str:
+        """The configured chain as written (``a, b``), or the model's own name."""
+        return self._specs.get(role) or self._models[role].model_name
+
+    def metered(self, role: Role, meter: Meter) -> MeteredModel:
+        return MeteredModel(self[role], self.spec(role), meter)

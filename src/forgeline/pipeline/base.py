@@ -15,13 +15,16 @@ from __future__ import annotations
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic_ai import Agent
+from pydantic_ai.capabilities import ProcessHistory
 from pydantic_ai.exceptions import AgentRunError
+from pydantic_ai.models import Model
 
 from forgeline.config import Role, Settings
 from forgeline.core import changes
@@ -34,12 +37,14 @@ from forgeline.core.events import (
     EventData,
     NewEvent,
     StageFailed,
+    TaskAwaitingApproval,
     change_stream,
     utcnow,
 )
 from forgeline.core.task import Stage, TaskState, fold
 from forgeline.errors import DuplicateEventError, ForgelineError
 from forgeline.llm.gateway import ModelRegistry
+from forgeline.llm.metered import BudgetExceeded, Compactor, Meter, Price
 from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess
 from forgeline.store.base import EventStore
 from forgeline.workspace.git import GitWorkspace
@@ -60,15 +65,69 @@ async def load_state(store: EventStore, task_id: str) -> TaskState:
     return fold(task_id, await store.read_stream(f"task-{task_id}"))
 
 
-class StageRun:
-    """One execution of a stage for one trigger event: builds its output events."""
+_current_run: ContextVar[StageRun] = ContextVar("forgeline_stage_run")
 
-    def __init__(self, agent: StageAgent, state: TaskState, trigger: Event) -> None:
+
+class StageRun:
+    """One execution of a stage for one trigger event: builds its output events.
+
+    ``cause`` is the event being handled: the trigger itself, or the budget approval that
+    resumes a paused stage on its old trigger.
+    """
+
+    def __init__(
+        self, agent: StageAgent, state: TaskState, trigger: Event, cause: Event | None = None
+    ) -> None:
         self.agent = agent
         self.state = state
         self.trigger = trigger
+        self.cause = cause or trigger
         self.change: changes.ChangeState | None = None
         self.workspace = GitWorkspace(Path(state.workspace))
+        self.compactors: list[Compactor] = []
+        self.meters: dict[Role, Meter] = {}
+
+    def meter(self, role: Role) -> Meter:
+        if role not in self.meters:
+            services = self.agent.services
+            settings = services.settings
+            self.meters[role] = Meter(
+                store=services.store,
+                task_id=self.state.task_id,
+                role=role,
+                budget=self.state.budget,
+                prices={
+                    name: Price(p.input, p.output, p.cached_input)
+                    for name, p in settings.prices.items()
+                },
+                cache=settings.cache,
+                loop_limit=settings.loop_limit,
+                clock=services.clock,
+            )
+        return self.meters[role]
+
+    def context_events(self) -> list[NewEvent]:
+        """What compaction dropped during this run, one ``context.compacted`` event."""
+        merged = [c.event() for c in self.compactors]
+        found = [e for e in merged if e is not None]
+        if not found:
+            return []
+        event = found[-1]
+        if len(found) > 1:
+            event = event.model_copy(
+                update={"dropped_items": tuple(d for e in found for d in e.dropped_items)}
+            )
+        return [self.event(event)]
+
+    def paused(self, exc: BudgetExceeded) -> list[NewEvent]:
+        pause = TaskAwaitingApproval(
+            stage=self.agent.stage,
+            trigger_id=self.trigger.id,
+            reason=str(exc),
+            spent_tokens=exc.spent_tokens,
+            spent_usd=exc.spent_usd,
+        )
+        return [self.event(pause).model_copy(update={"causation_id": self.cause.id})]
 
     @property
     def now(self) -> datetime:
@@ -152,26 +211,50 @@ class StageAgent(ABC):
         state = await load_state(self.services.store, event.correlation_id)
         return await self.process_direct(state, event)
 
-    async def process_direct(self, state: TaskState, trigger: Event) -> list[NewEvent]:
-        run = StageRun(self, state, trigger)
+    async def process_direct(
+        self, state: TaskState, trigger: Event, *, cause: Event | None = None
+    ) -> list[NewEvent]:
+        run = StageRun(self, state, trigger, cause)
+        token = _current_run.set(run)
         try:
-            return await self.run(run)
+            out = await self.run(run)
+        except BudgetExceeded as exc:
+            out = run.paused(exc)
         except (ForgelineError, AgentRunError) as exc:
-            return run.failed(_describe(exc))
+            out = run.failed(_describe(exc))
         except Exception as exc:  # a bug in an agent must not wedge the task silently
             detail = "".join(traceback.format_exception_only(exc)).strip()
-            return run.failed(f"internal error: {detail}")
+            out = run.failed(f"internal error: {detail}")
+        finally:
+            _current_run.reset(token)
+        return [*run.context_events(), *out]
 
     @abstractmethod
     async def run(self, run: StageRun) -> list[NewEvent]: ...
 
-    def model_agent(self, role: Role, output_type: type[Any], instructions: str) -> Agent[Any, Any]:
+    def model_agent(
+        self, role: Role, output_type: Any, instructions: str, **kwargs: Any
+    ) -> Agent[Any, Any]:
+        """A pydantic-ai agent on ``role``'s model chain, metered for the current stage run
+        (usage events, cache, budget, loop detection) and kept under the context budget."""
+        settings = self.services.settings
+        run = _current_run.get(None)
+        model: Model = self.services.models[role]
+        capabilities: list[Any] = list(kwargs.pop("capabilities", ()))
+        if run is not None:
+            model = self.services.models.metered(role, run.meter(role))
+            compactor = Compactor(role, settings.context_tokens, settings.trim_chars)
+            run.compactors.append(compactor)
+            capabilities.append(ProcessHistory(compactor))
         return Agent(
-            self.services.models[role],
+            model,
             output_type=output_type,
             instructions=instructions,
-            retries={"output": self.services.settings.output_retries, "tools": 1},
+            retries={"output": settings.output_retries, "tools": 1},
             name=role,
+            model_settings={"timeout": settings.model_timeout},
+            capabilities=capabilities,
+            **kwargs,
         )
 
 

@@ -1,21 +1,37 @@
 """Coder: plan.item.dispatched -> plan.item.completed; review changes -> code.pr.opened.
 
 Per plan item, the router (executors/router.py) picks a deterministic pattern executor
-when the item asks for one, else the model. The model answers with whole files
-(``CodeChange``); before anything touches the disk the answer is checked (not empty,
-every path inside the workspace, every Python file parses) and a failing answer goes back
-to the model with the reason (bounded retries). Every change then lands through the patch
-engine, which validates it in the tree (Python compiles, the tests still collect) and
-rolls it back exactly when it does not.
+when the item asks for one; everything else goes to the back-end ``[coder] backend``
+names (``CodeWriter.write``, shared with the fixer):
+
+- ``llm``: the role's model answers in ``[coder] edit_format`` (whole files,
+  search/replace blocks or a unified diff), with read-only file tools
+  (``forgeline.llm.tools``) when ``[coder] tools`` is on and the current files in the
+  prompt as far as ``context_chars`` allows. Before anything touches the disk the answer
+  goes through the patch engine's pre-write checks (not empty, every path inside the
+  workspace, every search block found exactly once, the diff applies, the Python files
+  parse); a failing answer goes back to the model with the reason (``ModelRetry``, bounded
+  by ``output_retries``). A change the engine still rolls back after writing it (it does
+  not compile, the tests no longer collect) goes back to the model the same way, in the
+  same conversation, as often as ``output_retries``.
+- ``aider``/``codex``/``claude``: that CLI edits the workspace through the spawner
+  (``executors/adapters.py``); its edits come back as a diff and the tree is reset.
+
+Either way the change lands through the patch engine, which validates it in the tree
+(Python compiles, the tests still collect) and rolls it back exactly when it does not.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import cast
 
 from pydantic_ai import ModelRetry
+from pydantic_ai.exceptions import AgentRunError
+from pydantic_ai.messages import ModelMessage
 
-from forgeline.config import Role
+from forgeline.config import CoderConfig, Role
 from forgeline.core.events import (
     CodePrOpened,
     NewEvent,
@@ -23,70 +39,252 @@ from forgeline.core.events import (
     PlanItemDispatched,
     ReviewDecision,
 )
-from forgeline.errors import StageError
-from forgeline.executors.patch import EmptyChangeError, PatchError, apply_change, plan_writes
+from forgeline.errors import StageError, WorkspaceError
+from forgeline.executors.adapters import AdapterRequest, adapter_for
+from forgeline.executors.patch import (
+    EmptyChangeError,
+    PatchError,
+    apply_change,
+    plan_change,
+)
 from forgeline.executors.router import route
 from forgeline.executors.validation import PythonValidator, source_problem
-from forgeline.llm.outputs import CodeChange
+from forgeline.llm.outputs import EDIT_FORMATS, Change, CodeChange, DiffChange, EditChange
+from forgeline.llm.tools import WorkspaceTools
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
+from forgeline.workspace.git import GitWorkspace
+
+#: Called with a proposed change before it lands; raises to refuse it (the fixer's
+#: repeat check).
+Screen = Callable[[Change], Awaitable[None]]
 
 
-def check_change(root: Path, change: CodeChange) -> CodeChange:
+class NoProgressError(StageError):
+    """The change would leave the code as it is, or as an earlier round left it."""
+
+
+class RolledBackError(StageError):
+    """The patch engine refused or rolled back the change; ``reason`` says why."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.reason = reason.removeprefix("the change was rolled back: ")
+        super().__init__(f"{what}: the change was rolled back: {self.reason}")
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A change committed on the task branch (``commit == base`` when there was none)."""
+
+    base: str
+    commit: str
+    files: list[str]
+    change: Change | None = None
+    backend: str = "llm"
+
+
+def _empty_hint(change: Change) -> str | None:
+    """What to say when the answer proposes nothing at all."""
+    if isinstance(change, CodeChange) and not change.files:
+        return "the change is empty: return at least one file with its full content"
+    if isinstance(change, EditChange) and not change.edits:
+        return "the change is empty: return at least one search/replace block"
+    if isinstance(change, DiffChange) and not change.diff.strip():
+        return "the diff is empty: return a unified diff that changes at least one file"
+    return None
+
+
+_FORMAT_HINT: dict[type[object], str] = {
+    CodeChange: "use a relative path inside the repository, once each",
+    EditChange: "quote the file's current text exactly, with paths inside the repository",
+    DiffChange: "make the diff against the files as they are now (read them first), with "
+    "a/ and b/ paths inside the repository",
+}
+
+
+async def check_change(workspace: GitWorkspace, change: Change) -> Change:
     """Raise ``ModelRetry`` saying what is wrong with ``change``, else return it.
 
-    The patch engine's own pre-write checks, run while the model can still answer again.
+    The patch engine's own pre-write checks (touching nothing), run while the model can
+    still answer again. A change that would leave every file as it is passes: landing it
+    reports "no progress", which a retry would not cure.
     """
-    if not change.files:
-        raise ModelRetry("the change is empty: return at least one file with its full content")
+    hint = _empty_hint(change)
+    if hint is not None:
+        raise ModelRetry(hint)
     try:
-        plan_writes(root, change)
+        _, contents = await plan_change(workspace, change)
+    except EmptyChangeError as exc:
+        if isinstance(change, DiffChange):  # a diff that names no file is malformed
+            raise ModelRetry(f"{exc}; {_FORMAT_HINT[DiffChange]}") from exc
+        return change
     except PatchError as exc:
-        raise ModelRetry(f"{exc}; use a relative path inside the repository, once each") from exc
-    for file in change.files:
-        if file.path.endswith(".py") and (problem := source_problem(file.path, file.content)):
+        raise ModelRetry(f"{exc}; {_FORMAT_HINT[type(change)]}") from exc
+    for rel, text in contents.items():
+        if rel.endswith(".py") and (problem := source_problem(rel, text)):
             raise ModelRetry(problem)
     return change
 
 
+def instructions_for(base: str, config: CoderConfig) -> str:
+    """The role's instructions plus how to answer (edit format) and the tools."""
+    parts = [base, prompts.EDIT_FORMAT[config.edit_format]]
+    if config.tools:
+        parts.append(prompts.TOOLS)
+    return "\n\n".join(parts)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What ``stage.failed`` says for ``exc`` (as the stage base class words it)."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, AgentRunError):
+        text = f"the model's output was still invalid after retries: {text}"
+        if exc.__cause__ is not None and str(exc.__cause__):
+            text += f" ({exc.__cause__})"
+    return text[:4000]
+
+
+ROLLED_BACK = """The patch engine rolled that change back; none of it was kept: {reason}
+Answer again with a corrected change, made against the files as they are now."""
+
+
 class CodeWriter(StageAgent):
-    """Shared by the coder and the fixer: ask for a change, check it, commit it."""
+    """Shared by the coder and the fixer: ask the back-end for a change, land it, commit it."""
+
+    @property
+    def coder_config(self) -> CoderConfig:
+        return self.services.settings.coder
 
     async def write(
-        self, run: StageRun, role: Role, instructions: str, prompt: str, what: str
-    ) -> tuple[str, str, list[str]]:
-        """Return (base, commit, files)."""
-        agent = self.model_agent(role, CodeChange, instructions)
-        agent.output_validator(lambda change: check_change(run.workspace.path, change))
-        change: CodeChange = (await agent.run(prompt)).output
-        return await self.land(run, change, what)
+        self,
+        run: StageRun,
+        role: Role,
+        instructions: str,
+        request: str,
+        what: str,
+        focus: Sequence[str] = (),
+        *,
+        screen: Screen | None = None,
+    ) -> Landed:
+        """Get a change for ``request`` from the configured back-end and land it.
 
-    async def land(
-        self, run: StageRun, change: CodeChange | None, what: str
-    ) -> tuple[str, str, list[str]]:
-        """Apply ``change`` through the patch engine and commit it; (base, commit, files)."""
+        ``focus`` names the files that matter most (shown first to a model, passed to a
+        CLI). ``screen`` sees each proposal before it lands and may refuse it by raising.
+        """
+        if self.coder_config.backend == "llm":
+            return await self._write_with_model(
+                run, role, instructions, request, what, focus, screen
+            )
+        return await self._write_with_cli(run, instructions, request, what, focus, screen)
+
+    async def _write_with_model(
+        self,
+        run: StageRun,
+        role: Role,
+        instructions: str,
+        request: str,
+        what: str,
+        focus: Sequence[str],
+        screen: Screen | None,
+    ) -> Landed:
+        config = self.coder_config
+        workspace = run.workspace
+        agent = self.model_agent(
+            role, EDIT_FORMATS[config.edit_format], instructions_for(instructions, config)
+        )
+
+        async def pre_write(change: Change) -> Change:
+            async with workspace.lock:  # a concurrent item may be landing in this tree
+                return await check_change(workspace, change)
+
+        agent.output_validator(pre_write)
+        retries = self.services.settings.output_retries
+        toolsets = [WorkspaceTools(workspace).toolset(max(1, retries))] if config.tools else None
+        prompt = f"{request}\n\nCurrent files:\n{self.context_files(run, focus)}"
+        history: list[ModelMessage] | None = None
+        for left in range(retries, -1, -1):
+            result = await agent.run(prompt, message_history=history, toolsets=toolsets)
+            change = cast(Change, result.output)
+            if screen is not None:
+                await screen(change)
+            try:
+                return await self.land(run, change, what)
+            except RolledBackError as exc:
+                if not left:
+                    raise
+                history = result.all_messages()
+                prompt = ROLLED_BACK.format(reason=exc.reason)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _write_with_cli(
+        self,
+        run: StageRun,
+        instructions: str,
+        request: str,
+        what: str,
+        focus: Sequence[str],
+        screen: Screen | None,
+    ) -> Landed:
+        config = self.coder_config
+        adapter = adapter_for(config)
+        problems = adapter.validate_config()
+        if problems:
+            raise StageError(f"coder back-end {config.backend}: {'; '.join(problems)}")
+        workspace = run.workspace
+        async with workspace.lock:
+            await workspace.checkout(run.state.branch)
+        request_ = AdapterRequest(prompt=f"{instructions}\n\n{request}", files=tuple(focus))
+        result = await adapter.execute(request_, workspace, self.services.spawner)
+        change = result.require_change()
+        if screen is not None:
+            await screen(change)
+        return replace(await self.land(run, change, what), backend=config.backend)
+
+    async def land(self, run: StageRun, change: Change | None, what: str) -> Landed:
+        """Apply ``change`` through the patch engine and commit it."""
         workspace = run.workspace
         async with workspace.lock:
             await workspace.checkout(run.state.branch)
             base = await workspace.head()
             if change is None:
-                return base, base, []
+                return Landed(base, base, [])
             validator = PythonValidator(self.services.spawner)
             try:
                 applied = await apply_change(workspace, change, validate=validator)
             except EmptyChangeError as exc:
-                raise StageError(
+                raise NoProgressError(
                     f"{what}: no progress, the change leaves every file as it is"
                 ) from exc
             except PatchError as exc:
-                raise StageError(f"{what}: the change was rolled back: {exc}") from exc
+                raise RolledBackError(what, str(exc)) from exc
             files = list(applied.paths)
             commit = await run.commit(files, f"{what}: {change.summary}".rstrip(": "))
-        return base, commit, files
+        return Landed(base, commit, files, change)
 
-    def context_files(self, run: StageRun, extra: tuple[str, ...] = ()) -> str:
-        names = (*run.state.files, *extra)
-        return prompts.files_block(run.workspace.tracked_text_files(dict.fromkeys(names)))
+    def context_files(self, run: StageRun, focus: Sequence[str] = ()) -> str:
+        """The current files for the prompt: ``focus`` first, then the task's files, within
+        ``[coder] context_chars``; files that do not fit are named (the tools read them)."""
+        budget = self.coder_config.context_chars
+        shown: dict[str, str] = {}
+        left_out: list[str] = []
+        used = 0
+        for name in dict.fromkeys((*focus, *run.state.files)):
+            try:
+                text = run.workspace.read_file(name)
+            except WorkspaceError:
+                continue
+            if text is None:
+                continue
+            if used + len(text) > budget:
+                left_out.append(name)
+                continue
+            shown[name] = text
+            used += len(text)
+        block = prompts.files_block(shown)
+        if left_out:
+            how = "read them with read_file" if self.coder_config.tools else "not shown"
+            block += f"\n\nToo long for this prompt ({how}): {', '.join(left_out)}"
+        return block
 
 
 class CoderAgent(CodeWriter):
@@ -106,43 +304,47 @@ class CoderAgent(CodeWriter):
             raise StageError(f"plan item {item_id!r} is not in the plan")
         item = state.items[item_id].item
         await run.begin_change(f"plan item {item.id}: {item.title}")
-        prompt = (
+        request = (
             f"{prompts.task_context(state)}\n\nImplement step [{item.id}] {item.title}: "
             f"{item.description}\nFiles for this step: {', '.join(item.files) or 'your choice'}"
-            f"\n\nCurrent files:\n{self.context_files(run, item.files)}"
         )
         what = f"plan item {item.id} ({item.title})"
         pattern = route(item)
         if pattern is None:
-            base, commit, files = await self.write(run, "coder", prompts.CODER, prompt, what)
+            landed = await self.write(run, "coder", prompts.CODER, request, what, item.files)
         else:
             result = await pattern.executor.execute(pattern.context(run.workspace))
-            base, commit, files = await self.land(run, result.change, f"{what} [{result.pattern}]")
+            landed = await self.land(run, result.change, f"{what} [{result.pattern}]")
         done = PlanItemCompleted(
             item_id=item.id,
-            commit=commit,
-            parent=base,
-            files=tuple(files),
+            commit=landed.commit,
+            parent=landed.base,
+            files=tuple(landed.files),
             change_id=run.change.change_id if run.change else None,
         )
-        return [run.event(done), *await run.completed_change(commit, base, files)]
+        return [
+            run.event(done),
+            *await run.completed_change(landed.commit, landed.base, landed.files),
+        ]
 
     async def _review(self, run: StageRun, review: ReviewDecision) -> list[NewEvent]:
         state = run.state
         await run.begin_change("changes requested by the reviewer")
         comments = "\n".join(f"- {c}" for c in review.comments) or "- (no comments)"
-        prompt = (
+        request = (
             f"{prompts.task_context(state)}\n\nThe reviewer requests these changes:\n{comments}"
-            f"\n\nCurrent files:\n{self.context_files(run)}"
         )
-        base, commit, files = await self.write(
-            run, "coder", prompts.CODER, prompt, "changes requested in review"
+        landed = await self.write(
+            run, "coder", prompts.CODER, request, "changes requested in review"
         )
         opened = CodePrOpened(
             branch=state.branch,
-            commit=commit,
+            commit=landed.commit,
             round=state.review_rounds + 1,
             reason="review",
-            files=tuple(files),
+            files=tuple(landed.files),
         )
-        return [run.event(opened), *await run.completed_change(commit, base, files)]
+        return [
+            run.event(opened),
+            *await run.completed_change(landed.commit, landed.base, landed.files),
+        ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from forgeline.core.events import DeployStatus, NewEvent, RunSpec
 from forgeline.pipeline.base import StageAgent, StageRun
 from forgeline.pipeline.preview import smoke, start_preview
+from forgeline.workspace.venv import workspace_venv
 
 
 class DeployerAgent(StageAgent):
@@ -18,7 +19,10 @@ class DeployerAgent(StageAgent):
     async def run(self, run: StageRun) -> list[NewEvent]:
         state, workspace = run.state, run.workspace
         spec = state.architecture.run if state.architecture else RunSpec()
-        timeout = self.services.settings.deploy_timeout
+        settings = self.services.settings
+        timeout = settings.deploy_timeout
+        # The program runs with the repository's venv (what the tests ran with).
+        venv = await workspace_venv(workspace.path) if settings.workspace_venv else None
         async with workspace.lock:
             await workspace.checkout(state.branch)
             if spec.kind == "web":
@@ -29,12 +33,20 @@ class DeployerAgent(StageAgent):
                     self.services.spawner,
                     log_dir=log_dir,
                     startup_timeout=timeout,
+                    venv=venv,
                 )
                 if process is not None:
                     self.services.previews[state.task_id] = process
             else:
-                result = await smoke(spec, workspace.path, self.services.spawner, timeout=timeout)
+                result = await smoke(
+                    spec, workspace.path, self.services.spawner, timeout=timeout, venv=venv
+                )
         status = DeployStatus(
-            ok=result.ok, kind=result.kind, url=result.url, pid=result.pid, output=result.output
+            ok=result.ok,
+            kind=result.kind,
+            url=result.url,
+            pid=result.pid,
+            output=result.output,
+            usage=result.usage,
         )
         return [run.event(status)]

@@ -4,6 +4,9 @@
 check of every ``*.py``); ``start_preview`` starts a web app on a free loopback port, waits
 for its health check and leaves it running. The health check speaks HTTP/1.0 over a plain
 loopback socket: no proxies, no redirects, nothing but ``127.0.0.1``.
+
+Both take the workspace's venv (``workspace.venv``): then a leading ``python`` is the
+venv's interpreter, and a sandbox sees the venv read-only.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from forgeline.core.events import RunSpec
+from forgeline.core.events import RunSpec, RunUsage
 from forgeline.errors import ForgelineError
 from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess, SpawnError, tail_text
+from forgeline.sandbox.terminal import run_usage
+from forgeline.workspace.venv import WorkspaceVenv
 
 __all__ = [
     "COMPILE_CHECK",
@@ -82,6 +87,8 @@ class DeployResult(BaseModel):
     url: str | None = None
     pid: int | None = None
     output: str = ""
+    usage: RunUsage | None = None
+    """What a smoke run used (None for a web app, which keeps running or was stopped)."""
 
 
 def _argv(command: tuple[str, ...], python: str) -> list[str]:
@@ -164,13 +171,17 @@ async def smoke(
     *,
     timeout: float = 60,
     python: str = sys.executable,
+    venv: WorkspaceVenv | None = None,
 ) -> DeployResult:
     """Run the program once as ``spec`` says; ok when it exits 0 within ``timeout``.
 
     A leading ``python``/``python3`` in the command becomes ``python``. With no command, a
     cli or library gets ``COMPILE_CHECK`` (a syntax check of every ``*.py``, no imports, no
     bytecode written). A web spec is started with ``start_preview``, checked, and stopped.
+    With ``venv``, ``python`` is the venv's interpreter.
     """
+    if venv is not None:
+        python = str(venv.python)
     if spec.kind == "web":
         with tempfile.TemporaryDirectory(prefix="forgeline-smoke-") as log_dir:
             result, process = await start_preview(
@@ -180,6 +191,7 @@ async def smoke(
                 log_dir=Path(log_dir),
                 startup_timeout=timeout,
                 python=python,
+                venv=venv,
             )
             if process is not None:
                 await process.stop(_STOP_TIMEOUT_S)
@@ -196,7 +208,10 @@ async def smoke(
         argv = [python, "-c", COMPILE_CHECK]
         header = "no smoke command was given: syntax-checking every *.py file\n"
     try:
-        run = await spawner.run(argv, cwd=workspace, timeout=timeout)
+        if venv is not None:
+            run = await venv.run(spawner, argv, cwd=workspace, timeout=timeout)
+        else:
+            run = await spawner.run(argv, cwd=workspace, timeout=timeout)
     except SpawnError as exc:
         return DeployResult(ok=False, kind=spec.kind, output=_bounded(f"{header}{exc}\n"))
     body = run.output
@@ -207,7 +222,7 @@ async def smoke(
     else:
         footer = f"exit code {run.exit_code}\n"
     output = header + tail_text(body, max(OUTPUT_LIMIT - len(header) - len(footer), 0)) + footer
-    return DeployResult(ok=run.ok, kind=spec.kind, output=output)
+    return DeployResult(ok=run.ok, kind=spec.kind, output=output, usage=run_usage(run.usage))
 
 
 async def start_preview(
@@ -218,6 +233,7 @@ async def start_preview(
     log_dir: Path,
     startup_timeout: float = 30,
     python: str = sys.executable,
+    venv: WorkspaceVenv | None = None,
 ) -> tuple[DeployResult, SpawnedProcess | None]:
     """Start a web app detached and wait until ``health_path`` answers 2xx.
 
@@ -225,8 +241,11 @@ async def start_preview(
     success the app keeps running: the result has its url and pid and the process is
     returned for the caller to stop (or ``stop_process_group(pid)`` from another process).
     If it exits, or does not answer 2xx within ``startup_timeout``, it is stopped and the
-    result has ok=False and the tail of its log.
+    result has ok=False and the tail of its log. With ``venv``, ``python`` is the venv's
+    interpreter.
     """
+    if venv is not None:
+        python = str(venv.python)
     if spec.kind != "web":
         raise PreviewError(f"start_preview needs a web RunSpec, got kind {spec.kind!r}")
 
@@ -244,9 +263,14 @@ async def start_preview(
     log_path = log_dir / f"preview-{port}.log"
     header = f"$ {' '.join(argv)}\n"
     try:
-        process = await spawner.start(
-            argv, cwd=workspace, env={"PORT": str(port)}, log_path=log_path
-        )
+        if venv is not None:
+            process = await venv.start(
+                spawner, argv, cwd=workspace, env={"PORT": str(port)}, log_path=log_path
+            )
+        else:
+            process = await spawner.start(
+                argv, cwd=workspace, env={"PORT": str(port)}, log_path=log_path
+            )
     except SpawnError as exc:
         return failed(f"{header}{exc}\n")
 

@@ -23,12 +23,26 @@ with a command that exercises the program once (e.g. ["python", "app.py", "--hel
 request needs more."""
 
 CODER = """You are the coder. Implement exactly the step you are given, following the \
-design. Answer with the complete new content of every file you create or change (paths \
-relative to the repository root). Python files must be valid and tests must use pytest."""
+design. Change only the files the step needs (paths relative to the repository root). \
+Python files must be valid and tests must use pytest."""
 
-FIXER = """You are the fixer. The tests fail. Read the failures and the code and return the \
-complete corrected content of the files that must change. Fix the cause; do not delete or \
-weaken tests that check the request."""
+FIXER = """You are the fixer. The tests fail. Read the failures and the code and change the \
+files that must change. Fix the cause; do not delete or weaken tests that check the request."""
+
+# How the coder and the fixer answer, per ``[coder] edit_format`` (added to CODER/FIXER).
+EDIT_FORMAT = {
+    "whole": "Answer with the complete new content of every file you create or change.",
+    "search_replace": "Answer with search/replace blocks: for each change, the file, the \
+exact current text to replace (copied from the file, whitespace included, long enough to \
+occur only once) and its replacement. To create a file, give an empty search text and the \
+whole content as the replacement.",
+    "diff": "Answer with one unified diff as `git diff` writes it (--- a/path, +++ b/path, \
+@@ hunks with three lines of unchanged context; --- /dev/null for a new file), made \
+against the files as they are now.",
+}
+
+TOOLS = """You can read the repository with the tools read_file, list_files and search \
+before you answer; the files shown in the prompt are current."""
 
 REVIEWER = """You are the reviewer. Check that the change does what the request asks, is \
 tested and is safe. Approve when it does; otherwise list concrete changes to make."""

@@ -19,9 +19,11 @@ import asyncio
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from forgeline.core.events import (
+    Budget,
+    BudgetApproved,
     Event,
     NewEvent,
     PreviewStopped,
@@ -30,6 +32,7 @@ from forgeline.core.events import (
 )
 from forgeline.core.task import (
     ORCHESTRATOR,
+    Approve,
     Cancel,
     HandleExecutorEvent,
     Initialize,
@@ -72,13 +75,16 @@ INTERESTS: dict[str, frozenset[str]] = {
     "reviewer": frozenset({"test.results"}),
     "deployer": frozenset({"review.decision"}),
 }
+for _role in ("planner", "architect", "coder", "fixer", "reviewer"):
+    INTERESTS[_role] |= {"budget.approved"}
 
 Until = Callable[[TaskState], bool]
 
 
 def settled(state: TaskState) -> bool:
-    """The task needs nobody but a person now: finished, or waiting for an answer."""
-    return state.terminal or state.status == "needs_clarification"
+    """The task needs nobody but a person now: finished, or waiting for an answer or for
+    a budget approval."""
+    return state.terminal or state.status in ("needs_clarification", "awaiting_approval")
 
 
 def new_task_id() -> str:
@@ -133,11 +139,18 @@ class Pipeline:
             base_commit=base,
             max_fix_rounds=settings.max_fix_rounds,
             max_review_rounds=settings.max_review_rounds,
+            budget=Budget(tokens=settings.budget.tokens, usd=settings.budget.usd),
             at=self.services.clock(),
         )
         events = decide(TaskState(task_id=task_id), command)
         await self.store.append(task_stream(task_id), events, expected_version=0)
         return task_id
+
+    async def approve(self, task_id: str, budget: Budget) -> None:
+        """Raise a paused task's budget; its paused stages then run again."""
+        state = await self.state(task_id)
+        events = decide(state, Approve(budget=budget, at=self.services.clock()))
+        await self.store.append(task_stream(task_id), events)
 
     async def cancel(self, task_id: str, reason: str = "cancelled by user") -> None:
         state = await self.state(task_id)
@@ -184,6 +197,8 @@ class Pipeline:
             return []
         history = await self.store.read_stream(event.stream_id)
         state = fold(task_id, history)
+        if isinstance(event.data, BudgetApproved):
+            return await self._resume(state, history, event, role, checkpoint)
         stage = next_stage(state, event)
         actor = role or stage
         if actor is None or any(e.causation_id == event.id and e.actor == actor for e in history):
@@ -195,6 +210,33 @@ class Pipeline:
             out = await self.agents[stage].process_direct(state, event)
         else:
             return []
+        return await self.record(out, checkpoint)
+
+    async def _resume(
+        self,
+        state: TaskState,
+        history: list[Event],
+        approval: Event,
+        role: Role | None,
+        checkpoint: tuple[str, int] | None,
+    ) -> list[Event]:
+        """After ``forgeline approve``: re-run each paused stage on its own trigger."""
+        assert isinstance(approval.data, BudgetApproved)
+        out: list[NewEvent] = []
+        by_id = {e.id: e for e in history}
+        for resume in approval.data.resumes:
+            stage = cast(Stage, resume.stage)
+            trigger = by_id.get(resume.trigger_id)
+            if state.terminal or trigger is None or role not in (None, stage):
+                continue
+            if any(
+                e.causation_id in (trigger.id, approval.id)
+                and e.actor == stage
+                and e.type != "task.awaiting_approval"
+                for e in history
+            ):
+                continue  # resumed before (a crash after recording, a second worker)
+            out += await self.agents[stage].process_direct(state, trigger, cause=approval)
         return await self.record(out, checkpoint)
 
     async def record(

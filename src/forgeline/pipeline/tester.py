@@ -5,6 +5,7 @@ from __future__ import annotations
 from forgeline.core.events import NewEvent, TestResults
 from forgeline.pipeline.base import StageAgent, StageRun
 from forgeline.pipeline.testrun import run_pytest
+from forgeline.workspace.venv import workspace_venv
 
 
 class TesterAgent(StageAgent):
@@ -12,13 +13,18 @@ class TesterAgent(StageAgent):
 
     async def run(self, run: StageRun) -> list[NewEvent]:
         workspace = run.workspace
+        settings = self.services.settings
+        # The repository's own venv (made once, shared by its tasks): the tests see the
+        # project's packages, not forgeline's.
+        venv = await workspace_venv(workspace.path) if settings.workspace_venv else None
         async with workspace.lock:  # nobody edits the tree while it is tested
             await workspace.checkout(run.state.branch)
             commit = await workspace.head()
             report = await run_pytest(
                 workspace.path,
                 self.services.spawner,
-                timeout=self.services.settings.test_timeout,
+                timeout=settings.test_timeout,
+                venv=venv,
             )
         results = TestResults(
             commit=commit,
@@ -29,5 +35,6 @@ class TesterAgent(StageAgent):
             failing=report.failing,
             output=report.output[-8000:],
             timed_out=report.timed_out,
+            usage=report.usage,
         )
         return [run.event(results)]

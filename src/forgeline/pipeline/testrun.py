@@ -9,6 +9,9 @@ The run is also kept from reading configuration above the workspace: ``--rootdir
 ``--confcutdir`` are the workspace, and when the workspace has no pytest configuration of
 its own an empty ini file (in the temporary directory) is passed with ``-c`` so that an
 ini file in some parent directory is not picked up.
+
+With the workspace's venv (``workspace.venv``) pytest runs with the venv's interpreter, so
+only the project's own packages (and the venv's pytest) load, never forgeline's plugins.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from typing import ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from forgeline.core.events import RunUsage
 from forgeline.errors import ForgelineError
 from forgeline.sandbox.spawner import ProcessSpawner, tail_text
+from forgeline.sandbox.terminal import run_usage
+from forgeline.workspace.venv import WorkspaceVenv
 
 __all__ = [
     "OUTPUT_LIMIT",
@@ -73,6 +79,7 @@ class TestReport(BaseModel):
     exit_code: int | None = None
     timed_out: bool = False
     duration_s: float = 0.0
+    usage: RunUsage | None = None
 
     @property
     def ok(self) -> bool:
@@ -273,8 +280,12 @@ async def run_pytest(
     *,
     timeout: float = 300,
     python: str = sys.executable,
+    venv: WorkspaceVenv | None = None,
 ) -> TestReport:
     """Run ``python -m pytest`` in ``workspace`` through ``spawner`` and report the result.
+
+    With ``venv`` the interpreter is the venv's (``python`` is ignored) and a sandbox sees
+    the venv read-only.
 
     Nothing is written into the workspace. Exit code 5 (nothing collected) gives a report
     with no passes and the line "no tests were collected"; a timeout gives
@@ -283,9 +294,14 @@ async def run_pytest(
     is the tail of pytest's stderr then stdout, followed by forgeline's notes.
     """
     workspace = _checked_workspace(workspace)
+    if venv is not None:
+        python = str(venv.python)
     with tempfile.TemporaryDirectory(prefix="forgeline-pytest-") as tmp:
         report_path, argv = _pytest_argv(workspace, Path(tmp), python)
-        result = await spawner.run(argv, cwd=workspace, timeout=timeout)
+        if venv is not None:
+            result = await venv.run(spawner, argv, cwd=workspace, timeout=timeout)
+        else:
+            result = await spawner.run(argv, cwd=workspace, timeout=timeout)
         summary = _read_report(report_path, workspace)
 
     notes: list[str] = []
@@ -330,4 +346,5 @@ async def run_pytest(
         exit_code=code,
         timed_out=result.timed_out,
         duration_s=result.duration_s,
+        usage=run_usage(result.usage),
     )

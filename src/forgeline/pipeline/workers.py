@@ -1,11 +1,20 @@
 """Event mode: one worker per role, fed by a store subscription (note 001's worker manager).
 
-A worker reads every event after its saved checkpoint (or only one task's, for
-``forgeline run``/``resume``, with a checkpoint of that task's own), hands the ones that concern its
-role to ``Pipeline.handle`` (the orchestrator one at a time, in order; the stages up to
-``concurrency`` at once, so independent plan items are coded side by side) and advances
-its checkpoint past the events it has finished, in order. ``drain()`` stops taking new
-events and waits for the ones in flight: SIGINT/SIGTERM call it.
+A worker takes every event after its saved checkpoint (or only one task's, for
+``forgeline run``/``resume``, with a checkpoint of that task's own), hands the ones that
+concern its role to ``Pipeline.handle`` and advances its checkpoint past the events it has
+finished, in order. The stages run up to ``concurrency`` events at once, so independent
+plan items are coded side by side; the orchestrator runs one event at a time *per task*,
+in order, and different tasks side by side. ``drain()`` stops taking new events and waits
+for the ones in flight: SIGINT/SIGTERM call it.
+
+The workers of one manager share a single reader of the log (``_Feed``): each page is read
+and parsed once and handed to every worker, and a worker that falls behind holds the reader
+back rather than letting it buffer the whole log. Checkpoints are saved at most every
+``checkpoint_interval`` seconds and when the worker stops, through the store's group
+commit. A checkpoint only says where to start again: handling an event twice has one
+effect (the causation guard in ``Pipeline.handle``), so a checkpoint that lags after a
+crash costs a re-check, never a repeated stage.
 """
 
 from __future__ import annotations
@@ -13,16 +22,102 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 
 from forgeline.core.events import Event, task_stream
 from forgeline.core.task import ORCHESTRATOR, STAGES
 from forgeline.pipeline.runner import Pipeline, Role
+from forgeline.store.base import EventStore
 
 log = logging.getLogger(__name__)
 
 
+class _Inbox:
+    """Pages of events for one worker; at most ``room`` waiting (the reader waits)."""
+
+    def __init__(self, room: int = 2) -> None:
+        self._pages: deque[list[Event]] = deque()
+        self._room = room
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self.closed = False
+        """No page will come any more."""
+        self.abandoned = False
+        """The worker stopped reading: the reader no longer waits for it."""
+
+    async def put(self, page: list[Event]) -> None:
+        while len(self._pages) >= self._room and not self.abandoned:
+            self._space.clear()
+            await self._space.wait()
+        if not self.abandoned:
+            self._pages.append(page)
+            self._ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        self._pages.clear()
+        self._space.set()
+
+    async def get(self) -> list[Event] | None:
+        """The next page; ``[]`` when woken with none; ``None`` once closed and empty."""
+        if not self._pages:
+            if self.closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+            if not self._pages:
+                return None if self.closed else []
+        page = self._pages.popleft()
+        self._space.set()
+        return page
+
+
+class _Feed:
+    """Reads the log once for several workers and hands each page to all of them."""
+
+    def __init__(self, store: EventStore, stop: asyncio.Event, page: int = 100) -> None:
+        self.store = store
+        self.stop = stop
+        self.page = page
+        self.inboxes: list[_Inbox] = []
+
+    def inbox(self) -> _Inbox:
+        inbox = _Inbox()
+        self.inboxes.append(inbox)
+        return inbox
+
+    async def run(self, after: int) -> None:
+        position = after
+        try:
+            while not self.stop.is_set():
+                if all(i.abandoned for i in self.inboxes):
+                    return
+                mark = self.store.commit_count
+                events = await self.store.read_all(after=position, limit=self.page)
+                if events:
+                    position = events[-1].position
+                    for inbox in self.inboxes:
+                        await inbox.put(events)
+                if len(events) < self.page:
+                    await self.store.wait_for_append(mark)
+        finally:
+            for inbox in self.inboxes:
+                inbox.close()
+
+
 class Worker:
+    checkpoint_interval = 0.25
+    """Seconds between checkpoint saves while events are being handled."""
+
     def __init__(
         self, pipeline: Pipeline, role: Role, concurrency: int = 4, task_id: str | None = None
     ) -> None:
@@ -30,65 +125,139 @@ class Worker:
         self.role = role
         self.task_id = task_id
         self.name = f"worker:{role}" if task_id is None else f"worker:{role}:{task_id}"
-        self.concurrency = 1 if role == ORCHESTRATOR else concurrency
+        self.concurrency = concurrency
         self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        """The orchestrator's latest handler per task: the next one waits for it."""
         self._done_up_to = 0
         self._seen_up_to = 0
         self._failed: set[int] = set()
+        self._error: BaseException | None = None
+        self._inbox: _Inbox | None = None
+        self._saver: asyncio.TimerHandle | None = None
+        self._saving: asyncio.Task[None] | None = None
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def start_position(self) -> int:
+        """The position after which this worker starts: its checkpoint, or for a worker of
+        one task that never ran, just before the task's first event."""
         store = self.pipeline.store
         start = await store.get_checkpoint(self.name)
         if self.task_id is not None and start == 0:
             first = await store.read_stream(task_stream(self.task_id))
             start = first[0].position - 1 if first else 0
         self._done_up_to = self._seen_up_to = start
+        return start
+
+    async def run(self, stop: asyncio.Event, feed: _Feed | None = None) -> None:
+        """Handle events until ``stop`` is set. Without ``feed`` (a manager's shared
+        reader, joined after ``start_position``), the worker reads the log itself."""
+        reader: asyncio.Task[None] | None = None
+        if feed is None:
+            start = await self.start_position()
+            feed = _Feed(self.pipeline.store, stop)
+            self._inbox = feed.inbox()
+            reader = asyncio.create_task(feed.run(start), name=f"{self.name}:feed")
+        elif self._inbox is None:
+            self._inbox = feed.inbox()
+        inbox = self._inbox
         slots = asyncio.Semaphore(self.concurrency)
         try:
-            async for event in store.follow(after=self._done_up_to, stop=stop):
-                self._seen_up_to = event.position
-                if not self.pipeline.concerns(self.role, event):
-                    continue
-                if self.task_id is not None and event.correlation_id != self.task_id:
-                    continue
-                if self.concurrency == 1:
-                    await self._handle(event, with_checkpoint=True)
-                    continue
-                await slots.acquire()
-                if stop.is_set():
-                    slots.release()
-                    break
-                task = asyncio.create_task(self._handle(event))
-                task.add_done_callback(lambda _t: slots.release())
-                self._in_flight[event.position] = task
-                await self._save_progress()
+            while self._error is None and (page := await inbox.get()) is not None:
+                for event in page:
+                    if self._error is not None or stop.is_set():
+                        break
+                    if event.position <= self._seen_up_to:
+                        continue  # before this worker's start (the feed serves several)
+                    if self._concerns(event):
+                        await slots.acquire()
+                        if stop.is_set() or self._error is not None:
+                            slots.release()
+                            break
+                        self._start(event, slots)
+                    self._seen_up_to = event.position
+                self._progressed()
         finally:
+            inbox.abandon()
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
             await self._drain()
+        if self._error is not None:
+            raise self._error
 
-    async def _handle(self, event: Event, *, with_checkpoint: bool = False) -> None:
-        checkpoint = (self.name, event.position) if with_checkpoint else None
+    def _concerns(self, event: Event) -> bool:
+        if not self.pipeline.concerns(self.role, event):
+            return False
+        return self.task_id is None or event.correlation_id == self.task_id
+
+    def _start(self, event: Event, slots: asyncio.Semaphore) -> None:
+        before: asyncio.Task[None] | None = None
+        if self.role == ORCHESTRATOR:
+            before = self._tails.get(event.correlation_id)
+        task = asyncio.create_task(self._handle(event, before))
+        self._in_flight[event.position] = task
+        if self.role == ORCHESTRATOR:
+            self._tails[event.correlation_id] = task
+
+        def finished(t: asyncio.Task[None]) -> None:
+            slots.release()
+            self._in_flight.pop(event.position, None)
+            if self._tails.get(event.correlation_id) is t:
+                del self._tails[event.correlation_id]
+            self._progressed()
+
+        task.add_done_callback(finished)
+
+    async def _handle(self, event: Event, before: asyncio.Task[None] | None) -> None:
+        if before is not None:
+            await asyncio.wait([before])
         try:
-            await self.pipeline.handle(event, self.role, checkpoint=checkpoint)
-        except Exception:
+            await self.pipeline.handle(event, self.role)
+        except Exception as exc:
             # The store or a tool failed outside the agent's own error handling: the
-            # event stays unacknowledged and is handled again on the next start.
+            # event stays unacknowledged and is handled again on the next start. The
+            # orchestrator stops altogether (the CLI re-raises its failure).
             log.exception("%s failed on %s %s", self.name, event.type, event.id)
             self._failed.add(event.position)
-            raise
-        finally:
-            self._in_flight.pop(event.position, None)
+            if self.role == ORCHESTRATOR and self._error is None:
+                self._error = exc
+                if self._inbox is not None:
+                    self._inbox.wake()
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def _safe_position(self) -> int:
+        pending = [p for p, t in self._in_flight.items() if not t.done()] + list(self._failed)
+        return min(pending) - 1 if pending else self._seen_up_to
+
+    def _progressed(self) -> None:
+        """Schedule a checkpoint save, unless one is already due."""
+        if self._saver is not None or self._safe_position() <= self._done_up_to:
+            return
+        loop = asyncio.get_running_loop()
+        self._saver = loop.call_later(self.checkpoint_interval, self._save_soon)
+
+    def _save_soon(self) -> None:
+        self._saver = None
+        if self._saving is None or self._saving.done():
+            self._saving = asyncio.create_task(self._save_progress())
 
     async def _save_progress(self) -> None:
-        pending = [p for p, t in self._in_flight.items() if not t.done()] + list(self._failed)
-        upto = min(pending) - 1 if pending else self._seen_up_to
+        upto = self._safe_position()
         if upto > self._done_up_to:
-            self._done_up_to = upto
             await self.pipeline.store.save_checkpoint(self.name, upto)
+            self._done_up_to = max(self._done_up_to, upto)
 
     async def _drain(self) -> None:
         tasks = list(self._in_flight.values())
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self._saver is not None:
+            self._saver.cancel()
+            self._saver = None
+        if self._saving is not None:
+            await asyncio.gather(self._saving, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._save_progress()
 
@@ -102,33 +271,61 @@ class WorkerManager:
         roles: Sequence[Role] | None = None,
         concurrency: int = 4,
         task_id: str | None = None,
+        orchestrator_concurrency: int = 64,
     ) -> None:
-        """``task_id`` limits the workers to one task (``forgeline run``/``resume``)."""
+        """``task_id`` limits the workers to one task (``forgeline run``/``resume``).
+        ``concurrency`` is how many events each stage handles at once;
+        ``orchestrator_concurrency`` how many tasks the orchestrator decides for at once
+        (each task's events still one at a time, in order)."""
         self.pipeline = pipeline
         self.task_id = task_id
         self.roles: tuple[Role, ...] = tuple(roles or (ORCHESTRATOR, *STAGES))
         self.concurrency = concurrency
+        self.orchestrator_concurrency = orchestrator_concurrency
         self.stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._starting: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        for role in self.roles:
-            worker = Worker(self.pipeline, role, self.concurrency, self.task_id)
-            self._tasks.append(asyncio.create_task(worker.run(self.stop_event), name=worker.name))
+        self._starting = asyncio.create_task(self._start(), name="forgeline-workers")
+
+    async def _start(self) -> None:
+        workers = [
+            Worker(
+                self.pipeline,
+                role,
+                self.orchestrator_concurrency if role == ORCHESTRATOR else self.concurrency,
+                self.task_id,
+            )
+            for role in self.roles
+        ]
+        feed = _Feed(self.pipeline.store, self.stop_event)
+        starts = [await worker.start_position() for worker in workers]
+        for worker in workers:
+            worker._inbox = feed.inbox()
+            self._tasks.append(
+                asyncio.create_task(worker.run(self.stop_event, feed), name=worker.name)
+            )
+        self._tasks.append(asyncio.create_task(feed.run(min(starts)), name="forgeline-feed"))
 
     @property
     def running(self) -> bool:
-        return any(not t.done() for t in self._tasks)
+        starting = self._starting is not None and not self._starting.done()
+        return starting or any(not t.done() for t in self._tasks)
 
     def failure(self) -> BaseException | None:
-        for task in self._tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                return task.exception()
+        for task in (self._starting, *self._tasks):
+            if task is None or not task.done() or task.cancelled():
+                continue
+            if (error := task.exception()) is not None:
+                return error
         return None
 
     async def drain(self) -> None:
         """Stop taking new events, wait for those being handled, save checkpoints."""
         self.stop_event.set()
+        if self._starting is not None:
+            await asyncio.gather(self._starting, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()

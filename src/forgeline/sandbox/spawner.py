@@ -6,9 +6,12 @@ first backend: plain child processes, each in its own session and process group,
 scrubbed environment, bounded output and a hard timeout that kills the whole group.
 
 ``LocalSpawner`` is *not* a security boundary: the child runs as this user, sees this file
-system and the network. The full sandbox (bubblewrap namespaces, cgroup limits on memory,
-CPU and pids, no network) is a later backend of the same ``ProcessSpawner`` protocol, so
-callers do not change when it lands.
+system and the network. The sandbox (bubblewrap namespaces, cgroup limits on memory, CPU
+and pids, no network) is the other backend of the same protocol (``sandbox.bwrap``).
+
+Every finished ``run`` says what it used (``ProcessResult.usage``, a ``ResourceUsage``):
+``LocalSpawner`` from the kernel's rusage of the child it reaps, the sandbox from its
+cgroup or sampling.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
+import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypedDict, runtime_checkable
+from typing import Literal, Protocol, TypedDict, runtime_checkable
 
 from forgeline.errors import ForgelineError
 
@@ -29,9 +35,11 @@ __all__ = [
     "ENV_ALLOWLIST",
     "LocalProcess",
     "LocalSpawner",
+    "Mechanism",
     "OutputFields",
     "ProcessResult",
     "ProcessSpawner",
+    "ResourceUsage",
     "SpawnError",
     "SpawnedProcess",
     "TailBuffer",
@@ -74,6 +82,31 @@ def tail_text(text: str, limit: int) -> str:
     )
 
 
+Mechanism = Literal["cgroup-v1", "cgroup-v2", "rlimit", "none"]
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """What a run used, and how its limits were enforced.
+
+    ``mechanism`` is ``cgroup-v1``/``cgroup-v2`` (the sandbox: tree-wide limits and exact
+    numbers from the cgroup), ``rlimit`` (the sandbox without cgroups: per-process limits;
+    CPU time and the peak of the summed resident memory are sampled every 100 ms by
+    ``run``, so they are approximate and may miss the last moments; ``start`` only has
+    bubblewrap's own rusage) or ``none`` (``LocalSpawner``: no limits; CPU time and peak
+    memory are the kernel's rusage of the child, which includes the descendants it waited
+    for, the largest of their peaks counting as the peak). ``limits_hit`` names the limits
+    the run ran into: ``memory`` (the OOM killer fired), ``pids``, ``cpu``.
+    """
+
+    mechanism: Mechanism
+    wall_s: float
+    cpu_s: float | None = None
+    peak_memory_bytes: int | None = None
+    peak_pids: int | None = None
+    limits_hit: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class ProcessResult:
     """What one finished (or killed) run produced.
@@ -81,7 +114,8 @@ class ProcessResult:
     ``stdout`` and ``stderr`` hold at most ``max_output`` characters each: the tail, preceded
     by a marker line when earlier output was dropped (``*_truncated`` says so too).
     ``exit_code`` is negative (``-signal``) when the process was killed by a signal and
-    ``None`` only if it could not be reaped.
+    ``None`` only if it could not be reaped. ``usage`` is what it used (both spawners of
+    this package always set it).
     """
 
     argv: tuple[str, ...]
@@ -92,6 +126,7 @@ class ProcessResult:
     duration_s: float
     stdout_truncated: bool = False
     stderr_truncated: bool = False
+    usage: ResourceUsage | None = None
 
     @property
     def ok(self) -> bool:
@@ -371,12 +406,106 @@ def _kill_now(proc: asyncio.subprocess.Process) -> None:
             proc.kill()
 
 
-def _close_transport(proc: asyncio.subprocess.Process) -> None:
-    # asyncio exposes no public way to close a subprocess transport whose pipes are still
-    # held open (by a process that escaped the group); close it so it does not leak.
-    transport: Any = getattr(proc, "_transport", None)
-    if transport is not None:
-        transport.close()
+def _stream_protocol(reader: asyncio.StreamReader) -> Callable[[], asyncio.Protocol]:
+    return lambda: asyncio.StreamReaderProtocol(reader)
+
+
+def _popen(
+    args: tuple[str, ...], cwd: Path, env: Mapping[str, str] | None
+) -> subprocess.Popen[bytes]:
+    # Popen rather than asyncio's subprocess: our own thread reaps it with wait4, which
+    # gives the child's rusage (CPU time, peak memory) along with its status.
+    try:
+        return subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=child_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise SpawnError(f"could not start {args[0]!r}: {exc}") from exc
+
+
+class _ReapedChild:
+    """A ``Popen`` child that a thread of ours reaps with ``wait4``, keeping its rusage.
+
+    Signals to the child itself go through a pidfd where the kernel has them, so a pid
+    that was reaped and reused is never hit.
+    """
+
+    def __init__(
+        self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, started: float
+    ) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.started = started
+        self.ended: float | None = None
+        self.status: int | None = None
+        self.rusage: resource.struct_rusage | None = None
+        self._loop = loop
+        self._pidfd: int | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            self._pidfd = os.pidfd_open(popen.pid)
+        self.exited: asyncio.Future[None] = loop.create_future()
+        name = f"forgeline-reaper-{self.pid}"
+        threading.Thread(target=self._reap, name=name, daemon=True).start()
+
+    def _reap(self) -> None:
+        status: int | None = None
+        rusage: resource.struct_rusage | None = None
+        with contextlib.suppress(ChildProcessError):
+            _, status, rusage = os.wait4(self.pid, 0)
+        self.ended = time.monotonic()
+        self.status, self.rusage = status, rusage
+        if status is not None:
+            self.popen.returncode = os.waitstatus_to_exitcode(status)
+
+        def deliver() -> None:
+            if not self.exited.done():
+                self.exited.set_result(None)
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self._loop.call_soon_threadsafe(deliver)
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.status is None else os.waitstatus_to_exitcode(self.status)
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.status is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, OSError):
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, sig)
+            else:
+                os.kill(self.pid, sig)
+
+    def kill_now(self) -> None:
+        """Last resort (cancellation): SIGKILL the group and the leader, no waiting."""
+        with contextlib.suppress(ProcessLookupError, PermissionError, SpawnError):
+            _check_pgid(self.pid)
+            os.killpg(self.pid, signal.SIGKILL)
+        self.signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._pidfd)
+            self._pidfd = None
+
+    def usage(self) -> ResourceUsage:
+        wall = (self.ended or time.monotonic()) - self.started
+        if self.rusage is None:
+            return ResourceUsage(mechanism="none", wall_s=wall)
+        return ResourceUsage(
+            mechanism="none",
+            wall_s=wall,
+            cpu_s=self.rusage.ru_utime + self.rusage.ru_stime,
+            peak_memory_bytes=self.rusage.ru_maxrss * 1024,  # kilobytes on Linux
+        )
 
 
 # --------------------------------------------------------------------------- local
@@ -434,8 +563,12 @@ class LocalSpawner:
     ``PYTHONUNBUFFERED=1``, then whatever ``env`` the caller passes. Secrets in our
     environment (API keys, database URLs) never reach the child.
 
-    This is not isolation: the full sandbox (bubblewrap namespaces, cgroup limits, no
-    network) is a later backend of the same protocol.
+    ``run`` reports what the child used (``ProcessResult.usage``, mechanism ``none``): CPU
+    time and peak memory from the kernel's rusage of the child (``wait4``), which counts the
+    descendants it waited for but not those it left behind.
+
+    This is not isolation: the sandbox (bubblewrap namespaces, cgroup limits, no network)
+    is ``sandbox.bwrap.BwrapSandbox``.
     """
 
     def __init__(self, *, kill_grace: float = 2.0) -> None:
@@ -451,60 +584,58 @@ class LocalSpawner:
         max_output: int = 200_000,
     ) -> ProcessResult:
         args = check_request(argv, cwd, max_output)
+        loop = asyncio.get_running_loop()
         started = time.monotonic()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *args,
-                cwd=cwd,
-                env=child_env(env),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise SpawnError(f"could not start {args[0]!r}: {exc}") from exc
+        popen = _popen(args, cwd, env)
+        child = _ReapedChild(popen, loop, started)
 
         out, err = TailBuffer(max_output), TailBuffer(max_output)
-        readers = [
-            asyncio.create_task(pump(proc.stdout, out)),
-            asyncio.create_task(pump(proc.stderr, err)),
-        ]
+        transports: list[asyncio.BaseTransport] = []
+        readers: list[asyncio.Task[None]] = []
         timed_out = False
         try:
+            for pipe, sink in ((popen.stdout, out), (popen.stderr, err)):
+                reader = asyncio.StreamReader(loop=loop)
+                transport, _ = await loop.connect_read_pipe(_stream_protocol(reader), pipe)
+                transports.append(transport)
+                readers.append(asyncio.create_task(pump(reader, sink)))
             try:
-                await asyncio.wait_for(proc.wait(), timeout)
+                await asyncio.wait_for(asyncio.shield(child.exited), timeout)
             except TimeoutError:
                 timed_out = True
             # Timed out: kill the group. Exited: kill whatever it left running.
-            await _terminate_group(proc.pid, self.kill_grace)
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-            exit_code: int | None
-            try:
-                exit_code = await asyncio.wait_for(proc.wait(), _DRAIN_S)
-            except TimeoutError:
-                exit_code = None
+            await _terminate_group(popen.pid, self.kill_grace)
+            if child.status is None:
+                # The leader left its group (setpgid): signal it directly.
+                child.signal(signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(child.exited), _DRAIN_S)
             _, pending = await asyncio.wait(readers, timeout=_DRAIN_S)
-            if pending:
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                _close_transport(proc)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         except BaseException:
-            _kill_now(proc)
+            child.kill_now()
             for task in readers:
                 task.cancel()
-            _close_transport(proc)
             raise
+        finally:
+            # Closing the transports closes the pipes, even ones a process that escaped
+            # the group still holds open.
+            for each in transports:
+                each.close()
+            for stream in (popen.stdout, popen.stderr):
+                if stream is not None and not stream.closed:
+                    stream.close()
+            child.close()
 
         output = output_fields(out, err)
         return ProcessResult(
             argv=args,
-            exit_code=exit_code,
+            exit_code=child.exit_code,
             timed_out=timed_out,
             duration_s=time.monotonic() - started,
+            usage=child.usage(),
             **output,
         )
 

@@ -6,7 +6,8 @@ Each group of requests in a batch is isolated (a savepoint per group), so one st
 expected version or duplicate does not fail its neighbours.
 
 Backends implement four primitives (``_commit_batch``, ``_read_stream``, ``_read_all``,
-checkpoint get/set) plus the two read models; everything else lives here once.
+``_get_checkpoint``) plus the two read models; everything else lives here once, including
+the in-memory copies of recorded events that spare repeated reads their parsing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +45,12 @@ def event_from_row(row: Sequence[Any]) -> Event:
         actor=actor,
         created_at=created,
     )
+
+
+def recorded_event(event: NewEvent, version: int, position: int) -> Event:
+    """``event`` as recorded. Its fields were validated when it was built, so they are
+    copied, not validated again."""
+    return Event.model_construct(None, **dict(event), version=version, position=position)
 
 
 @dataclass(frozen=True)
@@ -98,12 +106,23 @@ class EventStore(ABC):
     max_batch = 512
     poll_interval = 0.25
     """How often a subscriber looks for events written by other processes."""
+    cached_streams = 8192
+    """How many streams' events are kept in memory (least recently used go first)."""
+    cached_positions = 65536
+    """How many recent events are kept by position, so a page of the log read back is not
+    parsed again."""
 
     def __init__(self) -> None:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._committer: asyncio.Task[None] | None = None
         self._appended: asyncio.Condition | None = None
         self._closed = False
+        self._commits = 0
+        # Recorded events never change, so what was written or read once is kept: a
+        # stream's events 1..n (a read asks the database only for versions after n) and
+        # recent events by position (rows read back reuse them instead of parsing).
+        self._streams: OrderedDict[str, list[Event]] = OrderedDict()
+        self._positions: OrderedDict[int, Event] = OrderedDict()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -183,23 +202,82 @@ class EventStore(ABC):
                 error = exc if isinstance(exc, StoreError) else StoreError(f"append failed: {exc}")
                 results = [error] * len(batch)
             for pending, result in zip(batch, results, strict=True):
+                if not isinstance(result, BaseException):
+                    for recorded in result:
+                        self._remember(recorded)
                 if pending.future.done():
                     continue
                 if isinstance(result, BaseException):
                     pending.future.set_exception(result)
                 else:
                     pending.future.set_result(result)
+            self._commits += 1
             async with self._appended:
                 self._appended.notify_all()
 
     async def save_checkpoint(self, subscriber: str, position: int) -> None:
-        """Record that ``subscriber`` has handled everything up to ``position``."""
-        await self._save_checkpoint(subscriber, position)
+        """Record that ``subscriber`` has handled everything up to ``position``.
+
+        Goes through the group committer, so checkpoints share the durable commit of
+        whatever else is being appended.
+        """
+        await self.append_batch([AppendRequest("", (), checkpoint=(subscriber, position))])
+
+    # ------------------------------------------------------------------- caching
+
+    def _remember(self, recorded: Sequence[Event]) -> None:
+        """Keep events this process just committed (one request's, one stream, in order)."""
+        if not recorded:
+            return
+        for event in recorded:
+            self._keep_position(event)
+        stream_id = recorded[0].stream_id
+        cached = self._streams.get(stream_id)
+        if cached is not None and len(cached) == recorded[0].version - 1:
+            cached.extend(recorded)
+            self._streams.move_to_end(stream_id)
+        elif cached is None and recorded[0].version == 1:
+            self._keep_stream(stream_id, list(recorded))
+        # else another process wrote in between: the next read fills the gap
+
+    def _keep_stream(self, stream_id: str, events: list[Event]) -> None:
+        self._streams[stream_id] = events
+        self._streams.move_to_end(stream_id)
+        while len(self._streams) > self.cached_streams:
+            self._streams.popitem(last=False)
+
+    def _keep_position(self, event: Event) -> None:
+        self._positions[event.position] = event
+        if len(self._positions) > self.cached_positions:
+            self._positions.popitem(last=False)
+
+    def _from_row(self, row: Sequence[Any]) -> Event:
+        """``event_from_row``, reusing the event if this process has it already."""
+        cached = self._positions.get(row[0])
+        if cached is not None:
+            return cached
+        event = event_from_row(row)
+        self._keep_position(event)
+        return event
 
     # --------------------------------------------------------------------- reads
 
     async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[Event]:
-        return await self._read_stream(stream_id, after_version)
+        cached = self._streams.get(stream_id)
+        if cached is None:
+            events = await self._read_stream(stream_id, after_version)
+            if after_version == 0 and events and events[-1].version == len(events):
+                self._keep_stream(stream_id, list(events))
+            return events
+        # Versions are dense from 1, so the cached list holds versions 1..known: ask the
+        # database only for what came after (another process may have appended).
+        known = len(cached)
+        newer = await self._read_stream(stream_id, known)
+        if newer and self._streams.get(stream_id) is cached and len(cached) == known:
+            cached.extend(newer)
+        if stream_id in self._streams:
+            self._streams.move_to_end(stream_id)
+        return [*cached[:known], *newer][after_version:]
 
     async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Event]:
         """Events with a global position greater than ``after``, in order."""
@@ -212,13 +290,27 @@ class EventStore(ABC):
     async def get_checkpoint(self, subscriber: str) -> int:
         return await self._get_checkpoint(subscriber)
 
-    async def wait_for_append(self) -> None:
-        """Return after this process appends, or after ``poll_interval`` (other processes)."""
+    @property
+    def commit_count(self) -> int:
+        """How many batches this process has committed; pass it to ``wait_for_append``."""
+        return self._commits
+
+    async def wait_for_append(self, since: int | None = None) -> None:
+        """Return after this process appends, or after ``poll_interval`` (other processes).
+
+        With ``since`` (a ``commit_count`` taken before reading), return at once if a
+        commit happened after it, so an append between a read and this wait is not
+        missed.
+        """
         if self._appended is None:
             await asyncio.sleep(self.poll_interval)
             return
+        if since is not None and since != self._commits:
+            return
         wait = self.poll_interval
         async with self._appended:
+            if since is not None and since != self._commits:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._appended.wait(), wait)
 
@@ -241,12 +333,13 @@ class EventStore(ABC):
         """Yield events after global position ``after`` and keep following the log."""
         position = after
         while stop is None or not stop.is_set():
+            mark = self._commits
             events = await self.read_all(after=position, limit=batch)
             for event in events:
                 yield event
                 position = event.position
             if len(events) < batch:
-                await self.wait_for_append()
+                await self.wait_for_append(mark)
 
     # ----------------------------------------------------------------- read models
 
@@ -283,6 +376,3 @@ class EventStore(ABC):
 
     @abstractmethod
     async def _get_checkpoint(self, subscriber: str) -> int: ...
-
-    @abstractmethod
-    async def _save_checkpoint(self, subscriber: str, position: int) -> None: ...

@@ -23,6 +23,8 @@ _PHASE_AFTER: dict[str, tuple[str, str]] = {
     "test.results": ("running", "reviewer"),
     "review.decision": ("running", "deployer"),
     "deploy.status": ("running", "deployer"),
+    "task.awaiting_approval": ("awaiting_approval", "approval"),
+    "budget.approved": ("running", "approval"),
     "task.completed": ("completed", "done"),
     "task.failed": ("failed", "done"),
     "task.cancelled": ("cancelled", "done"),
@@ -61,5 +63,9 @@ def task_update(event: Event | NewEvent) -> TaskUpdate | None:
         phase = "fixer"
     elif data.type == "review.decision" and not data.approved:
         phase = "coder"
+    elif data.type == "task.awaiting_approval":
+        phase = data.stage
+    elif data.type == "budget.approved" and data.resumes:
+        phase = data.resumes[0].stage
     request = data.request if data.type == "task.initiated" else None
     return TaskUpdate(task_id, status, phase, request)

@@ -1,7 +1,11 @@
 """The embedded event store: one SQLite file in WAL mode with durable (FULL) commits.
 
 All writes run on one thread with one connection, so positions are assigned in commit
-order; reads use a second connection (WAL lets them run beside a write).
+order; reads use a second connection (WAL lets them run beside a write). Reading a stream
+or a page of the log is a short indexed query that never waits for a writer in WAL mode,
+so it runs on the event loop's thread (a third connection, which never waits: should it
+find the database busy, the read goes to the reader thread instead); handing it to a thread
+would cost more than the query.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from forgeline.store.base import (
     Group,
     TaskRow,
     event_from_row,
+    recorded_event,
 )
 from forgeline.store.projections import FINAL_STATUSES_SQL, task_update
 
@@ -77,6 +82,9 @@ class SQLiteEventStore(EventStore):
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="forgeline-sqlite-r")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
+        self._lconn: sqlite3.Connection | None = None
+        self._wlock = asyncio.Lock()
+        """Held while the write connection is in a transaction."""
 
     def __repr__(self) -> str:
         return f"SQLiteEventStore({str(self.path)!r})"
@@ -86,9 +94,9 @@ class SQLiteEventStore(EventStore):
     async def _on(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(executor, fn)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, busy_timeout: int = 10000) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout}")
         conn.execute("PRAGMA synchronous = FULL")
         return conn
 
@@ -96,24 +104,26 @@ class SQLiteEventStore(EventStore):
         if self._wconn is not None:
             return
 
-        def setup() -> tuple[sqlite3.Connection, sqlite3.Connection]:
+        def setup() -> tuple[sqlite3.Connection, sqlite3.Connection, sqlite3.Connection]:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 w = self._connect()
                 w.execute("PRAGMA journal_mode = WAL")
                 w.executescript(SCHEMA)
-                return w, self._connect()
+                return w, self._connect(), self._connect(busy_timeout=0)
             except (OSError, sqlite3.Error) as exc:
                 raise StoreError(f"cannot open the event store at {self.path}: {exc}") from exc
 
-        self._wconn, self._rconn = await self._on(self._writer, setup)
+        self._wconn, self._rconn, self._lconn = await self._on(self._writer, setup)
 
     async def _close(self) -> None:
         for conn, pool in ((self._wconn, self._writer), (self._rconn, self._reader)):
             if conn is not None:
                 await self._on(pool, conn.close)
             pool.shutdown(wait=True)
-        self._wconn = self._rconn = None
+        if self._lconn is not None:
+            self._lconn.close()
+        self._wconn = self._rconn = self._lconn = None
 
     def _w(self) -> sqlite3.Connection:
         if self._wconn is None:
@@ -128,29 +138,40 @@ class SQLiteEventStore(EventStore):
     # -------------------------------------------------------------------- writes
 
     async def _commit_batch(self, groups: list[Group]) -> BatchResult:
-        return await self._on(self._writer, lambda: self._write(groups))
-
-    def _write(self, groups: list[Group]) -> BatchResult:
+        # Taking the write lock (which may wait for another process) and the durable
+        # COMMIT run on the writer thread; the statements in between only touch SQLite's
+        # page cache and run here, sparing the writer a wait for the interpreter lock
+        # before each of them.
         conn = self._w()
+        async with self._wlock:
+            await self._on(self._writer, lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                results = self._write(conn, groups)
+                await self._on(self._writer, lambda: conn.execute("COMMIT"))
+            except BaseException:
+                if conn.in_transaction:
+                    await asyncio.shield(self._on(self._writer, lambda: conn.execute("ROLLBACK")))
+                raise
+        return results
+
+    def _write(self, conn: sqlite3.Connection, groups: list[Group]) -> BatchResult:
         results: BatchResult = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for group in groups:
-                conn.execute("SAVEPOINT req")
-                try:
-                    results.append([self._write_one(conn, request) for request in group])
-                    conn.execute("RELEASE req")
-                except (StoreError, sqlite3.IntegrityError) as exc:
-                    conn.execute("ROLLBACK TO req")
-                    conn.execute("RELEASE req")
-                    results.append(exc if isinstance(exc, StoreError) else StoreError(str(exc)))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        for group in groups:
+            conn.execute("SAVEPOINT req")
+            try:
+                results.append([self._write_one(conn, request) for request in group])
+                conn.execute("RELEASE req")
+            except (StoreError, sqlite3.IntegrityError) as exc:
+                conn.execute("ROLLBACK TO req")
+                conn.execute("RELEASE req")
+                results.append(exc if isinstance(exc, StoreError) else StoreError(str(exc)))
         return results
 
     def _write_one(self, conn: sqlite3.Connection, request: AppendRequest) -> list[Event]:
+        if not request.events and request.expected_version is None:
+            if request.checkpoint is not None:
+                self._set_checkpoint(conn, *request.checkpoint)
+            return []
         row = conn.execute(
             "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?",
             (request.stream_id,),
@@ -186,7 +207,7 @@ class SQLiteEventStore(EventStore):
                     raise ConcurrencyError(request.stream_id, version - 1, version) from exc
                 raise StoreError(f"cannot append event {event.id}: {exc}") from exc
             assert cursor.lastrowid is not None
-            recorded.append(Event(**event.model_dump(), version=version, position=cursor.lastrowid))
+            recorded.append(recorded_event(event, version, cursor.lastrowid))
         for event in recorded:
             self._project(conn, event)
         if request.checkpoint is not None:
@@ -223,12 +244,6 @@ class SQLiteEventStore(EventStore):
             (subscriber, position),
         )
 
-    async def _save_checkpoint(self, subscriber: str, position: int) -> None:
-        def save() -> None:
-            self._set_checkpoint(self._w(), subscriber, position)
-
-        await self._on(self._writer, save)
-
     async def rebuild_projections(self) -> None:
         def rebuild() -> None:
             conn = self._w()
@@ -245,30 +260,36 @@ class SQLiteEventStore(EventStore):
                 conn.execute("ROLLBACK")
                 raise
 
-        await self._on(self._writer, rebuild)
+        async with self._wlock:
+            await self._on(self._writer, rebuild)
 
     # --------------------------------------------------------------------- reads
 
-    async def _read_stream(self, stream_id: str, after_version: int) -> list[Event]:
-        def read() -> list[Event]:
-            rows = self._r().execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
-                " ORDER BY version",
-                (stream_id, after_version),
-            )
-            return [event_from_row(r) for r in rows]
+    async def _select(self, query: str, params: tuple[Any, ...]) -> list[Any]:
+        """Rows of a short read, on this thread unless the database is busy."""
+        if self._lconn is None:
+            raise StoreError("the event store is not open")
+        try:
+            return self._lconn.execute(query, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        return await self._on(self._reader, lambda: self._r().execute(query, params).fetchall())
 
-        return await self._on(self._reader, read)
+    async def _read_stream(self, stream_id: str, after_version: int) -> list[Event]:
+        rows = await self._select(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
+            " ORDER BY version",
+            (stream_id, after_version),
+        )
+        return [self._from_row(r) for r in rows]
 
     async def _read_all(self, after: int, limit: int) -> list[Event]:
-        def read() -> list[Event]:
-            rows = self._r().execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                (after, limit),
-            )
-            return [event_from_row(r) for r in rows]
-
-        return await self._on(self._reader, read)
+        rows = await self._select(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+            (after, limit),
+        )
+        return [self._from_row(r) for r in rows]
 
     async def _get_checkpoint(self, subscriber: str) -> int:
         def read() -> int:

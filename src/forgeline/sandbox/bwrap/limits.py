@@ -12,7 +12,9 @@ import math
 import os
 import resource
 from dataclasses import dataclass
-from typing import Literal
+
+# What a run used lives with the spawner protocol (every spawner reports it).
+from forgeline.sandbox.spawner import Mechanism, ResourceUsage
 
 __all__ = ["Mechanism", "ResourceLimits", "ResourceUsage", "rlimits"]
 
@@ -39,28 +41,6 @@ class ResourceLimits:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"ResourceLimits.{name} must be positive, got {value!r}")
-
-
-Mechanism = Literal["cgroup-v1", "cgroup-v2", "rlimit"]
-
-
-@dataclass(frozen=True)
-class ResourceUsage:
-    """What a sandboxed run used, and how its limits were enforced.
-
-    ``mechanism`` is ``cgroup-v1``/``cgroup-v2`` (tree-wide limits and exact numbers from the
-    cgroup) or ``rlimit`` (per-process limits; CPU time and the peak of the summed resident
-    memory are sampled every 100 ms by ``run``, so they are approximate and may miss the
-    last moments; ``start`` only has bubblewrap's own rusage). ``limits_hit`` names the
-    limits the run ran into: ``memory`` (the OOM killer fired), ``pids``, ``cpu``.
-    """
-
-    mechanism: Mechanism
-    wall_s: float
-    cpu_s: float | None = None
-    peak_memory_bytes: int | None = None
-    peak_pids: int | None = None
-    limits_hit: tuple[str, ...] = ()
 
 
 def rlimits(limits: ResourceLimits, *, cgroup: bool) -> list[tuple[int, tuple[int, int]]]:

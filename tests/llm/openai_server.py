@@ -1,0 +1,109 @@
+"""A small OpenAI-compatible chat-completions server on 127.0.0.1, started by a test.
+
+Each instance answers from a script of behaviours, one per request (the last repeats):
+``("ok", arguments)`` answers with a tool call of the requested output tool carrying
+``arguments`` (a dict); ``("status", 500)`` answers that HTTP status; ``("sleep", s)``
+waits ``s`` seconds before answering (a timeout for a client with a shorter one);
+``("garbage", text)`` answers 200 with a body that is not a completion.
+The requests it received (path, headers, JSON body) are kept in ``requests``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Behaviour = tuple[str, Any]
+
+
+class OpenAIStub:
+    def __init__(self, script: list[Behaviour]) -> None:
+        self.script = script
+        self.requests: list[dict[str, Any]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                stub.requests.append(
+                    {
+                        "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": body,
+                    }
+                )
+                kind, value = stub.script[min(len(stub.requests) - 1, len(stub.script) - 1)]
+                if kind == "sleep":
+                    time.sleep(value)
+                    kind, value = "ok", {}
+                if kind == "status":
+                    self._send(value, {"error": {"message": "scripted failure"}})
+                elif kind == "garbage":
+                    self._send_raw(200, value.encode())
+                else:
+                    self._send(200, completion(body, value))
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                self._send_raw(status, json.dumps(payload).encode())
+
+            def _send_raw(self, status: int, data: bytes) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> OpenAIStub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def completion(request: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
+    tools = request.get("tools") or []
+    message: dict[str, Any]
+    if tools:
+        name = tools[0]["function"]["name"]
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(arguments)},
+                }
+            ],
+        }
+    else:
+        message = {"role": "assistant", "content": json.dumps(arguments)}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model", "stub"),
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150},
+    }
