@@ -287,6 +287,8 @@ class Settings(BaseSettings):
     mode: Literal["event", "sequential"] = "event"
     max_fix_rounds: int = Field(3, ge=0, le=50)
     max_review_rounds: int = Field(3, ge=0, le=50)
+    candidates: int = Field(1, ge=1, le=16)
+    """Candidate answers per coder/fixer step, the best chosen by running the tests."""
     output_retries: int = Field(3, ge=0, le=20)
     """How often a role may answer with invalid output before its stage fails."""
     require_sandbox: bool = False

@@ -207,12 +207,15 @@ class Meter:
         await self.store.append(usage_stream(self.task_id), [event])
 
     def check_loop(self, response: ModelResponse, messages: list[ModelMessage]) -> None:
+        # Counted per conversation: candidates sampled for one step agreeing is no loop.
+        conversation = getattr(messages[0], "conversation_id", None) if messages else None
         for part in response.parts:
             if not isinstance(part, ToolCallPart):
                 continue
             args = part.args_as_json_str()
-            self.calls[f"{part.tool_name}\0{args}"] += 1
-            count = self.calls[f"{part.tool_name}\0{args}"]
+            key = f"{conversation}\0{part.tool_name}\0{args}"
+            self.calls[key] += 1
+            count = self.calls[key]
             if count >= self.loop_limit:
                 what = "answer" if part.tool_name.startswith("final_result") else "tool call"
                 told = _last_rejection(messages)

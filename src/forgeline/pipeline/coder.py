@@ -23,13 +23,15 @@ Either way the change lands through the patch engine, which validates it in the 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import Any, cast
 
-from pydantic_ai import ModelRetry
+from pydantic_ai import Agent, AgentRunResult, ModelRetry
 from pydantic_ai.exceptions import AgentRunError
 from pydantic_ai.messages import ModelMessage
+from pydantic_ai.settings import ModelSettings
 
 from forgeline.config import CoderConfig, Role
 from forgeline.core.events import (
@@ -45,7 +47,9 @@ from forgeline.executors.patch import (
     EmptyChangeError,
     PatchError,
     apply_change,
+    change_fingerprint,
     plan_change,
+    revert_change,
 )
 from forgeline.executors.router import route
 from forgeline.executors.validation import PythonValidator, source_problem
@@ -53,7 +57,9 @@ from forgeline.llm.outputs import EDIT_FORMATS, Change, CodeChange, DiffChange, 
 from forgeline.llm.tools import WorkspaceTools
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
+from forgeline.pipeline.testrun import run_pytest
 from forgeline.workspace.git import GitWorkspace
+from forgeline.workspace.venv import workspace_venv
 
 #: Called with a proposed change before it lands; raises to refuse it (the fixer's
 #: repeat check).
@@ -203,7 +209,11 @@ class CodeWriter(StageAgent):
         prompt = f"{request}\n\nCurrent files:\n{self.context_files(run, focus)}"
         history: list[ModelMessage] | None = None
         for left in range(retries, -1, -1):
-            result = await agent.run(prompt, message_history=history, toolsets=toolsets)
+            candidates = self.services.settings.candidates
+            if history is None and candidates > 1:
+                result = await self._choose(run, agent, prompt, toolsets, candidates)
+            else:
+                result = await agent.run(prompt, message_history=history, toolsets=toolsets)
             change = cast(Change, result.output)
             if screen is not None:
                 await screen(change)
@@ -215,6 +225,69 @@ class CodeWriter(StageAgent):
                 history = result.all_messages()
                 prompt = ROLLED_BACK.format(reason=exc.reason)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _choose(
+        self,
+        run: StageRun,
+        agent: Agent[Any, Any],
+        prompt: str,
+        toolsets: list[Any] | None,
+        count: int,
+    ) -> AgentRunResult[Any]:
+        """Ask for ``count`` candidate changes and keep the one that does best when run.
+
+        The first candidate uses the configured settings, the others are sampled
+        (temperature 0.8, a seed each, so the response cache keeps them apart). Each
+        distinct candidate is applied through the patch engine, the workspace's tests are
+        run against it, and it is reverted. The best has the most passing minus failing
+        tests; ties go to the answer most candidates agree on, then to the earliest.
+        Small models gain more from choosing among answers than from asking again.
+        """
+        results: list[AgentRunResult[Any]] = []
+        error: Exception | None = None
+        for index in range(count):
+            settings: ModelSettings = {"temperature": 0.8, "seed": index} if index else {}
+            try:
+                results.append(await agent.run(prompt, toolsets=toolsets, model_settings=settings))
+            except AgentRunError as exc:  # this candidate never validated; others may
+                error = exc
+        if not results:
+            assert error is not None
+            raise error
+        votes = Counter(change_fingerprint(cast(Change, r.output)) for r in results)
+        distinct = {change_fingerprint(cast(Change, r.output)): r for r in results}
+        if len(distinct) == 1:
+            return results[0]
+        scored: list[tuple[tuple[int, int, int], AgentRunResult[Any]]] = []
+        for order, (fingerprint, result) in enumerate(distinct.items()):
+            passing = await self._score(run, cast(Change, result.output))
+            if passing is not None:
+                scored.append(((passing, votes[fingerprint], -order), result))
+        if not scored:
+            return results[0]  # none applies: let landing report why
+        return max(scored, key=lambda item: item[0])[1]
+
+    async def _score(self, run: StageRun, change: Change) -> int | None:
+        """Passing minus failing tests with ``change`` applied (then reverted), or None
+        when it does not apply or validate."""
+        workspace = run.workspace
+        settings = self.services.settings
+        venv = await workspace_venv(workspace.path) if settings.workspace_venv else None
+        async with workspace.lock:
+            await workspace.checkout(run.state.branch)
+            try:
+                applied = await apply_change(
+                    workspace, change, validate=PythonValidator(self.services.spawner)
+                )
+            except PatchError:
+                return None
+            try:
+                report = await run_pytest(
+                    workspace.path, self.services.spawner, timeout=settings.test_timeout, venv=venv
+                )
+            finally:
+                await revert_change(workspace, applied)
+        return report.passed - report.failed - report.errors
 
     async def _write_with_cli(
         self,
