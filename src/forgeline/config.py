@@ -275,6 +275,8 @@ class Settings(BaseSettings):
     a conversation is compacted."""
     model_timeout: float = Field(120, gt=0)
     """Seconds one model request may take before it counts as failed (and falls back)."""
+    local_timeout: float = Field(1800, gt=0)
+    """``model_timeout`` for chains with a ``local:`` model: a CPU answers slowly."""
     model_retries: int = Field(2, ge=0, le=10)
     """Retries with backoff of one request (rate limits, 5xx) before falling back."""
     coder: CoderConfig = Field(default_factory=CoderConfig)

@@ -86,13 +86,15 @@ def test_malformed_config_names_the_problem(ws: Path, text: str, message: str) -
     assert message in result.output
 
 
-def test_no_model_configured_says_how_to_configure_one(ws: Path) -> None:
-    (ws / "forgeline.toml").write_text("")
+def test_with_no_model_configured_the_local_model_is_used_and_checked(ws: Path) -> None:
+    # Nothing in [models]: every role runs on local:<local_model>; a name that is not a
+    # known local model is refused before anything is created.
+    (ws / "forgeline.toml").write_text('local_model = "no-such-model"\n')
     result = invoke("run", "todo cli", "--workspace", str(ws))
     assert result.exit_code == 2
-    assert "no model configured" in result.output
-    assert 'set [models] default = "provider:model"' in result.output
-    assert "FORGELINE_MODELS__DEFAULT" in result.output
+    assert "unknown local model 'no-such-model'" in result.output
+    assert "local:qwen2.5-coder-1.5b" in result.output
+    assert not (ws / ".git").exists()
 
 
 def test_a_missing_config_file_is_an_error(ws: Path) -> None:

@@ -29,6 +29,7 @@ from pydantic_ai.providers.openai import OpenAIProvider
 
 from forgeline.config import ROLES, Role, Settings
 from forgeline.errors import ConfigError
+from forgeline.llm.local import local_model
 from forgeline.llm.metered import Meter, MeteredModel
 
 
@@ -40,6 +41,8 @@ def build_model(spec: str, settings: Settings | None = None) -> Model:
         return _compatible_model(provider, name, settings)
     if spec.startswith("function:"):
         return _load_function_model(spec.removeprefix("function:"))
+    if spec.startswith("local:"):
+        return local_model(spec.removeprefix("local:"))
     if ":" not in spec:
         raise ConfigError(
             f"model {spec!r} has no provider: write provider:model, e.g. openai:gpt-4o-mini"

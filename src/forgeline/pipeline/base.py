@@ -240,6 +240,8 @@ class StageAgent(ABC):
         settings = self.services.settings
         run = _current_run.get(None)
         model: Model = self.services.models[role]
+        local = "local:" in self.services.models.spec(role)
+        timeout = settings.local_timeout if local else settings.model_timeout
         capabilities: list[Any] = list(kwargs.pop("capabilities", ()))
         if run is not None:
             model = self.services.models.metered(role, run.meter(role))
@@ -252,7 +254,7 @@ class StageAgent(ABC):
             instructions=instructions,
             retries={"output": settings.output_retries, "tools": 1},
             name=role,
-            model_settings={"timeout": settings.model_timeout},
+            model_settings={"timeout": timeout},
             capabilities=capabilities,
             **kwargs,
         )

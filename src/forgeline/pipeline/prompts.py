@@ -12,7 +12,17 @@ precise enough for a programmer, the files it writes, and depends_on (ids of ste
 be finished first). Steps that do not depend on each other can run at the same time. \
 Include writing pytest tests as part of the steps. Use kind "clarification" only when the \
 request cannot be built without an answer from the user; its description is the question. \
-Keep it to the fewest steps that build the request."""
+Keep it to the fewest steps that build the request.
+
+An example, for the request "a function that converts Celsius to Fahrenheit, with tests" \
+(it shows the form only: plan the user's request, not this one):
+{"summary": "A temperature conversion function with pytest tests.", "items": [
+ {"id": "a", "title": "conversion function", "description": "Write \
+celsius_to_fahrenheit(c) in temperature.py, returning c * 9 / 5 + 32.", \
+"kind": "processing", "depends_on": [], "files": ["temperature.py"]},
+ {"id": "b", "title": "tests", "description": "Write pytest tests in test_temperature.py: \
+0 gives 32, 100 gives 212, -40 gives -40.", "kind": "processing", "depends_on": ["a"], \
+"files": ["test_temperature.py"]}]}"""
 
 ARCHITECT = """You are the architect. Given the request and the plan, decide the design: \
 the files and what each holds, and how to smoke-run the result. Write the decision as an \
@@ -20,7 +30,19 @@ architecture decision record (context, decision, consequences). For run: use kin
 with a command that exercises the program once (e.g. ["python", "app.py", "--help"]), \
 "library" with a command that imports it, or "web" with a command that starts a server on \
 {port} and a health_path that answers 200. Use only the Python standard library unless the \
-request needs more."""
+request needs more.
+
+An example, for the request "a function that converts Celsius to Fahrenheit, with tests" \
+(it shows the form only: design the user's request, not this one):
+{"summary": "One module, temperature.py, holds the conversion and a small command line; \
+test_temperature.py tests it with pytest.", "decision": "Context: the request needs one \
+pure function that is easy to test. Decision: celsius_to_fahrenheit(c) in temperature.py, \
+and a main() that converts the number given on the command line; standard library only. \
+Consequences: no dependencies; the command line doubles as the smoke test.", "files": [
+ {"path": "temperature.py", "purpose": "celsius_to_fahrenheit(c) and main()"},
+ {"path": "test_temperature.py", "purpose": "pytest tests of celsius_to_fahrenheit"}],
+ "run": {"kind": "cli", "command": ["python", "temperature.py", "100"], \
+"health_path": "/health"}}"""
 
 CODER = """You are the coder. Implement exactly the step you are given, following the \
 design. Change only the files the step needs (paths relative to the repository root). \
