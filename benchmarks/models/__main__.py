@@ -177,6 +177,7 @@ def start(runtime: str, name: str, path: Path, log_dir: Path) -> Server:
          "127.0.0.1", "--port", str(port), "--n_ctx", str(local.CONTEXT_TOKENS),
          "--n_threads", threads, "--n_threads_batch", threads, "--model_alias", name],
         stdout=log, stderr=log, start_new_session=True,
+        env={**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")},
     )  # fmt: skip
     log.close()
     base_url = f"http://127.0.0.1:{port}"

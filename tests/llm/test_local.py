@@ -217,6 +217,58 @@ def test_threads_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert 1 <= local.threads() <= 8
 
 
+# A stand-in for llama.cpp's server: the same protocol (address on stdout, /health,
+# exit when stdin closes) without a model.
+FAKE_SERVER = """
+import http.server, os, sys, threading
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print(f"http://127.0.0.1:{server.server_port}", flush=True)
+sys.stdin.read()
+os._exit(0)
+"""
+
+
+@pytest.fixture
+def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "_runtime_available", lambda: True)
+    monkeypatch.setattr(local, "_SERVER_SCRIPT", FAKE_SERVER)
+
+
+@pytest.mark.usefixtures("fake_runtime")
+def test_the_server_is_health_checked_and_stopped(tmp_path: Path) -> None:
+    server = local.start_server("fake", tmp_path / "fake.gguf", timeout=60)
+    assert server.base_url.startswith("http://127.0.0.1:")
+    assert server.process.poll() is None
+    server.stop()
+    assert server.process.returncode == 0, "it exits when its stdin closes"
+
+
+def test_a_server_that_dies_while_loading_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "_runtime_available", lambda: True)
+    script = "import sys; sys.stderr.write('failed to load model\\n'); sys.exit(3)"
+    monkeypatch.setattr(local, "_SERVER_SCRIPT", script)
+    with pytest.raises(ConfigError, match="did not start") as info:
+        local.start_server("fake", tmp_path / "fake.gguf", timeout=60)
+    assert "failed to load model" in str(info.value), "the log's tail is in the message"
+
+
+def test_without_the_runtime_the_error_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "_runtime_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"pip install 'forgeline\[local\]'"):
+        local.start_server("fake", tmp_path / "fake.gguf")
+
+
 def test_patterns_are_spelled_for_the_grammar() -> None:
     assert local.grammar_pattern(r"^\d+\.\d+$") == r"^[0-9]+\.[0-9]+$"
     assert local.grammar_pattern(r"[\w.-]+\s") == r"[A-Za-z0-9_.-]+[ \t\n\r]"

@@ -318,20 +318,26 @@ class LocalServer:
     owner: int
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.owner != os.getpid() or self.process.poll() is not None:
-            return
+        """Close its stdin (it exits), then terminate and kill it by PID if it lingers."""
+        if self.owner != os.getpid():
+            return  # a forked child must not stop its parent's server
+        process = self.process
         with contextlib.suppress(OSError):
-            if self.process.stdin is not None:
-                self.process.stdin.close()  # the child exits when its stdin closes
-        try:
-            self.process.wait(timeout=timeout / 2)
-        except subprocess.TimeoutExpired:
-            self.process.terminate()
+            if process.stdin is not None:
+                process.stdin.close()
+        if process.poll() is None:
             try:
-                self.process.wait(timeout=timeout / 2)
+                process.wait(timeout=timeout / 2)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                process.terminate()
+                try:
+                    process.wait(timeout=timeout / 2)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        with contextlib.suppress(OSError):
+            if process.stdout is not None:
+                process.stdout.close()
 
 
 _servers: dict[str, LocalServer] = {}
@@ -371,12 +377,16 @@ def start_server(
         "repeat_penalty": REPEAT_PENALTY,
     }
     log_path = log_path or model_path.with_name(f"{name}.server.log")
+    # llama.cpp's OpenMP threads spin while they wait for each other by default: on a busy
+    # machine (tests, another server) that cut generation from ~20 to ~1 token/s here.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-c", _SERVER_SCRIPT, json.dumps(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
+            env=env,
             start_new_session=True,  # Ctrl-C in the terminal reaches forgeline, not the server
         )
     server = LocalServer(name, process, "", api_key, os.getpid())

@@ -32,17 +32,17 @@ with a command that exercises the program once (e.g. ["python", "app.py", "--hel
 {port} and a health_path that answers 200. Use only the Python standard library unless the \
 request needs more.
 
-An example, for the request "a function that converts Celsius to Fahrenheit, with tests" \
-(it shows the form only: design the user's request, not this one):
-{"summary": "One module, temperature.py, holds the conversion and a small command line; \
+An example of the form, for a plan that writes temperature.py and test_temperature.py:
+{"summary": "temperature.py holds the conversion and a small command line; \
 test_temperature.py tests it with pytest.", "decision": "Context: the request needs one \
-pure function that is easy to test. Decision: celsius_to_fahrenheit(c) in temperature.py, \
-and a main() that converts the number given on the command line; standard library only. \
-Consequences: no dependencies; the command line doubles as the smoke test.", "files": [
- {"path": "temperature.py", "purpose": "celsius_to_fahrenheit(c) and main()"},
- {"path": "test_temperature.py", "purpose": "pytest tests of celsius_to_fahrenheit"}],
- "run": {"kind": "cli", "command": ["python", "temperature.py", "100"], \
-"health_path": "/health"}}"""
+pure function that is easy to test. Decision: one module with the function and a main() \
+for the command line; standard library only. Consequences: no dependencies; the command \
+line is the smoke test.", "files": [{"path": "temperature.py", "purpose": "..."}, \
+{"path": "test_temperature.py", "purpose": "..."}], "run": {"kind": "cli", \
+"command": ["python", "temperature.py", "100"], "health_path": "/health"}}
+
+Your answer names the files of the plan you are given, says what each holds, and \
+smoke-runs the program of the user's request."""
 
 CODER = """You are the coder. Implement exactly the step you are given, following the \
 design. Change only the files the step needs (paths relative to the repository root). \
