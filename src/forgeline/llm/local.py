@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from openai import AsyncOpenAI
 from pydantic_ai.models import Model
 from pydantic_ai.models.openai import OpenAIChatModel, OpenAIChatModelSettings
 from pydantic_ai.profiles import InlineDefsJsonSchemaTransformer
@@ -528,7 +529,9 @@ def local_model(name: str = DEFAULT_LOCAL_MODEL) -> Model:
     """A pydantic-ai model for ``local:NAME``: llama.cpp's server on this machine."""
     spec = local_spec(name)
     server = server_for(spec.name)
-    provider = OpenAIProvider(base_url=f"{server.base_url}/v1", api_key=server.api_key)
+    # No client retries: a timed-out local request would only be queued again behind itself.
+    client = AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0)
+    provider = OpenAIProvider(openai_client=client)
     return OpenAIChatModel(
         spec.name, provider=provider, profile=LOCAL_PROFILE, settings=LOCAL_SETTINGS
     )
