@@ -18,6 +18,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from forgeline.core.events import Budget
 from forgeline.errors import ConfigError
 
 Role = Literal["planner", "architect", "coder", "fixer", "reviewer"]
@@ -73,16 +74,6 @@ class PriceConfig(BaseModel):
     input: float = Field(ge=0)
     output: float = Field(ge=0)
     cached_input: float | None = Field(default=None, ge=0)
-
-
-class BudgetConfig(BaseModel):
-    """A hard cap per task on model spending; a call that would cross it pauses the task
-    until ``forgeline approve``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tokens: int | None = Field(default=None, ge=0)
-    usd: float | None = Field(default=None, ge=0)
 
 
 CoderBackend = Literal["llm", "aider", "codex", "claude"]
@@ -263,7 +254,9 @@ class Settings(BaseSettings):
     """The offline model used when no model is configured (``local:<name>``)."""
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
-    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    budget: Budget = Field(default_factory=Budget)
+    """``[budget]``: a hard cap per task (``tokens``, ``usd``); a call that would cross it
+    pauses the task until ``forgeline approve``."""
     cache: bool = True
     """Answer a call from the response cache when the same model got the same messages."""
     loop_limit: int = Field(3, ge=2, le=100)

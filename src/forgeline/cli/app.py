@@ -17,7 +17,7 @@ from rich.markup import escape
 from forgeline.cli.render import print_event, summary, tasks_table, usage_table
 from forgeline.config import Settings, load_settings
 from forgeline.core.events import task_stream, usage_stream
-from forgeline.core.task import Answer, TaskState, decide
+from forgeline.core.task import TaskState
 from forgeline.errors import ForgelineError
 from forgeline.llm.gateway import ModelRegistry
 from forgeline.llm.metered import usage_rows
@@ -265,6 +265,33 @@ async def _finish(state: TaskState) -> int:
     return 0 if state.status == "completed" else EXIT_FAILED
 
 
+def _continue(
+    task: str,
+    workspace: Path,
+    store: str | None,
+    config: Path | None,
+    mode: Literal["event", "sequential"] | None,
+    flags: dict[str, bool | None],
+    *,
+    act: Callable[[Pipeline], Awaitable[None]] | None = None,
+    keep_preview: bool = False,
+) -> None:
+    """``act`` on a recorded task (answer, approve), then run it until it needs a person."""
+
+    async def go() -> int:
+        async with _pipeline(
+            workspace, store, config, with_models=True, mode=mode, **flags
+        ) as pipeline:
+            if act is not None:
+                await act(pipeline)
+            state = await pipeline.state(task)
+            if not state.terminal:
+                state = await _drive(pipeline, task, keep_preview)
+            return await _finish(state)
+
+    raise typer.Exit(_run(go()))
+
+
 # --------------------------------------------------------------------- commands
 
 
@@ -337,17 +364,7 @@ def resume(
 ) -> None:
     """Continue a task that was stopped or killed; finished stages are not re-run."""
     flags = _flags(unsafe_no_sandbox, require_sandbox, no_cache)
-
-    async def go() -> int:
-        async with _pipeline(
-            workspace, store, config, with_models=True, mode=mode, **flags
-        ) as pipeline:
-            state = await pipeline.state(task)
-            if not state.terminal:
-                state = await _drive(pipeline, task, keep_preview)
-            return await _finish(state)
-
-    raise typer.Exit(_run(go()))
+    _continue(task, workspace, store, config, mode, flags, keep_preview=keep_preview)
 
 
 @app.command()
@@ -363,19 +380,12 @@ def answer(
     config: ConfigFile = None,
 ) -> None:
     """Answer a task's clarification question, then continue the task."""
+
+    async def act(pipeline: Pipeline) -> None:
+        await pipeline.answer(task, text)
+
     flags = _flags(unsafe_no_sandbox, require_sandbox, no_cache)
-
-    async def go() -> int:
-        async with _pipeline(
-            workspace, store, config, with_models=True, mode=mode, **flags
-        ) as pipeline:
-            state = await pipeline.state(task)
-            events = decide(state, Answer(answer=text, at=pipeline.services.clock()))
-            await pipeline.store.append(task_stream(task), events)
-            state = await _drive(pipeline, task, keep_preview=False)
-            return await _finish(state)
-
-    raise typer.Exit(_run(go()))
+    _continue(task, workspace, store, config, mode, flags, act=act)
 
 
 @app.command()
@@ -397,19 +407,14 @@ def approve(
     if budget_tokens is None and budget_usd is None:
         errors.print("[red]error:[/] give --budget-tokens and/or --budget-usd")
         raise typer.Exit(EXIT_USAGE)
+
+    async def act(pipeline: Pipeline) -> None:
+        state = await pipeline.state(task)
+        budget = state.budget.model_copy(update=_given(tokens=budget_tokens, usd=budget_usd))
+        await pipeline.approve(task, budget)
+
     flags = _flags(unsafe_no_sandbox, require_sandbox, no_cache)
-
-    async def go() -> int:
-        async with _pipeline(
-            workspace, store, config, with_models=True, mode=mode, **flags
-        ) as pipeline:
-            state = await pipeline.state(task)
-            budget = state.budget.model_copy(update=_given(tokens=budget_tokens, usd=budget_usd))
-            await pipeline.approve(task, budget)
-            state = await _drive(pipeline, task, keep_preview=False)
-            return await _finish(state)
-
-    raise typer.Exit(_run(go()))
+    _continue(task, workspace, store, config, mode, flags, act=act)
 
 
 @app.command()

@@ -50,6 +50,7 @@ from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 
+from forgeline.config import PriceConfig
 from forgeline.core.events import (
     Budget,
     ContextCompacted,
@@ -58,6 +59,7 @@ from forgeline.core.events import (
     LlmUsage,
     NewEvent,
     usage_stream,
+    utcnow,
 )
 from forgeline.errors import ForgelineError, StoreError
 from forgeline.store.base import EventStore
@@ -81,16 +83,7 @@ class LoopDetected(ForgelineError):
 # ----------------------------------------------------------------------- prices
 
 
-@dataclass(frozen=True)
-class Price:
-    """US dollars per million tokens."""
-
-    input: float
-    output: float
-    cached_input: float | None = None
-
-
-PriceTable = Mapping[str, Price]
+PriceTable = Mapping[str, PriceConfig]
 FREE_PREFIXES = ("local:", "function:", "test", "scripted", "ollama:")
 
 
@@ -179,7 +172,7 @@ class Meter:
     prices: PriceTable = field(default_factory=dict)
     cache: bool = True
     loop_limit: int = 3
-    clock: Callable[[], datetime] = field(default=datetime.now)
+    clock: Callable[[], datetime] = field(default=utcnow)
     calls: Counter[str] = field(default_factory=Counter)
     spent: tuple[int, float] | None = None
 
@@ -399,6 +392,7 @@ class Compactor:
     max_tokens: int
     trim_chars: int
     compactions: list[ContextCompacted] = field(default_factory=list)
+    """Where each compaction is recorded (a stage run shares one list by its compactors)."""
 
     async def __call__(self, messages: list[ModelMessage]) -> list[ModelMessage]:
         before = estimate_tokens(messages)
@@ -465,19 +459,19 @@ class Compactor:
         field = "args" if isinstance(part, ToolCallPart) else "content"
         return dataclasses.replace(part, **{field: kept}), cut
 
-    def event(self) -> ContextCompacted | None:
-        """One event for the whole stage run (the store keeps one per cause and type)."""
-        if not self.compactions:
-            return None
-        last = self.compactions[-1]
-        dropped = tuple(d for c in self.compactions for d in c.dropped_items)
-        return last.model_copy(
-            update={
-                "dropped_items": dropped,
-                "tokens_before": max(c.tokens_before for c in self.compactions),
-                "trimmed_chars": sum(c.trimmed_chars for c in self.compactions),
-            }
-        )
+
+def merged_compaction(compactions: list[ContextCompacted]) -> ContextCompacted | None:
+    """One event for all compactions of a stage run (the store keeps one per cause and
+    type): the last one's sizes and summary, every dropped item, all trimmed characters."""
+    if not compactions:
+        return None
+    return compactions[-1].model_copy(
+        update={
+            "dropped_items": tuple(d for c in compactions for d in c.dropped_items),
+            "tokens_before": max(c.tokens_before for c in compactions),
+            "trimmed_chars": sum(c.trimmed_chars for c in compactions),
+        }
+    )
 
 
 def _describe(message: ModelMessage) -> str:

@@ -33,6 +33,7 @@ from forgeline.core.events import (
     ChangeFailed,
     ChangePending,
     ChangeStarted,
+    ContextCompacted,
     Event,
     EventData,
     NewEvent,
@@ -44,10 +45,11 @@ from forgeline.core.events import (
 from forgeline.core.task import Stage, TaskState, fold
 from forgeline.errors import DuplicateEventError, ForgelineError
 from forgeline.llm.gateway import ModelRegistry
-from forgeline.llm.metered import BudgetExceeded, Compactor, Meter, Price
+from forgeline.llm.metered import BudgetExceeded, Compactor, Meter, merged_compaction
 from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess
 from forgeline.store.base import EventStore
 from forgeline.workspace.git import GitWorkspace
+from forgeline.workspace.venv import WorkspaceVenv, workspace_venv
 
 
 @dataclass
@@ -84,8 +86,14 @@ class StageRun:
         self.cause = cause or trigger
         self.change: changes.ChangeState | None = None
         self.workspace = GitWorkspace(Path(state.workspace))
-        self.compactors: list[Compactor] = []
+        self.compactions: list[ContextCompacted] = []
         self.meters: dict[Role, Meter] = {}
+
+    async def venv(self) -> WorkspaceVenv | None:
+        """The repository's own venv for running its code (``workspace_venv`` setting)."""
+        if not self.agent.services.settings.workspace_venv:
+            return None
+        return await workspace_venv(self.workspace.path)
 
     def meter(self, role: Role) -> Meter:
         if role not in self.meters:
@@ -96,10 +104,7 @@ class StageRun:
                 task_id=self.state.task_id,
                 role=role,
                 budget=self.state.budget,
-                prices={
-                    name: Price(p.input, p.output, p.cached_input)
-                    for name, p in settings.prices.items()
-                },
+                prices=settings.prices,
                 cache=settings.cache,
                 loop_limit=settings.loop_limit,
                 clock=services.clock,
@@ -108,16 +113,8 @@ class StageRun:
 
     def context_events(self) -> list[NewEvent]:
         """What compaction dropped during this run, one ``context.compacted`` event."""
-        merged = [c.event() for c in self.compactors]
-        found = [e for e in merged if e is not None]
-        if not found:
-            return []
-        event = found[-1]
-        if len(found) > 1:
-            event = event.model_copy(
-                update={"dropped_items": tuple(d for e in found for d in e.dropped_items)}
-            )
-        return [self.event(event)]
+        merged = merged_compaction(self.compactions)
+        return [] if merged is None else [self.event(merged)]
 
     def paused(self, exc: BudgetExceeded) -> list[NewEvent]:
         pause = TaskAwaitingApproval(
@@ -245,8 +242,9 @@ class StageAgent(ABC):
         capabilities: list[Any] = list(kwargs.pop("capabilities", ()))
         if run is not None:
             model = self.services.models.metered(role, run.meter(role))
-            compactor = Compactor(role, settings.context_tokens, settings.trim_chars)
-            run.compactors.append(compactor)
+            compactor = Compactor(
+                role, settings.context_tokens, settings.trim_chars, run.compactions
+            )
             capabilities.append(ProcessHistory(compactor))
         return Agent(
             model,

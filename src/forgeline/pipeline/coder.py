@@ -59,7 +59,7 @@ from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
 from forgeline.pipeline.testrun import run_pytest
 from forgeline.workspace.git import GitWorkspace
-from forgeline.workspace.venv import workspace_venv
+from forgeline.workspace.venv import WorkspaceVenv
 
 #: Called with a proposed change before it lands; raises to refuse it (the fixer's
 #: repeat check).
@@ -259,20 +259,20 @@ class CodeWriter(StageAgent):
         if len(distinct) == 1:
             return results[0]
         scored: list[tuple[tuple[int, int, int], AgentRunResult[Any]]] = []
+        venv = await run.venv()
         for order, (fingerprint, result) in enumerate(distinct.items()):
-            passing = await self._score(run, cast(Change, result.output))
+            passing = await self._score(run, cast(Change, result.output), venv)
             if passing is not None:
                 scored.append(((passing, votes[fingerprint], -order), result))
         if not scored:
             return results[0]  # none applies: let landing report why
         return max(scored, key=lambda item: item[0])[1]
 
-    async def _score(self, run: StageRun, change: Change) -> int | None:
+    async def _score(self, run: StageRun, change: Change, venv: WorkspaceVenv | None) -> int | None:
         """Passing minus failing tests with ``change`` applied (then reverted), or None
         when it does not apply or validate."""
         workspace = run.workspace
         settings = self.services.settings
-        venv = await workspace_venv(workspace.path) if settings.workspace_venv else None
         async with workspace.lock:
             await workspace.checkout(run.state.branch)
             try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from forgeline.core.events import DeployStatus, NewEvent, RunSpec
 from forgeline.pipeline.base import StageAgent, StageRun
 from forgeline.pipeline.preview import smoke, start_preview
-from forgeline.workspace.venv import workspace_venv
 
 
 class DeployerAgent(StageAgent):
@@ -22,7 +21,7 @@ class DeployerAgent(StageAgent):
         settings = self.services.settings
         timeout = settings.deploy_timeout
         # The program runs with the repository's venv (what the tests ran with).
-        venv = await workspace_venv(workspace.path) if settings.workspace_venv else None
+        venv = await run.venv()
         async with workspace.lock:
             await workspace.checkout(state.branch)
             if spec.kind == "web":

@@ -32,6 +32,7 @@ from forgeline.core.events import (
 )
 from forgeline.core.task import (
     ORCHESTRATOR,
+    Answer,
     Approve,
     Cancel,
     HandleExecutorEvent,
@@ -139,12 +140,18 @@ class Pipeline:
             base_commit=base,
             max_fix_rounds=settings.max_fix_rounds,
             max_review_rounds=settings.max_review_rounds,
-            budget=Budget(tokens=settings.budget.tokens, usd=settings.budget.usd),
+            budget=settings.budget,
             at=self.services.clock(),
         )
         events = decide(TaskState(task_id=task_id), command)
         await self.store.append(task_stream(task_id), events, expected_version=0)
         return task_id
+
+    async def answer(self, task_id: str, answer: str) -> None:
+        """Record the user's answer to the task's open clarification question."""
+        state = await self.state(task_id)
+        events = decide(state, Answer(answer=answer, at=self.services.clock()))
+        await self.store.append(task_stream(task_id), events)
 
     async def approve(self, task_id: str, budget: Budget) -> None:
         """Raise a paused task's budget; its paused stages then run again."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from forgeline.core.events import NewEvent, TestResults
 from forgeline.pipeline.base import StageAgent, StageRun
 from forgeline.pipeline.testrun import run_pytest
-from forgeline.workspace.venv import workspace_venv
 
 
 class TesterAgent(StageAgent):
@@ -16,7 +15,7 @@ class TesterAgent(StageAgent):
         settings = self.services.settings
         # The repository's own venv (made once, shared by its tasks): the tests see the
         # project's packages, not forgeline's.
-        venv = await workspace_venv(workspace.path) if settings.workspace_venv else None
+        venv = await run.venv()
         async with workspace.lock:  # nobody edits the tree while it is tested
             await workspace.checkout(run.state.branch)
             commit = await workspace.head()
