@@ -8,6 +8,7 @@ from forgeline.core.planner import (
     ItemStatus,
     PlanError,
     ready,
+    repair_plan,
     validate_plan,
     with_status,
 )
@@ -58,3 +59,32 @@ def test_items_that_may_run_together_cannot_write_the_same_file() -> None:
     c = PlanItem(id="c", title="c", depends_on=("a",), files=("x.py",))
     d = PlanItem(id="d", title="d", depends_on=("c",), files=("app.py",))
     validate_plan((a, c, d))  # d comes after a through c
+
+
+def test_repair_orders_items_that_write_the_same_file_as_the_plan_lists_them() -> None:
+    a = PlanItem(id="a", title="a", files=("app.py",))
+    b = PlanItem(id="b", title="b", files=("app.py", "test_app.py"))
+    c = PlanItem(id="c", title="c", files=("test_app.py",))
+    repaired = repair_plan((a, b, c))
+    assert [i.depends_on for i in repaired] == [(), ("a",), ("b",)]
+    validate_plan(repaired)
+
+
+def test_repair_keeps_an_order_the_plan_already_has() -> None:
+    a = PlanItem(id="a", title="a", depends_on=("b",), files=("app.py",))
+    b = PlanItem(id="b", title="b", files=("app.py",))
+    c = PlanItem(id="c", title="c", depends_on=("a",), files=("x.py",))
+    d = PlanItem(id="d", title="d", depends_on=("c",), files=("app.py",))
+    assert repair_plan((a, b, c, d)) == (a, b, c, d)  # b, a, d already run in order
+
+
+def test_repair_drops_dependencies_on_missing_items_and_on_the_item_itself() -> None:
+    repaired = repair_plan((item("a", "a", "zz"), item("b", "a", "a")))
+    assert [i.depends_on for i in repaired] == [(), ("a",)]
+
+
+def test_repair_leaves_what_needs_judgement_to_validation() -> None:
+    with pytest.raises(PlanError, match="cycle"):
+        validate_plan(repair_plan((item("a", "b"), item("b", "a"))))
+    with pytest.raises(PlanError, match="repeat"):
+        validate_plan(repair_plan((item("a"), item("a"))))

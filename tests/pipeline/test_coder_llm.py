@@ -16,7 +16,14 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart, Tool
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from forgeline.core.events import FileWrite, FixAttempted
-from forgeline.llm.outputs import Change, CodeChange, DiffChange, EditChange, SearchReplace
+from forgeline.llm.outputs import (
+    Change,
+    CodeChange,
+    DiffChange,
+    EditChange,
+    SearchReplace,
+    tidy_text,
+)
 from forgeline.llm.scripted import prompt_text, scripted_model
 from forgeline.pipeline.coder import check_change
 from forgeline.workspace.git import GitWorkspace
@@ -298,6 +305,29 @@ async def test_good_edits_pass_the_pre_write_checks(make_workspace: GitWorkspace
     ]
     for change in ok:
         assert await check_change(make_workspace, change) is change
+
+
+async def test_fences_and_chat_tokens_around_a_file_are_removed_before_it_lands(
+    make_workspace: GitWorkspace,
+) -> None:
+    fenced = "```python\nVALUE = 2\n```<|im_end|>"
+    checked = await check_change(
+        make_workspace, CodeChange(files=(FileWrite(path="todo.py", content=fenced),))
+    )
+    assert isinstance(checked, CodeChange)
+    assert checked.files[0].content == "VALUE = 2\n"
+    edit = EditChange(
+        edits=(SearchReplace(path="todo.py", search="VALUE = 1", replace="```\nVALUE = 3\n```"),)
+    )
+    checked_edit = await check_change(make_workspace, edit)
+    assert isinstance(checked_edit, EditChange)
+    assert checked_edit.edits[0].replace == "VALUE = 3\n"
+
+
+def test_tidying_keeps_fences_that_are_part_of_a_file() -> None:
+    readme = "```\npip install todo\n```\n\nThen run:\n\n```\ntodo add milk\n```\n"
+    assert tidy_text(readme) == readme  # two fences: the file's own Markdown
+    assert tidy_text("print('<|x')\n") == "print('<|x')\n"
 
 
 @pytest.fixture

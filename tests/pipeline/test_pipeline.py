@@ -142,6 +142,29 @@ async def test_a_fix_that_changes_nothing_stops_as_no_progress(tmp_path: Path) -
     assert "no progress, the change leaves every file as it is" in (state.failure or "")
 
 
+async def test_a_plan_step_an_earlier_step_already_did_completes_without_a_commit(
+    tmp_path: Path,
+) -> None:
+    """Small models plan "create todo.py" and "write its functions" as two steps, and the
+    first already writes everything; the second then changes nothing and is done."""
+    first = todo_project.PLAN["items"][0]
+    again = {**first, "id": "a2", "title": "functions", "depends_on": ["a"]}
+    tests = {**todo_project.PLAN["items"][1], "depends_on": ["a2"]}
+    plan = {**todo_project.PLAN, "items": [first, again, tests]}
+
+    def coder(messages):  # type: ignore[no-untyped-def]
+        return todo_project.code_for(messages)  # step a2 gets todo.py as step a wrote it
+
+    models = todo_project.models(planner=scripted_model([plan]), coder=scripted_model([coder]))
+    async with pipeline(tmp_path, models) as p:
+        task_id, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
+        events = await task_events(p, task_id)
+    assert state.status == "completed", state.failure
+    done = {e.data.item_id: e.data for e in events if e.type == "plan.item.completed"}
+    assert done["a2"].commit == done["a2"].parent  # nothing to commit
+    assert done["a2"].files == ()
+
+
 async def test_a_plan_item_naming_a_pattern_runs_it_without_a_model(tmp_path: Path) -> None:
     plan = {
         "summary": "todo",

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from forgeline.core.events import Frozen, NodeKind, PlanItem
 
-__all__ = ["ItemState", "ItemStatus", "NodeKind", "PlanError"]
+__all__ = ["ItemState", "ItemStatus", "NodeKind", "PlanError", "repair_plan", "validate_plan"]
 
 
 class ItemStatus(StrEnum):
@@ -72,6 +72,42 @@ def validate_plan(items: tuple[PlanItem, ...]) -> None:
                         f"at the same time: make one depend on the other"
                     )
             writers.setdefault(path, []).append(item.id)
+
+
+def repair_plan(items: tuple[PlanItem, ...]) -> tuple[PlanItem, ...]:
+    """Make the plan's ordering explicit where no judgement is needed.
+
+    Dependencies on ids the plan does not have (or on the item itself) are dropped, and
+    items that write the same file are ordered as the plan lists them: each depends on the
+    file's previous writer unless one already comes after the other. Small models write
+    such plans often, and asking them again rarely helps. Whatever is still wrong (no
+    items, repeated ids, a cycle) is left for ``validate_plan`` to report.
+    """
+    known = {item.id for item in items}
+    deps = {
+        item.id: [d for d in dict.fromkeys(item.depends_on) if d in known and d != item.id]
+        for item in items
+    }
+    last_writer: dict[str, str] = {}
+    for item in items:
+        for path in item.files:
+            previous = last_writer.get(path)
+            if previous is not None and previous != item.id:
+                ancestors = _ancestors(_with_deps(items, deps))
+                ordered = previous in ancestors[item.id] or item.id in ancestors[previous]
+                if not ordered:
+                    deps[item.id].append(previous)
+            last_writer[path] = item.id
+    return _with_deps(items, deps)
+
+
+def _with_deps(items: tuple[PlanItem, ...], deps: dict[str, list[str]]) -> tuple[PlanItem, ...]:
+    return tuple(
+        item
+        if list(item.depends_on) == deps[item.id]
+        else item.model_copy(update={"depends_on": tuple(deps[item.id])})
+        for item in items
+    )
 
 
 def _ancestors(items: tuple[PlanItem, ...]) -> dict[str, set[str]]:

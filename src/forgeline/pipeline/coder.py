@@ -53,7 +53,14 @@ from forgeline.executors.patch import (
 )
 from forgeline.executors.router import route
 from forgeline.executors.validation import PythonValidator, source_problem
-from forgeline.llm.outputs import EDIT_FORMATS, Change, CodeChange, DiffChange, EditChange
+from forgeline.llm.outputs import (
+    EDIT_FORMATS,
+    Change,
+    CodeChange,
+    DiffChange,
+    EditChange,
+    tidy_change,
+)
 from forgeline.llm.tools import WorkspaceTools
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
@@ -109,12 +116,14 @@ _FORMAT_HINT: dict[type[object], str] = {
 
 
 async def check_change(workspace: GitWorkspace, change: Change) -> Change:
-    """Raise ``ModelRetry`` saying what is wrong with ``change``, else return it.
+    """Raise ``ModelRetry`` saying what is wrong with ``change``, else return it tidied
+    (``tidy_change``: no chat-template tokens, no Markdown fence around a file).
 
     The patch engine's own pre-write checks (touching nothing), run while the model can
     still answer again. A change that would leave every file as it is passes: landing it
     reports "no progress", which a retry would not cure.
     """
+    change = tidy_change(change)
     hint = _empty_hint(change)
     if hint is not None:
         raise ModelRetry(hint)
@@ -384,7 +393,12 @@ class CoderAgent(CodeWriter):
         what = f"plan item {item.id} ({item.title})"
         pattern = route(item)
         if pattern is None:
-            landed = await self.write(run, "coder", prompts.CODER, request, what, item.files)
+            try:
+                landed = await self.write(run, "coder", prompts.CODER, request, what, item.files)
+            except NoProgressError:
+                # An earlier step already wrote what this one asks for (small models split
+                # "create the file" from "write its function"): the step is done as it is.
+                landed = await self.land(run, None, what)
         else:
             result = await pattern.executor.execute(pattern.context(run.workspace))
             landed = await self.land(run, result.change, f"{what} [{result.pattern}]")

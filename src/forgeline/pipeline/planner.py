@@ -6,7 +6,7 @@ import yaml
 from pydantic_ai import ModelRetry
 
 from forgeline.core.events import NewEvent, PlanCreated
-from forgeline.core.planner import PlanError, validate_plan
+from forgeline.core.planner import PlanError, repair_plan, validate_plan
 from forgeline.errors import WorkspaceError
 from forgeline.llm.outputs import PlanOutput
 from forgeline.pipeline import prompts
@@ -23,6 +23,7 @@ class PlannerAgent(StageAgent):
         agent = self.model_agent("planner", PlanOutput, prompts.PLANNER)
 
         def check(plan: PlanOutput) -> PlanOutput:
+            plan = plan.model_copy(update={"items": repair_plan(plan.items)})
             try:
                 validate_plan(plan.items)
                 for item in plan.items:
