@@ -87,3 +87,26 @@ async def test_without_tests_to_run_the_answer_most_candidates_agree_on_wins(tmp
     assert state.status == "completed", state.failure
     worktree = tmp_path / "ws" / ".forgeline" / "worktrees" / task_id
     assert '"""Another todo list' in (worktree / "todo.py").read_text()
+
+
+async def test_a_candidate_does_not_win_by_deleting_the_failing_test(tmp_path: Path):
+    """Deleting a failing test would leave only passing ones; it counts as failing instead,
+    so the task fails honestly rather than completing without its test."""
+    kept = todo_project.TEST_TODO_PY.split("def test_done_marks_the_numbered_item")[0]
+    fixer = Counted(
+        [
+            todo_file(todo_project.BUGGY_TODO_PY + "# still wrong\n", "not a fix"),
+            {
+                "summary": "drop the failing test",
+                "files": [{"path": "test_todo.py", "content": kept}],
+            },
+        ],
+        name="todo-fixer",
+    )
+    models = todo_project.models(coder=scripted_model([buggy_coder]), fixer=fixer.model)
+    async with pipeline(tmp_path, models, candidates=2, max_fix_rounds=1) as p:
+        task_id, state = await run_task(p, REQUEST, "sequential", tmp_path / "ws")
+    assert len(fixer.calls) == 2
+    tests = tmp_path / "ws" / ".forgeline" / "worktrees" / task_id / "test_todo.py"
+    assert "def test_done_marks_the_numbered_item" in tests.read_text()
+    assert state.status == "failed"

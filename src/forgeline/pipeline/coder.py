@@ -64,7 +64,7 @@ from forgeline.llm.outputs import (
 from forgeline.llm.tools import WorkspaceTools
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
-from forgeline.pipeline.testrun import run_pytest
+from forgeline.pipeline.testrun import TestReport, run_pytest
 from forgeline.workspace.git import GitWorkspace
 from forgeline.workspace.venv import WorkspaceVenv
 
@@ -249,7 +249,8 @@ class CodeWriter(StageAgent):
         (temperature 0.8, a seed each, so the response cache keeps them apart). Each
         distinct candidate is applied through the patch engine, the workspace's tests are
         run against it, and it is reverted. The best has the most passing minus failing
-        tests; ties go to the answer most candidates agree on, then to the earliest.
+        tests (a test the candidate removes counts as failing); ties go to the answer most
+        candidates agree on, then to the earliest.
         Small models gain more from choosing among answers than from asking again.
         """
         results: list[AgentRunResult[Any]] = []
@@ -269,34 +270,47 @@ class CodeWriter(StageAgent):
             return results[0]
         scored: list[tuple[tuple[int, int, int], AgentRunResult[Any]]] = []
         venv = await run.venv()
+        async with run.workspace.lock:  # the tests as they are now: none may go missing
+            await run.workspace.checkout(run.state.branch)
+            before = await self._run_tests(run, venv)
         for order, (fingerprint, result) in enumerate(distinct.items()):
-            passing = await self._score(run, cast(Change, result.output), venv)
+            passing = await self._score(run, cast(Change, result.output), venv, before.tests)
             if passing is not None:
                 scored.append(((passing, votes[fingerprint], -order), result))
         if not scored:
             return results[0]  # none applies: let landing report why
         return max(scored, key=lambda item: item[0])[1]
 
-    async def _score(self, run: StageRun, change: Change, venv: WorkspaceVenv | None) -> int | None:
+    async def _score(
+        self, run: StageRun, change: Change, venv: WorkspaceVenv | None, tests_before: int
+    ) -> int | None:
         """Passing minus failing tests with ``change`` applied (then reverted), or None
-        when it does not apply or validate."""
+        when it does not apply or validate. Tests the change removes count as failing: a
+        candidate does not win by deleting the tests that fail."""
         workspace = run.workspace
-        settings = self.services.settings
         async with workspace.lock:
             await workspace.checkout(run.state.branch)
             try:
                 applied = await apply_change(
-                    workspace, change, validate=PythonValidator(self.services.spawner)
+                    workspace, change, validate=PythonValidator(self.services.spawner, venv=venv)
                 )
             except PatchError:
                 return None
             try:
-                report = await run_pytest(
-                    workspace.path, self.services.spawner, timeout=settings.test_timeout, venv=venv
-                )
+                report = await self._run_tests(run, venv)
             finally:
                 await revert_change(workspace, applied)
-        return report.passed - report.failed - report.errors
+        missing = max(0, tests_before - report.tests)
+        return report.passed - report.failed - report.errors - missing
+
+    async def _run_tests(self, run: StageRun, venv: WorkspaceVenv | None) -> TestReport:
+        """The workspace's tests as the tree is now (the caller holds the lock)."""
+        return await run_pytest(
+            run.workspace.path,
+            self.services.spawner,
+            timeout=self.services.settings.test_timeout,
+            venv=venv,
+        )
 
     async def _write_with_cli(
         self,
@@ -330,7 +344,7 @@ class CodeWriter(StageAgent):
             base = await workspace.head()
             if change is None:
                 return Landed(base, base, [])
-            validator = PythonValidator(self.services.spawner)
+            validator = PythonValidator(self.services.spawner, venv=await run.venv())
             try:
                 applied = await apply_change(workspace, change, validate=validator)
             except EmptyChangeError as exc:

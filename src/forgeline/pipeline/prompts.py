@@ -20,9 +20,9 @@ An example, for the request "a function that converts Celsius to Fahrenheit, wit
  {"id": "a", "title": "conversion function", "description": "Write \
 celsius_to_fahrenheit(c) in temperature.py, returning c * 9 / 5 + 32.", \
 "kind": "processing", "depends_on": [], "files": ["temperature.py"]},
- {"id": "b", "title": "tests", "description": "Write pytest tests in test_temperature.py: \
-0 gives 32, 100 gives 212, -40 gives -40.", "kind": "processing", "depends_on": ["a"], \
-"files": ["test_temperature.py"]}]}"""
+ {"id": "b", "title": "tests", "description": "Write pytest tests in test_temperature.py \
+that import celsius_to_fahrenheit and check it on values the request implies.", \
+"kind": "processing", "depends_on": ["a"], "files": ["test_temperature.py"]}]}"""
 
 ARCHITECT = """You are the architect. Given the request and the plan, decide the design: \
 the files and what each holds, and how to smoke-run the result. Write the decision as an \
@@ -46,7 +46,8 @@ smoke-runs the program of the user's request."""
 
 CODER = """You are the coder. Implement exactly the step you are given, following the \
 design. Change only the files the step needs (paths relative to the repository root). \
-Python files must be valid and tests must use pytest."""
+Python files must be valid and tests must use pytest. A test file imports what it tests \
+from its module and never defines it again; its expected values follow from the request."""
 
 FIXER = """You are the fixer. The tests fail. Read the failures and the code and change the \
 files that must change. Fix the cause; do not delete or weaken tests that check the request."""

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import tomllib
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from forgeline.core.events import RunUsage
 from forgeline.errors import ForgelineError
-from forgeline.sandbox.spawner import ProcessSpawner, tail_text
+from forgeline.sandbox.spawner import ProcessResult, ProcessSpawner, tail_text
 from forgeline.sandbox.terminal import run_usage
 from forgeline.workspace.venv import WorkspaceVenv
 
@@ -84,6 +85,11 @@ class TestReport(BaseModel):
     @property
     def ok(self) -> bool:
         return self.failed == 0 and self.errors == 0 and self.passed > 0 and not self.timed_out
+
+    @property
+    def tests(self) -> int:
+        """How many tests pytest found and ran (a collection error is not a test)."""
+        return self.passed + self.failed + self.skipped
 
 
 class JUnitSummary(NamedTuple):
@@ -274,6 +280,20 @@ def _pytest_argv(workspace: Path, tmp: Path, python: str) -> tuple[Path, list[st
     )
 
 
+async def run_python(
+    spawner: ProcessSpawner,
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    timeout: float,
+    venv: WorkspaceVenv | None,
+) -> ProcessResult:
+    """Run ``argv`` through ``spawner``, in ``venv`` (seen read-only by a sandbox) if given."""
+    if venv is not None:
+        return await venv.run(spawner, argv, cwd=cwd, timeout=timeout)
+    return await spawner.run(argv, cwd=cwd, timeout=timeout)
+
+
 async def run_pytest(
     workspace: Path,
     spawner: ProcessSpawner,
@@ -298,10 +318,7 @@ async def run_pytest(
         python = str(venv.python)
     with tempfile.TemporaryDirectory(prefix="forgeline-pytest-") as tmp:
         report_path, argv = _pytest_argv(workspace, Path(tmp), python)
-        if venv is not None:
-            result = await venv.run(spawner, argv, cwd=workspace, timeout=timeout)
-        else:
-            result = await spawner.run(argv, cwd=workspace, timeout=timeout)
+        result = await run_python(spawner, argv, cwd=workspace, timeout=timeout, venv=venv)
         summary = _read_report(report_path, workspace)
 
     notes: list[str] = []
