@@ -25,6 +25,7 @@ from forgeline.executors.validation import PythonValidator
 from forgeline.llm.outputs import CodeChange
 from forgeline.sandbox.spawner import LocalSpawner
 from forgeline.workspace.git import GitWorkspace
+from forgeline.workspace.venv import workspace_venv
 from tests.executors.helpers import MakeRepo, dirs, tree, write
 
 COMPILE_ONLY = PythonValidator(None)
@@ -282,6 +283,20 @@ async def test_breaking_test_collection_is_rejected_and_rolled_back(
         await apply_change(ws, writes(("app.py", renamed)), validate=PythonValidator(spawner))
     assert "tests/test_app.py" in str(info.value)
     assert await tree(ws) == before
+
+
+async def test_collection_uses_the_workspace_venv_where_the_project_installs_packages(
+    make_repo: MakeRepo, spawner: LocalSpawner
+) -> None:
+    ws = await make_repo({"app.py": APP, "tests/test_app.py": TEST_APP})
+    venv = await workspace_venv(ws.path)
+    (venv.site_packages / "only_in_the_venv.py").write_text("VALUE = 1\n")
+    test = "from only_in_the_venv import VALUE\n\n\ndef test_value():\n    assert VALUE == 1\n"
+    change = writes(("tests/test_venv_package.py", test))
+    with pytest.raises(PatchError, match="no longer collect"):  # forgeline's interpreter
+        await apply_change(ws, change, validate=PythonValidator(spawner))
+    applied = await apply_change(ws, change, validate=PythonValidator(spawner, venv=venv))
+    assert applied.paths == ("tests/test_venv_package.py",)
 
 
 async def test_collection_errors_that_were_there_before_do_not_count(

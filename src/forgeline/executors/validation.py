@@ -14,9 +14,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from forgeline.pipeline.testrun import pytest_command
+from forgeline.pipeline.testrun import pytest_command, run_python
 from forgeline.sandbox.spawner import ProcessSpawner, tail_text
 from forgeline.workspace.git import GitWorkspace
+from forgeline.workspace.venv import WorkspaceVenv
 
 __all__ = ["COLLECT_OUTPUT_LIMIT", "PythonValidator", "Validator", "changed_python"]
 
@@ -71,8 +72,9 @@ def source_problem(rel: str, source: str | bytes) -> str | None:
 class PythonValidator:
     """Changed Python files compile; the workspace's tests still collect.
 
-    Compiling runs no process. Collection (``python -m pytest --collect-only``) runs
-    through ``spawner`` only when the change touches a ``.py`` file and a spawner is given
+    Compiling runs no process. Collection (``python -m pytest --collect-only``, with the
+    interpreter of ``venv``, the workspace's venv, when given) runs through ``spawner``
+    only when the change touches a ``.py`` file and a spawner is given
     (``None``: compile only). A collection error in a file that already failed to collect
     before the change does not count against it. The run writes nothing into the workspace
     (no cache, no bytecode) and, like the tester, reads no pytest configuration from the
@@ -83,11 +85,12 @@ class PythonValidator:
         self,
         spawner: ProcessSpawner | None,
         *,
-        python: str = sys.executable,
+        venv: WorkspaceVenv | None = None,
         timeout: float = 120,
     ) -> None:
         self.spawner = spawner
-        self.python = python
+        self.venv = venv
+        self.python = str(venv.python) if venv is not None else sys.executable
         self.timeout = timeout
 
     async def before(self, workspace: GitWorkspace, paths: Sequence[str]) -> frozenset[str]:
@@ -118,7 +121,7 @@ class PythonValidator:
         root = workspace.path
         with tempfile.TemporaryDirectory(prefix="forgeline-collect-") as tmp:
             argv = pytest_command(root, Path(tmp), self.python, "--collect-only", "-q", "-rfE")
-            result = await spawner.run(argv, cwd=root, timeout=self.timeout)
+            result = await run_python(spawner, argv, cwd=root, timeout=self.timeout, venv=self.venv)
         output = result.output
         if result.timed_out:
             return frozenset({f"<collection timed out after {self.timeout:g}s>"}), output
