@@ -113,6 +113,21 @@ def test_each_role_reports_its_configured_chain():
     assert registry["planner"] is registry["coder"]  # one client per distinct chain
 
 
+async def test_closing_the_registry_closes_every_client_of_every_chain():
+    with OpenAIStub([("ok", {"word": "one"})]) as primary:
+        settings = settings_for(one=primary).model_copy(
+            update={"models": ModelsConfig(default="one:m", reviewer=["one:big", "one:small"])}
+        )
+        registry = ModelRegistry.from_settings(settings)
+        agent = Agent(registry["planner"], output_type=Answer)
+        assert (await agent.run("say a word")).output.word == "one"
+        clients = [registry["planner"].client]  # type: ignore[attr-defined]
+        clients += [m.client for m in registry["reviewer"].models]  # type: ignore[attr-defined]
+        assert not any(c.is_closed() for c in clients)
+        await registry.aclose()
+    assert all(c.is_closed() for c in clients)  # no connection left open to the provider
+
+
 def test_an_unknown_provider_is_a_config_error():
     with pytest.raises(ConfigError, match="nosuchprovider"):
         build_model("nosuchprovider:model")

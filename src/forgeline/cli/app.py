@@ -147,6 +147,7 @@ async def _pipeline(
     try:
         yield Pipeline(services)
     finally:
+        await models.aclose()
         await event_store.close()
 
 
@@ -172,12 +173,13 @@ async def _print_events(
     stream = task_stream(task_id)
     seen = after
     while True:
+        mark = store.commit_count  # taken before reading: no append slips between the two
         for event in await store.read_stream(stream, after_version=seen):
             print_event(console, event)
             seen = event.version
         if await done():
             return
-        await store.wait_for_append()
+        await store.wait_for_append(mark)
 
 
 async def _commits(state: TaskState) -> list[tuple[str, str]]:

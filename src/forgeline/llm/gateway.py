@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from openai import AsyncOpenAI
 from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
@@ -89,6 +89,20 @@ def build_chain(specs: list[str], settings: Settings | None = None) -> Model:
     return FallbackModel(*models, fallback_on=(ModelAPIError, UnexpectedModelBehavior))
 
 
+async def close_models(models: Iterable[Model]) -> None:
+    """Close each distinct OpenAI-compatible client in ``models`` (fallbacks included)."""
+    clients: dict[int, AsyncOpenAI] = {}
+    pending = list(models)
+    while pending:
+        model = pending.pop()
+        if isinstance(model, FallbackModel):
+            pending.extend(model.models)
+        elif isinstance(model, OpenAIChatModel):
+            clients.setdefault(id(model.client), model.client)
+    for client in clients.values():
+        await client.close()
+
+
 def _load_function_model(target: str) -> Model:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
@@ -133,6 +147,10 @@ class ModelRegistry:
     def spec(self, role: Role) -> str:
         """The configured chain as written (``a, b``), or the model's own name."""
         return self._specs.get(role) or self._models[role].model_name
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections the chains' OpenAI-compatible clients hold open."""
+        await close_models(self._models.values())
 
     def metered(self, role: Role, meter: Meter) -> MeteredModel:
         return MeteredModel(self[role], self.spec(role), meter)
