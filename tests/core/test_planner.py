@@ -71,7 +71,7 @@ def test_repair_orders_items_that_write_the_same_file_as_the_plan_lists_them() -
 
 
 def test_repair_keeps_an_order_the_plan_already_has() -> None:
-    a = PlanItem(id="a", title="a", depends_on=("b",), files=("app.py",))
+    a = PlanItem(id="a", title="a", depends_on=("b",), files=("app.py", "README.md"))
     b = PlanItem(id="b", title="b", files=("app.py",))
     c = PlanItem(id="c", title="c", depends_on=("a",), files=("x.py",))
     d = PlanItem(id="d", title="d", depends_on=("c",), files=("app.py",))
@@ -88,3 +88,28 @@ def test_repair_leaves_what_needs_judgement_to_validation() -> None:
         validate_plan(repair_plan((item("a", "b"), item("b", "a"))))
     with pytest.raises(PlanError, match="repeat"):
         validate_plan(repair_plan((item("a"), item("a"))))
+
+
+def test_repair_folds_a_step_into_the_one_before_it_that_writes_the_same_files() -> None:
+    # As a 1.5B model plans "a module with add() and its test".
+    plan = (
+        PlanItem(id="a", title="module", description="Create mathutils.py.", files=("m.py",)),
+        PlanItem(id="b", title="add", description="Write add.", depends_on=("a",), files=("m.py",)),
+        PlanItem(id="c", title="tests", description="Create the tests.", files=("test_m.py",)),
+        PlanItem(id="d", title="test add", depends_on=("c", "b"), files=("test_m.py",)),
+    )
+    repaired = repair_plan(plan)
+    assert [(i.id, i.depends_on, i.files) for i in repaired] == [
+        ("a", (), ("m.py",)),
+        ("c", ("a",), ("test_m.py",)),  # d's dependency on b, now on a
+    ]
+    assert repaired[0].title == "module; add"
+    assert repaired[0].description == "Create mathutils.py.\nWrite add."
+    validate_plan(repaired)
+
+
+def test_repair_does_not_fold_where_it_would_make_a_cycle() -> None:
+    a = PlanItem(id="a", title="a", files=("app.py",))
+    c = PlanItem(id="c", title="c", depends_on=("a",), files=("x.py",))
+    b = PlanItem(id="b", title="b", depends_on=("a", "c"), files=("app.py",))
+    assert repair_plan((a, c, b)) == (a, c, b)  # a would wait for c, which waits for a

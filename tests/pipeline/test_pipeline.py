@@ -148,7 +148,8 @@ async def test_a_plan_step_an_earlier_step_already_did_completes_without_a_commi
     """Small models plan "create todo.py" and "write its functions" as two steps, and the
     first already writes everything; the second then changes nothing and is done."""
     first = todo_project.PLAN["items"][0]
-    again = {**first, "id": "a2", "title": "functions", "depends_on": ["a"]}
+    files = [*first["files"], "README.md"]  # not the same files: the planner keeps the step
+    again = {**first, "id": "a2", "title": "functions", "depends_on": ["a"], "files": files}
     tests = {**todo_project.PLAN["items"][1], "depends_on": ["a2"]}
     plan = {**todo_project.PLAN, "items": [first, again, tests]}
 

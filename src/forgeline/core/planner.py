@@ -77,10 +77,11 @@ def validate_plan(items: tuple[PlanItem, ...]) -> None:
 def repair_plan(items: tuple[PlanItem, ...]) -> tuple[PlanItem, ...]:
     """Make the plan's ordering explicit where no judgement is needed.
 
-    Dependencies on ids the plan does not have (or on the item itself) are dropped, and
-    items that write the same file are ordered as the plan lists them: each depends on the
-    file's previous writer unless one already comes after the other. Small models write
-    such plans often, and asking them again rarely helps. Whatever is still wrong (no
+    Dependencies on ids the plan does not have (or on the item itself) are dropped;
+    items that write the same file are ordered as the plan lists them (each depends on the
+    file's previous writer unless one already comes after the other); then a step that
+    writes exactly the files of the step it depends on is folded into it. Small models
+    write such plans often, and asking them again rarely helps. Whatever is still wrong (no
     items, repeated ids, a cycle) is left for ``validate_plan`` to report.
     """
     known = {item.id for item in items}
@@ -98,7 +99,61 @@ def repair_plan(items: tuple[PlanItem, ...]) -> tuple[PlanItem, ...]:
                 if not ordered:
                     deps[item.id].append(previous)
             last_writer[path] = item.id
-    return _with_deps(items, deps)
+    return _merge_same_files(_with_deps(items, deps))
+
+
+def _merge_same_files(items: tuple[PlanItem, ...]) -> tuple[PlanItem, ...]:
+    """Fold a step into the step it depends on when both write exactly the same files.
+
+    Small models split "create mathutils.py" from "write add() in mathutils.py"; the
+    second step then rewrites the file the first just wrote, one more call that can only
+    break it. The folded step also waits for the later step's other dependencies; there is
+    no fold where one of them itself waits for the earlier step (that would be a cycle).
+    """
+    if len({item.id for item in items}) != len(items):
+        return items  # repeated ids: validate_plan says so
+    while True:
+        by_id = {item.id: item for item in items}
+        ancestors = _ancestors(items)
+        pair = next(
+            (
+                (by_id[dep], later)
+                for later in items
+                for dep in later.depends_on
+                if _foldable(by_id[dep], later, ancestors)
+            ),
+            None,
+        )
+        if pair is None:
+            return items
+        earlier, later = pair
+        deps, pair_ids = (*earlier.depends_on, *later.depends_on), (earlier.id, later.id)
+        merged = earlier.model_copy(
+            update={
+                "title": f"{earlier.title}; {later.title}",
+                "description": f"{earlier.description}\n{later.description}".strip(),
+                "depends_on": tuple(d for d in dict.fromkeys(deps) if d not in pair_ids),
+            }
+        )
+        items = tuple(
+            merged if item.id == earlier.id else _renamed_dependency(item, later.id, earlier.id)
+            for item in items
+            if item.id != later.id
+        )
+
+
+def _renamed_dependency(item: PlanItem, old: str, new: str) -> PlanItem:
+    if old not in item.depends_on:
+        return item
+    deps = dict.fromkeys(new if d == old else d for d in item.depends_on)
+    return item.model_copy(update={"depends_on": tuple(deps)})
+
+
+def _foldable(earlier: PlanItem, later: PlanItem, ancestors: dict[str, set[str]]) -> bool:
+    processing = earlier.kind is later.kind is NodeKind.PROCESSING
+    same_files = bool(earlier.files) and set(earlier.files) == set(later.files)
+    acyclic = all(d == earlier.id or earlier.id not in ancestors[d] for d in later.depends_on)
+    return processing and same_files and acyclic
 
 
 def _with_deps(items: tuple[PlanItem, ...], deps: dict[str, list[str]]) -> tuple[PlanItem, ...]:

@@ -293,6 +293,9 @@ CONTEXT_TOKENS = 8192
 MAX_TOKENS = 2048
 REPEAT_PENALTY = 1.1
 TEMPERATURE = 0.2
+#: A fixed sampling seed: the same prompt gets the same answer on the same machine, so a
+#: run can be reproduced (candidates get seeds of their own).
+SEED = 0
 
 
 def threads() -> int:
@@ -521,6 +524,7 @@ LOCAL_PROFILE = OpenAIModelProfile(
 LOCAL_SETTINGS = OpenAIChatModelSettings(
     max_tokens=MAX_TOKENS,
     temperature=TEMPERATURE,
+    seed=SEED,
     extra_body={"repeat_penalty": REPEAT_PENALTY},
 )
 
