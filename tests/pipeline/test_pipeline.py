@@ -166,6 +166,29 @@ async def test_a_plan_step_an_earlier_step_already_did_completes_without_a_commi
     assert done["a2"].files == ()
 
 
+async def test_a_new_file_the_model_puts_elsewhere_goes_to_the_planned_path(
+    tmp_path: Path,
+) -> None:
+    """Asked for todo.py, the model writes src/todo.py and tests/test_todo.py; the tests
+    would then not import the module. Both land where the plan put them."""
+
+    def coder(messages):  # type: ignore[no-untyped-def]
+        answer = todo_project.code_for(messages)
+        moved = [
+            {**f, "path": f"{'tests' if 'test' in f['path'] else 'src'}/{f['path']}"}
+            for f in answer["files"]
+        ]
+        return {**answer, "files": moved}
+
+    models = todo_project.models(coder=scripted_model([coder]))
+    async with pipeline(tmp_path, models) as p:
+        _, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
+    assert state.status == "completed", state.failure
+    worktree = Path(state.workspace)
+    assert (worktree / "todo.py").is_file() and (worktree / "test_todo.py").is_file()
+    assert not (worktree / "src").exists() and not (worktree / "tests").exists()
+
+
 async def test_a_plan_item_naming_a_pattern_runs_it_without_a_model(tmp_path: Path) -> None:
     plan = {
         "summary": "todo",

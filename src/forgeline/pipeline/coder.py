@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 from typing import Any, cast
 
 from pydantic_ai import Agent, AgentRunResult, ModelRetry
@@ -65,7 +66,7 @@ from forgeline.llm.tools import WorkspaceTools
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
 from forgeline.pipeline.testrun import TestReport, run_pytest
-from forgeline.workspace.git import GitWorkspace
+from forgeline.workspace.git import GitWorkspace, confined_path
 from forgeline.workspace.venv import WorkspaceVenv
 
 #: Called with a proposed change before it lands; raises to refuse it (the fixer's
@@ -141,6 +142,52 @@ async def check_change(workspace: GitWorkspace, change: Change) -> Change:
     return change
 
 
+def to_planned_paths(change: Change, planned: Sequence[str], workspace: GitWorkspace) -> Change:
+    """``change`` with each new file moved to the planned path of the same name.
+
+    Asked for ``mathutils.py``, a small model sometimes writes ``src/mathutils.py`` (and
+    ``tests/test_x.py`` for ``test_x.py``), and imports between the files then fail. A
+    file the step did not plan, that does not exist yet, and whose name matches exactly
+    one planned path that the change does not also write, goes to that path.
+    """
+    by_name: dict[str, list[str]] = {}
+    for path in planned:
+        by_name.setdefault(PurePosixPath(path).name, []).append(path)
+    written = _new_file_paths(change)
+
+    def planned_path(path: str) -> str:
+        if path in planned or _exists(workspace, path):
+            return path
+        match = by_name.get(PurePosixPath(path).name, [])
+        return match[0] if len(match) == 1 and match[0] not in written else path
+
+    if isinstance(change, CodeChange):
+        files = tuple(f.model_copy(update={"path": planned_path(f.path)}) for f in change.files)
+        return change if files == change.files else change.model_copy(update={"files": files})
+    if isinstance(change, EditChange):
+        edits = tuple(
+            e.model_copy(update={"path": planned_path(e.path)}) if not e.search else e
+            for e in change.edits
+        )
+        return change if edits == change.edits else change.model_copy(update={"edits": edits})
+    return change
+
+
+def _exists(workspace: GitWorkspace, path: str) -> bool:
+    try:
+        return confined_path(workspace.path, path).exists()
+    except WorkspaceError:
+        return True  # not a path to move: the pre-write checks say what is wrong with it
+
+
+def _new_file_paths(change: Change) -> set[str]:
+    if isinstance(change, CodeChange):
+        return {f.path for f in change.files}
+    if isinstance(change, EditChange):
+        return {e.path for e in change.edits if not e.search}
+    return set()
+
+
 def instructions_for(base: str, config: CoderConfig) -> str:
     """The role's instructions plus how to answer (edit format) and the tools."""
     parts = [base, prompts.EDIT_FORMAT[config.edit_format]]
@@ -210,6 +257,7 @@ class CodeWriter(StageAgent):
 
         async def pre_write(change: Change) -> Change:
             async with workspace.lock:  # a concurrent item may be landing in this tree
+                change = to_planned_paths(change, focus, workspace)
                 return await check_change(workspace, change)
 
         agent.output_validator(pre_write)
