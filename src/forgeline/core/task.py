@@ -234,6 +234,18 @@ def next_stage(state: TaskState, event: Event) -> Stage | None:
     ``event``); ``None`` when no agent does, including once the task has ended."""
     if state.terminal:
         return None
+    stage = routed_stage(event)
+    match event.data:
+        case TestResults(ok=False) if state.fix_rounds >= state.max_fix_rounds:
+            return None
+        case ReviewDecision(approved=False) if state.review_rounds >= state.max_review_rounds:
+            return None
+    return stage
+
+
+def routed_stage(event: Event) -> Stage | None:
+    """The only stage that may act on ``event``, whatever the state: ``next_stage`` names
+    it or nobody. Lets a worker skip what is never its stage's without reading the task."""
     data = event.data
     match data:
         case TaskInitiated():
@@ -245,13 +257,9 @@ def next_stage(state: TaskState, event: Event) -> Stage | None:
         case CodePrOpened():
             return "tester"
         case TestResults():
-            if data.ok:
-                return "reviewer"
-            return "fixer" if state.fix_rounds < state.max_fix_rounds else None
+            return "reviewer" if data.ok else "fixer"
         case ReviewDecision():
-            if data.approved:
-                return "deployer"
-            return "coder" if state.review_rounds < state.max_review_rounds else None
+            return "deployer" if data.approved else "coder"
         case _:
             return None
 
@@ -402,6 +410,31 @@ def _approve(state: TaskState, command: Approve) -> list[NewEvent]:
             created_at=command.at,
         )
     ]
+
+
+def orchestrator_reacts(event: Event) -> bool:
+    """Whether the orchestrator can react to ``event`` in some state (``decide`` with
+    ``HandleExecutorEvent`` may return events). ``False`` means it never does, whatever
+    the state: a worker skips such an event without reading the task. Kept next to
+    ``_react``, which it must over-approximate."""
+    data = event.data
+    match data:
+        case TestResults():
+            return not data.ok
+        case ReviewDecision():
+            return not data.approved
+        case (
+            ArchitectureProposed()
+            | PlanItemDispatched()
+            | ClarificationRequested()
+            | ClarificationAnswered()
+            | PlanItemCompleted()
+            | StageFailed()
+            | DeployStatus()
+        ):
+            return True
+        case _:
+            return False
 
 
 def _react(state: TaskState, event: Event) -> list[EventData]:

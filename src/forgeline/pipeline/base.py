@@ -18,6 +18,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -85,9 +86,14 @@ class StageRun:
         self.trigger = trigger
         self.cause = cause or trigger
         self.change: changes.ChangeState | None = None
-        self.workspace = GitWorkspace(Path(state.workspace))
         self.compactions: list[ContextCompacted] = []
         self.meters: dict[Role, Meter] = {}
+
+    @cached_property
+    def workspace(self) -> GitWorkspace:
+        """The task's checkout, built on first use (resolving its path touches the disk,
+        and a stage that records its result without git never needs it)."""
+        return GitWorkspace(Path(self.state.workspace))
 
     async def venv(self) -> WorkspaceVenv | None:
         """The repository's own venv for running its code (``workspace_venv`` setting)."""

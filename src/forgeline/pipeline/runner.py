@@ -11,13 +11,26 @@ the routed agent work, and record the output (several streams, one transaction).
 
 Because a role's result names its cause, handling an event twice (a crash before the
 checkpoint, a mode switch on resume) has one effect, and completed stages never re-run.
+
+The orchestrator's reaction to an event is a pure ``decide`` over the folded state, so a
+stage records it together with its result: ``record`` folds the result onto the task's
+state, lets the orchestrator decide (and react to its own decisions), and appends it all
+in one transaction that expects the stream to be at the version the state was folded at.
+Should the stream have moved on, the state is read again and the decision made again; so
+every orchestration event is decided on the exact state it follows. The orchestrator's
+worker then finds the reaction recorded (the causation guard) and does nothing.
+
+Folded states are kept per task (``Pipeline._states``) with the last event folded into
+them; a handler reads the stream (the store asks the database only for newer versions)
+and folds just the events it has not seen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, cast
 
@@ -40,12 +53,20 @@ from forgeline.core.task import (
     Stage,
     TaskState,
     decide,
+    evolve,
     fold,
     next_stage,
+    orchestrator_reacts,
+    routed_stage,
 )
-from forgeline.errors import DuplicateEventError, InvalidRequestError, TaskNotFoundError
+from forgeline.errors import (
+    ConcurrencyError,
+    DuplicateEventError,
+    InvalidRequestError,
+    TaskNotFoundError,
+)
 from forgeline.pipeline.architect import ArchitectAgent
-from forgeline.pipeline.base import Services, StageAgent, load_state
+from forgeline.pipeline.base import Services, StageAgent
 from forgeline.pipeline.coder import CoderAgent
 from forgeline.pipeline.deployer import DeployerAgent
 from forgeline.pipeline.fixer import FixerAgent
@@ -53,7 +74,7 @@ from forgeline.pipeline.planner import PlannerAgent
 from forgeline.pipeline.reviewer import ReviewerAgent
 from forgeline.pipeline.tester import TesterAgent
 from forgeline.sandbox.spawner import stop_process_group
-from forgeline.store.base import AppendRequest, EventStore
+from forgeline.store.base import AppendRequest, EventStore, recorded_event
 from forgeline.workspace.git import GitWorkspace
 
 Role = Stage | Literal["orchestrator"]
@@ -66,8 +87,22 @@ AGENTS: tuple[type[StageAgent], ...] = (
     ReviewerAgent,
     DeployerAgent,
 )
-# Which event types can concern each role: lets workers skip the rest without a read.
+# Which event types can concern each role: lets workers skip the rest without a read
+# (``Pipeline.concerns`` narrows it further by the event's data).
 INTERESTS: dict[str, frozenset[str]] = {
+    ORCHESTRATOR: frozenset(
+        {
+            "architecture.proposed",
+            "plan.item.dispatched",
+            "clarification.requested",
+            "clarification.answered",
+            "plan.item.completed",
+            "stage.failed",
+            "test.results",
+            "review.decision",
+            "deploy.status",
+        }
+    ),
     "planner": frozenset({"task.initiated"}),
     "architect": frozenset({"plan.created"}),
     "coder": frozenset({"plan.item.dispatched", "review.decision"}),
@@ -97,6 +132,14 @@ def worktree_path(repository: GitWorkspace, task_id: str) -> Path:
 
 
 class Pipeline:
+    cached_states = 32768
+    """How many tasks' folded states are kept (least recently used go first)."""
+    reaction_limit = 32
+    """How many orchestrator decisions ``record`` makes in one transaction at most; the
+    orchestrator's worker takes over from there."""
+    attempts = 8
+    """How often a record that expects a stream version is tried on a fresh state."""
+
     def __init__(
         self, services: Services, agents: Mapping[Stage, StageAgent] | None = None
     ) -> None:
@@ -104,6 +147,8 @@ class Pipeline:
         self.agents: dict[Stage, StageAgent] = dict(
             agents or {cls.stage: cls(services) for cls in AGENTS}
         )
+        self._states: OrderedDict[str, tuple[TaskState, str]] = OrderedDict()
+        """Per task: its folded state and the id of the last event folded into it."""
 
     @property
     def store(self) -> EventStore:
@@ -112,13 +157,48 @@ class Pipeline:
     def concerns(self, role: Role, event: Event) -> bool:
         if task_id_of(event.stream_id) is None:
             return False
-        return role == ORCHESTRATOR or event.type in INTERESTS[role]
+        if event.data.type not in INTERESTS[role]:
+            return False
+        if role == ORCHESTRATOR:
+            return orchestrator_reacts(event)
+        stage = routed_stage(event)
+        return stage is None or stage == role  # None: a budget approval (any paused stage)
 
     async def state(self, task_id: str) -> TaskState:
-        state = await load_state(self.store, task_id)
+        state, _ = await self._latest(task_id)
         if state.status == "new":
             raise TaskNotFoundError(task_id)
         return state
+
+    async def _latest(self, task_id: str) -> tuple[TaskState, list[Event]]:
+        """The task's events and its state folded over all of them."""
+        history = await self.store.read_stream(task_stream(task_id))
+        return self._fold(task_id, history), history
+
+    def _fold(self, task_id: str, history: Sequence[Event]) -> TaskState:
+        """``fold(task_id, history)``, starting from the state kept for the task when it
+        is a prefix of ``history`` (its last event is where ``history`` has it)."""
+        state: TaskState | None = None
+        cached = self._states.get(task_id)
+        if cached is not None:
+            state, last = cached
+            known = state.version
+            if known > len(history) or history[known - 1].id != last:
+                state = None  # not a prefix: another store, or a stream rewritten in tests
+        if state is None:
+            state = fold(task_id, history)
+        else:
+            for event in history[state.version :]:
+                state = evolve(state, event)
+        if history:
+            self._keep(task_id, state, history[-1].id)
+        return state
+
+    def _keep(self, task_id: str, state: TaskState, last_id: str) -> None:
+        self._states[task_id] = (state, last_id)
+        self._states.move_to_end(task_id)
+        while len(self._states) > self.cached_states:
+            self._states.popitem(last=False)
 
     # ------------------------------------------------------------------ commands
 
@@ -202,21 +282,43 @@ class Pipeline:
         task_id = task_id_of(event.stream_id)
         if task_id is None:
             return []
-        history = await self.store.read_stream(event.stream_id)
-        state = fold(task_id, history)
-        if isinstance(event.data, BudgetApproved):
-            return await self._resume(state, history, event, role, checkpoint)
-        stage = next_stage(state, event)
-        actor = role or stage
-        if actor is None or any(e.causation_id == event.id and e.actor == actor for e in history):
-            return []  # nobody's, or done before (a crash, a resume, a second worker)
-        out: list[NewEvent]
-        if actor == ORCHESTRATOR:
-            out = decide(state, HandleExecutorEvent(event=event, at=self.services.clock()))
-        elif actor == stage:
+        if role == ORCHESTRATOR and not orchestrator_reacts(event):
+            return await self.record([], checkpoint)  # decide never reacts to it
+        for _ in range(self.attempts):
+            state, history = await self._latest(task_id)
+            if isinstance(event.data, BudgetApproved):
+                return await self._resume(state, history, event, role, checkpoint)
+            stage = next_stage(state, event)
+            actor = role or stage
+            if actor is None or any(
+                e.causation_id == event.id and e.actor == actor for e in history
+            ):
+                return []  # nobody's, or done before (a crash, a resume, a second worker)
+            if actor == ORCHESTRATOR:
+                out = decide(state, HandleExecutorEvent(event=event, at=self.services.clock()))
+                try:
+                    return await self.record(out, checkpoint, state=state)
+                except ConcurrencyError:
+                    continue  # the task moved on meanwhile: decide on its latest state
+            if actor != stage:
+                return []
             out = await self.agents[stage].process_direct(state, event)
-        else:
-            return []
+            return await self._record_result(state, out, checkpoint)
+        # Still racing other writers of this task after every attempt: record the last
+        # decision without the version check (as every decision was recorded once).
+        return await self.record(out, checkpoint)
+
+    async def _record_result(
+        self, state: TaskState, out: list[NewEvent], checkpoint: tuple[str, int] | None
+    ) -> list[Event]:
+        """Record a stage's output with the orchestrator's reaction to it, retrying on the
+        task's latest state if it moved on; at last without the reaction (the
+        orchestrator's worker reacts then)."""
+        for _ in range(self.attempts):
+            try:
+                return await self.record(out, checkpoint, state=state)
+            except ConcurrencyError:
+                state, _ = await self._latest(state.task_id)
         return await self.record(out, checkpoint)
 
     async def _resume(
@@ -246,25 +348,86 @@ class Pipeline:
             out += await self.agents[stage].process_direct(state, trigger, cause=approval)
         return await self.record(out, checkpoint)
 
+    def reactions(
+        self, state: TaskState, events: Sequence[NewEvent]
+    ) -> tuple[list[NewEvent], TaskState]:
+        """What the orchestrator decides about ``events`` once they follow ``state`` (the
+        task's latest state), and about its own decisions in turn, as its worker would
+        decide one event after another on the then latest state; and the state after
+        all of them."""
+        stream = task_stream(state.task_id)
+        version = state.version
+        pending: deque[Event] = deque()
+        for event in events:
+            if event.stream_id == stream:
+                version += 1
+                pending.append(recorded_event(event, version, 0))
+        for recorded in pending:
+            state = evolve(state, recorded)
+        out: list[NewEvent] = []
+        at = self.services.clock()
+        decided = 0
+        while pending and decided < self.reaction_limit:
+            trigger = pending.popleft()
+            if not orchestrator_reacts(trigger):
+                continue
+            decided += 1
+            for reaction in decide(state, HandleExecutorEvent(event=trigger, at=at)):
+                version += 1
+                recorded = recorded_event(reaction, version, 0)
+                state = evolve(state, recorded)
+                pending.append(recorded)
+                out.append(reaction)
+        return out, state
+
     async def record(
-        self, events: list[NewEvent], checkpoint: tuple[str, int] | None = None
+        self,
+        events: list[NewEvent],
+        checkpoint: tuple[str, int] | None = None,
+        *,
+        state: TaskState | None = None,
     ) -> list[Event]:
+        """Record ``events`` (several streams, one transaction).
+
+        With ``state`` (the task's latest state, which ``events`` follow), the
+        orchestrator's reactions are recorded with them; and if any orchestration event
+        is among them, the append expects the task stream still at ``state.version``,
+        else it raises ``ConcurrencyError`` and writes nothing: decide again on the
+        latest state. So no decision is recorded on a state it does not follow."""
+        expected: int | None = None
+        task = after = None
+        if state is not None:
+            task = task_stream(state.task_id)
+            more, after = self.reactions(state, events)
+            events = [*events, *more]
+            if any(e.actor == ORCHESTRATOR and e.stream_id == task for e in events):
+                expected = state.version
         groups: dict[str, list[NewEvent]] = {}
         for event in events:
             groups.setdefault(event.stream_id, []).append(event)
-        requests = [AppendRequest(stream, tuple(evs)) for stream, evs in groups.items()]
+        requests = [
+            AppendRequest(stream, tuple(evs), expected if stream == task else None)
+            for stream, evs in groups.items()
+        ]
         if checkpoint is not None:
             if not requests:
                 await self.store.save_checkpoint(*checkpoint)
                 return []
             first = requests[0]
-            requests[0] = AppendRequest(first.stream_id, first.events, checkpoint=checkpoint)
+            requests[0] = AppendRequest(
+                first.stream_id, first.events, first.expected_version, checkpoint
+            )
         if not requests:
             return []
         try:
             recorded = await self.store.append_batch(requests)
         except DuplicateEventError:
             return []  # another run recorded this effect first
+        if state is not None and after is not None:
+            for group in recorded:
+                if group and group[0].stream_id == task and group[0].version == state.version + 1:
+                    # recorded right behind ``state``: ``after`` is their fold already
+                    self._keep(state.task_id, after, group[-1].id)
         return [e for group in recorded for e in group]
 
     async def run_sequential(

@@ -9,8 +9,14 @@ in order, and different tasks side by side. ``drain()`` stops taking new events 
 for the ones in flight: SIGINT/SIGTERM call it.
 
 The workers of one manager share a single reader of the log (``_Feed``): each page is read
-and parsed once and handed to every worker, and a worker that falls behind holds the reader
-back rather than letting it buffer the whole log. Checkpoints are saved at most every
+and parsed once and handed to every worker. A worker takes the events of its role from a
+page into its backlog and starts them as its concurrency allows, so one busy role (a
+planner with thousands of queued tasks) does not hold the others back. A backlog holds at
+most ``max_backlog`` events: when it is full the worker stops taking, remembers where
+(its intake cursor, ``_taken_up_to``), lets the pages go by, and once the backlog has
+drained to half reads the log itself from that cursor until it has caught up with the
+feed. An event whose effect by this role is already in the page (the causation guard's
+condition) is not taken at all. Checkpoints are saved at most every
 ``checkpoint_interval`` seconds and when the worker stops, through the store's group
 commit. A checkpoint only says where to start again: handling an event twice has one
 effect (the causation guard in ``Pipeline.handle``), so a checkpoint that lags after a
@@ -27,7 +33,7 @@ from collections.abc import Sequence
 
 from forgeline.core.events import Event, task_stream
 from forgeline.core.task import ORCHESTRATOR, STAGES
-from forgeline.pipeline.runner import Pipeline, Role
+from forgeline.pipeline.runner import INTERESTS, Pipeline, Role
 from forgeline.store.base import EventStore
 
 log = logging.getLogger(__name__)
@@ -117,6 +123,11 @@ class _Feed:
 class Worker:
     checkpoint_interval = 0.25
     """Seconds between checkpoint saves while events are being handled."""
+    max_backlog = 1024
+    """Events taken but not started yet, at most; beyond, the worker reads them back from
+    the log later (its intake cursor) instead of keeping them."""
+    intake_page = 500
+    """Events per read when catching up from the intake cursor."""
 
     def __init__(
         self, pipeline: Pipeline, role: Role, concurrency: int = 4, task_id: str | None = None
@@ -126,11 +137,22 @@ class Worker:
         self.task_id = task_id
         self.name = f"worker:{role}" if task_id is None else f"worker:{role}:{task_id}"
         self.concurrency = concurrency
+        self._types = INTERESTS[role]
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._tails: dict[str, asyncio.Task[None]] = {}
         """The orchestrator's latest handler per task: the next one waits for it."""
         self._done_up_to = 0
-        self._seen_up_to = 0
+        self._taken_up_to = 0
+        """The intake cursor: every event up to here is in the backlog, started or not
+        this worker's."""
+        self._fed_up_to = 0
+        """The last position the feed has handed this worker."""
+        self._behind = False
+        """The backlog filled up: events after ``_taken_up_to`` are read back from the
+        log once it has room."""
+        self._backlog: deque[Event] = deque()
+        self._closing = False
+        self._stop: asyncio.Event | None = None
         self._failed: set[int] = set()
         self._error: BaseException | None = None
         self._inbox: _Inbox | None = None
@@ -145,7 +167,7 @@ class Worker:
         if self.task_id is not None and start == 0:
             first = await store.read_stream(task_stream(self.task_id))
             start = first[0].position - 1 if first else 0
-        self._done_up_to = self._seen_up_to = start
+        self._done_up_to = self._taken_up_to = self._fed_up_to = start
         return start
 
     async def run(self, stop: asyncio.Event, feed: _Feed | None = None) -> None:
@@ -160,23 +182,23 @@ class Worker:
         elif self._inbox is None:
             self._inbox = feed.inbox()
         inbox = self._inbox
-        slots = asyncio.Semaphore(self.concurrency)
+        self._stop = stop
         try:
-            while self._error is None and (page := await inbox.get()) is not None:
-                for event in page:
-                    if self._error is not None or stop.is_set():
+            while self._error is None and not stop.is_set():
+                if self._behind and len(self._backlog) <= self.max_backlog // 2:
+                    await self._catch_up()
+                else:
+                    page = await inbox.get()
+                    if page is None:
                         break
-                    if event.position <= self._seen_up_to:
-                        continue  # before this worker's start (the feed serves several)
-                    if self._concerns(event):
-                        await slots.acquire()
-                        if stop.is_set() or self._error is not None:
-                            slots.release()
-                            break
-                        self._start(event, slots)
-                    self._seen_up_to = event.position
+                    if page:
+                        self._fed_up_to = max(self._fed_up_to, page[-1].position)
+                        if not self._behind:
+                            self._take(page)
+                self._fill()
                 self._progressed()
         finally:
+            self._closing = True
             inbox.abandon()
             if reader is not None:
                 reader.cancel()
@@ -187,11 +209,51 @@ class Worker:
             raise self._error
 
     def _concerns(self, event: Event) -> bool:
+        if event.data.type not in self._types:
+            return False  # the cheap test first: most events are not this role's
         if not self.pipeline.concerns(self.role, event):
             return False
         return self.task_id is None or event.correlation_id == self.task_id
 
-    def _start(self, event: Event, slots: asyncio.Semaphore) -> None:
+    def _take(self, events: Sequence[Event]) -> None:
+        """Put this role's events of ``events`` (a page of the log) in the backlog, up to
+        ``max_backlog``; the rest is read back later from the intake cursor."""
+        done: set[tuple[str, str]] | None = None
+        for event in events:
+            if event.position <= self._taken_up_to:
+                continue  # taken already (before this worker's start, or caught up)
+            if len(self._backlog) >= self.max_backlog:
+                self._behind = True
+                return
+            if self._concerns(event):
+                if done is None:  # what this page shows done already, by cause and actor
+                    done = {(e.causation_id, e.actor) for e in events if e.causation_id}
+                if event.type == "budget.approved" or (event.id, self.role) not in done:
+                    self._backlog.append(event)
+            self._taken_up_to = event.position
+
+    async def _catch_up(self) -> None:
+        """Read the log from the intake cursor (the backlog has room again)."""
+        store = self.pipeline.store
+        events = await store.read_all(after=self._taken_up_to, limit=self.intake_page)
+        self._behind = False
+        self._take(events)
+        if events and not self._behind and self._taken_up_to < self._fed_up_to:
+            self._behind = True  # more to read before the feed's pages are new again
+
+    def _fill(self) -> None:
+        """Start backlog events while there is room."""
+        stop = self._stop
+        while (
+            self._backlog
+            and len(self._in_flight) < self.concurrency
+            and self._error is None
+            and not self._closing
+            and not (stop is not None and stop.is_set())
+        ):
+            self._start(self._backlog.popleft())
+
+    def _start(self, event: Event) -> None:
         before: asyncio.Task[None] | None = None
         if self.role == ORCHESTRATOR:
             before = self._tails.get(event.correlation_id)
@@ -201,10 +263,13 @@ class Worker:
             self._tails[event.correlation_id] = task
 
         def finished(t: asyncio.Task[None]) -> None:
-            slots.release()
             self._in_flight.pop(event.position, None)
             if self._tails.get(event.correlation_id) is t:
                 del self._tails[event.correlation_id]
+            self._fill()
+            inbox = self._inbox
+            if inbox is not None and self._behind and len(self._backlog) <= self.max_backlog // 2:
+                inbox.wake()  # room again: read on from the intake cursor
             self._progressed()
 
         task.add_done_callback(finished)
@@ -229,7 +294,9 @@ class Worker:
 
     def _safe_position(self) -> int:
         pending = [p for p, t in self._in_flight.items() if not t.done()] + list(self._failed)
-        return min(pending) - 1 if pending else self._seen_up_to
+        if self._backlog:
+            pending.append(self._backlog[0].position)
+        return min(pending) - 1 if pending else self._taken_up_to
 
     def _progressed(self) -> None:
         """Schedule a checkpoint save, unless one is already due."""

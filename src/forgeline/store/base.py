@@ -49,8 +49,27 @@ def event_from_row(row: Sequence[Any]) -> Event:
 
 def recorded_event(event: NewEvent, version: int, position: int) -> Event:
     """``event`` as recorded. Its fields were validated when it was built, so they are
-    copied, not validated again."""
-    return Event.model_construct(None, **dict(event), version=version, position=position)
+    copied, not validated again (what ``Event.model_construct`` does, without its walk
+    over every field's aliases and defaults: ``event`` has them all)."""
+    if not _PLAIN_EVENT:
+        return Event.model_construct(None, **dict(event), version=version, position=position)
+    fields = {**event.__dict__, "version": version, "position": position}
+    recorded = Event.__new__(Event)
+    object.__setattr__(recorded, "__dict__", fields)
+    object.__setattr__(recorded, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(recorded, "__pydantic_extra__", None)
+    object.__setattr__(recorded, "__pydantic_private__", None)
+    return recorded
+
+
+_PLAIN_EVENT = (
+    set(Event.model_fields) == set(NewEvent.model_fields) | {"version", "position"}
+    and not any(f.alias or f.validation_alias for f in Event.model_fields.values())
+    and not Event.__private_attributes__
+    and not Event.__pydantic_post_init__
+    and Event.model_config.get("extra") != "allow"
+)
+"""``Event`` is built from its fields alone, so ``recorded_event`` may set them directly."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +125,7 @@ class EventStore(ABC):
     max_batch = 512
     poll_interval = 0.25
     """How often a subscriber looks for events written by other processes."""
-    cached_streams = 8192
+    cached_streams = 32768
     """How many streams' events are kept in memory (least recently used go first)."""
     cached_positions = 65536
     """How many recent events are kept by position, so a page of the log read back is not

@@ -11,7 +11,6 @@ translation mirror ``sqlite.py``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -35,7 +34,7 @@ from forgeline.store.base import (
     event_from_row,
     recorded_event,
 )
-from forgeline.store.projections import FINAL_STATUSES_SQL, task_update
+from forgeline.store.projections import FINAL_STATUSES_SQL, task_rows, task_update
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
@@ -280,17 +279,15 @@ class PostgresEventStore(EventStore):
                 raise self._error("cannot append to", exc) from exc
 
     async def _write(self, conn: Connection, groups: list[Group]) -> BatchResult:
-        # Most batches hold no conflict: write them without a savepoint per group and with
-        # the read-model statements pipelined (about two round trips per request instead
-        # of six). Should any group fail, that transaction is rolled back whole and the
-        # batch written again the careful way, where each failure is its own group's.
+        # Most batches hold no conflict: write them whole in three round trips (the
+        # streams' versions, every insert pipelined, every read-model statement
+        # pipelined), without a savepoint per group. Should any group fail, that
+        # transaction is rolled back whole and the batch written again the careful way,
+        # where each failure is its own group's.
         try:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
-                fast: BatchResult = []
-                for group in groups:
-                    fast.append([await self._write_one(conn, r, pipelined=True) for r in group])
-                return fast
+                return await self._write_fast(conn, groups)
         except (StoreError, psycopg.IntegrityError, psycopg.DataError):
             pass
         results: BatchResult = []
@@ -307,9 +304,92 @@ class PostgresEventStore(EventStore):
                     )
         return results
 
-    async def _write_one(
-        self, conn: Connection, request: AppendRequest, *, pipelined: bool = False
-    ) -> list[Event]:
+    async def _write_fast(self, conn: Connection, groups: list[Group]) -> BatchResult:
+        """Every group of the batch, or a ``StoreError``/``psycopg`` error for the first
+        one that fails (the caller rolls back and writes the careful way)."""
+        requests = [r for group in groups for r in group]
+        streams = sorted(
+            {r.stream_id for r in requests if r.events or r.expected_version is not None}
+        )
+        versions: dict[str, int] = {}
+        if streams:
+            cursor = await conn.execute(
+                "SELECT stream_id, MAX(version) FROM events WHERE stream_id = ANY(%s)"
+                " GROUP BY stream_id",
+                (streams,),
+            )
+            versions = {stream: version for stream, version in await cursor.fetchall()}
+        rows: list[tuple[Any, ...]] = []
+        firsts: list[int] = []
+        for request in requests:
+            version = versions.get(request.stream_id, 0)
+            if request.expected_version is not None and request.expected_version != version:
+                raise ConcurrencyError(request.stream_id, request.expected_version, version)
+            firsts.append(version + 1)
+            for event in request.events:
+                version += 1
+                rows.append(
+                    (
+                        event.id,
+                        event.stream_id,
+                        version,
+                        event.type,
+                        dump_data(event.data),
+                        event.correlation_id,
+                        event.causation_id,
+                        event.actor,
+                        event.created_at,
+                    )
+                )
+            if request.events:
+                versions[request.stream_id] = version
+        positions: list[int] = []
+        if rows:
+            # One statement per event, sent together: positions follow the rows' order.
+            cursor = conn.cursor()
+            await cursor.executemany(_INSERT_EVENT, rows, returning=True)
+            while True:
+                inserted = await cursor.fetchone()
+                assert inserted is not None
+                positions.append(inserted[0])
+                if not cursor.nextset():
+                    break
+        recorded: list[list[Event]] = []
+        at = 0
+        for request, first in zip(requests, firsts, strict=True):
+            recorded.append(
+                [
+                    recorded_event(event, first + i, positions[at + i])
+                    for i, event in enumerate(request.events)
+                ]
+            )
+            at += len(request.events)
+        # The read models and checkpoints: one statement each for the whole batch.
+        change = task_rows([event for events in recorded for event in events])
+        checkpoints: dict[str, int] = {}
+        for request in requests:
+            if request.checkpoint is not None:
+                name, position = request.checkpoint
+                checkpoints[name] = max(position, checkpoints.get(name, position))
+        async with conn.pipeline():
+            if change.inserted:
+                await conn.execute(_INSERT_TASKS, _columns(change.inserted, 6))
+            if change.moved:
+                await conn.execute(_MOVE_TASKS, _columns(change.moved, 4))
+            if change.agent_events:
+                await conn.execute(_INSERT_AGENT_EVENTS, _columns(change.agent_events, 5))
+            if checkpoints:
+                await conn.execute(
+                    _SET_CHECKPOINTS, (list(checkpoints), list(checkpoints.values()))
+                )
+        results: BatchResult = []
+        at = 0
+        for group in groups:
+            results.append(recorded[at : at + len(group)])
+            at += len(group)
+        return results
+
+    async def _write_one(self, conn: Connection, request: AppendRequest) -> list[Event]:
         if not request.events and request.expected_version is None:
             if request.checkpoint is not None:
                 await self._set_checkpoint(conn, *request.checkpoint)
@@ -328,9 +408,7 @@ class PostgresEventStore(EventStore):
             version += 1
             try:
                 cursor = await conn.execute(
-                    "INSERT INTO events (id, stream_id, version, type, data, correlation_id,"
-                    " causation_id, actor, created_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING position",
+                    _INSERT_EVENT,
                     (
                         event.id,
                         event.stream_id,
@@ -357,11 +435,10 @@ class PostgresEventStore(EventStore):
             inserted = await cursor.fetchone()
             assert inserted is not None
             recorded.append(recorded_event(event, version, inserted[0]))
-        async with conn.pipeline() if pipelined else contextlib.nullcontext():
-            for event in recorded:
-                await self._project(conn, event)
-            if request.checkpoint is not None:
-                await self._set_checkpoint(conn, *request.checkpoint)
+        for event in recorded:
+            await self._project(conn, event)
+        if request.checkpoint is not None:
+            await self._set_checkpoint(conn, *request.checkpoint)
         return recorded
 
     @staticmethod
@@ -472,6 +549,45 @@ class PostgresEventStore(EventStore):
 
 
 _TASK_COLUMNS = "id, status, current_phase, request, created_at, updated_at"
+_INSERT_TASKS = (
+    "INSERT INTO tasks (id, status, current_phase, request, created_at, updated_at)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::timestamptz[], %s::timestamptz[])"
+    " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
+    " current_phase = EXCLUDED.current_phase, request = EXCLUDED.request,"
+    " created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at"
+)
+_MOVE_TASKS = (
+    "UPDATE tasks SET status = u.status, current_phase = u.phase, updated_at = u.at"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])"
+    " AS u(id, status, phase, at)"
+    f" WHERE tasks.id = u.id AND tasks.status NOT IN {FINAL_STATUSES_SQL}"
+)
+_INSERT_AGENT_EVENTS = (
+    "INSERT INTO agent_events (position, task_id, actor, event_type, created_at)"
+    " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[],"
+    " %s::timestamptz[])"
+    " ON CONFLICT (position) DO UPDATE SET task_id = EXCLUDED.task_id,"
+    " actor = EXCLUDED.actor, event_type = EXCLUDED.event_type,"
+    " created_at = EXCLUDED.created_at"
+)
+_SET_CHECKPOINTS = (
+    "INSERT INTO checkpoints (subscriber, position)"
+    " SELECT * FROM unnest(%s::text[], %s::bigint[])"
+    " ON CONFLICT (subscriber) DO UPDATE"
+    " SET position = GREATEST(checkpoints.position, EXCLUDED.position)"
+)
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column (``unnest``'s parameters)."""
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+_INSERT_EVENT = (
+    "INSERT INTO events (id, stream_id, version, type, data, correlation_id, causation_id,"
+    " actor, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING position"
+)
 
 
 def _task_row(row: TupleRow) -> TaskRow:

@@ -6,7 +6,10 @@ log in ``rebuild_projections``; the mapping itself is plain data and lives only 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from forgeline.core.events import Event, NewEvent, task_id_of
 
@@ -33,6 +36,7 @@ _PHASE_AFTER: dict[str, tuple[str, str]] = {
 
 # A finished task's row keeps its status (an agent finishing after a cancel does not
 # reopen it): backends add ``AND status NOT IN`` this list to their updates.
+FINAL_STATUSES = ("completed", "failed", "cancelled")
 FINAL_STATUSES_SQL = "('completed', 'failed', 'cancelled')"
 
 
@@ -69,3 +73,48 @@ def task_update(event: Event | NewEvent) -> TaskUpdate | None:
         phase = data.resumes[0].stage
     request = data.request if data.type == "task.initiated" else None
     return TaskUpdate(task_id, status, phase, request)
+
+
+@dataclass
+class TaskRowsChange:
+    """What a sequence of events does to the read models, as one statement each:
+    ``inserted`` rows (id, status, phase, request, created_at, updated_at) replace a
+    task's row; ``moved`` (id, status, phase, updated_at) update a row unless its status
+    is final; ``agent_events`` rows (position, task_id, actor, type, created_at)."""
+
+    inserted: list[tuple[str, str, str, str, datetime, datetime]]
+    moved: list[tuple[str, str, str, datetime]]
+    agent_events: list[tuple[int, str, str, str, datetime]]
+
+
+def task_rows(events: Sequence[Event]) -> TaskRowsChange:
+    """The combined effect of applying ``task_update`` to ``events`` one after another
+    (an insert replaces the row; an update moves it unless its status is final), with
+    at most one row per task in each list, so each list can be one statement."""
+    inserted: dict[str, list[Any]] = {}
+    moved: dict[str, tuple[str, str, str, datetime]] = {}
+    agent: list[tuple[int, str, str, str, datetime]] = []
+    for event in events:
+        update = task_update(event)
+        if update is None:
+            continue
+        at = event.created_at
+        agent.append((event.position, update.task_id, event.actor, event.type, at))
+        task = update.task_id
+        if update.request is not None:
+            assert update.status is not None
+            assert update.phase is not None
+            inserted[task] = [task, update.status, update.phase, update.request, at, at]
+            moved.pop(task, None)  # replaced: earlier moves no longer count
+        elif update.status is not None:
+            assert update.phase is not None
+            if (row := inserted.get(task)) is not None:
+                if row[1] not in FINAL_STATUSES:
+                    row[1], row[2], row[5] = update.status, update.phase, at
+            elif (move := moved.get(task)) is None or move[1] not in FINAL_STATUSES:
+                moved[task] = (task, update.status, update.phase, at)
+    return TaskRowsChange(
+        [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in inserted.values()],
+        list(moved.values()),
+        agent,
+    )
