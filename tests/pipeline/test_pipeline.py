@@ -147,11 +147,10 @@ async def test_a_plan_step_an_earlier_step_already_did_completes_without_a_commi
 ) -> None:
     """Small models plan "create todo.py" and "write its functions" as two steps, and the
     first already writes everything; the second then changes nothing and is done."""
-    first = todo_project.PLAN["items"][0]
-    files = [*first["files"], "README.md"]  # not the same files: the planner keeps the step
-    again = {**first, "id": "a2", "title": "functions", "depends_on": ["a"], "files": files}
-    tests = {**todo_project.PLAN["items"][1], "depends_on": ["a2"]}
-    plan = {**todo_project.PLAN, "items": [first, again, tests]}
+    first, tests = todo_project.PLAN["items"]
+    files = [*first["files"], *tests["files"]]  # not one step's files: the planner keeps it
+    again = {**first, "id": "a2", "title": "functions", "depends_on": ["b"], "files": files}
+    plan = {**todo_project.PLAN, "items": [first, tests, again]}
 
     def coder(messages):  # type: ignore[no-untyped-def]
         return todo_project.code_for(messages)  # step a2 gets todo.py as step a wrote it
@@ -187,6 +186,31 @@ async def test_a_new_file_the_model_puts_elsewhere_goes_to_the_planned_path(
     worktree = Path(state.workspace)
     assert (worktree / "todo.py").is_file() and (worktree / "test_todo.py").is_file()
     assert not (worktree / "src").exists() and not (worktree / "tests").exists()
+
+
+async def test_a_step_that_skips_its_new_file_is_asked_for_it(tmp_path: Path) -> None:
+    """The test step answers with todo.py again (no change at all); the step must create
+    test_todo.py, so the model is told so instead of the step counting as done."""
+    from forgeline.llm.scripted import prompt_text
+
+    asked: list[str] = []
+
+    def coder(messages):  # type: ignore[no-untyped-def]
+        text = prompt_text(messages)
+        if "Implement step [b]" in text and not asked:
+            asked.append(text)
+            return todo_project.code_for([])  # todo.py as step a wrote it
+        if "Implement step [b]" in text:
+            asked.append(text)
+        return todo_project.code_for(messages)
+
+    models = todo_project.models(coder=scripted_model([coder]))
+    async with pipeline(tmp_path, models) as p:
+        _, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
+    assert state.status == "completed", state.failure
+    assert len(asked) == 2
+    assert "this step creates test_todo.py" in asked[1]
+    assert (Path(state.workspace) / "test_todo.py").is_file()
 
 
 async def test_a_plan_item_naming_a_pattern_runs_it_without_a_model(tmp_path: Path) -> None:

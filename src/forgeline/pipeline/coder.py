@@ -231,7 +231,9 @@ class CodeWriter(StageAgent):
         """Get a change for ``request`` from the configured back-end and land it.
 
         ``focus`` names the files that matter most (shown first to a model, passed to a
-        CLI). ``screen`` sees each proposal before it lands and may refuse it by raising.
+        CLI): a plan step's files. A model's answer must create those that do not exist
+        yet, and its new files go to them (``to_planned_paths``). ``screen`` sees each
+        proposal before it lands and may refuse it by raising.
         """
         if self.coder_config.backend == "llm":
             return await self._write_with_model(
@@ -257,8 +259,18 @@ class CodeWriter(StageAgent):
 
         async def pre_write(change: Change) -> Change:
             async with workspace.lock:  # a concurrent item may be landing in this tree
-                change = to_planned_paths(change, focus, workspace)
-                return await check_change(workspace, change)
+                change = await check_change(workspace, to_planned_paths(change, focus, workspace))
+                missing = [
+                    path
+                    for path in focus
+                    if path not in _new_file_paths(change) and not _exists(workspace, path)
+                ]
+                if missing and not isinstance(change, DiffChange):
+                    raise ModelRetry(
+                        f"this step creates {', '.join(missing)}: answer with "
+                        f"{'its' if len(missing) == 1 else 'their'} full content"
+                    )
+                return change
 
         agent.output_validator(pre_write)
         retries = self.services.settings.output_retries
