@@ -218,7 +218,7 @@ class Worker:
     def _take(self, events: Sequence[Event]) -> None:
         """Put this role's events of ``events`` (a page of the log) in the backlog, up to
         ``max_backlog``; the rest is read back later from the intake cursor."""
-        done: set[tuple[str, str]] | None = None
+        done: set[tuple[str, str, str]] | None = None
         for event in events:
             if event.position <= self._taken_up_to:
                 continue  # taken already (before this worker's start, or caught up)
@@ -226,9 +226,14 @@ class Worker:
                 self._behind = True
                 return
             if self._concerns(event):
-                if done is None:  # what this page shows done already, by cause and actor
-                    done = {(e.causation_id, e.actor) for e in events if e.causation_id}
-                if event.type == "budget.approved" or (event.id, self.role) not in done:
+                if done is None:  # what this page shows done already: the causation
+                    # guard's condition, a result on the same stream by cause and actor
+                    # (not a change tracker's opening steps, which a killed run leaves)
+                    done = {
+                        (e.stream_id, e.causation_id, e.actor) for e in events if e.causation_id
+                    }
+                key = (event.stream_id, event.id, self.role)
+                if event.type == "budget.approved" or key not in done:
                     self._backlog.append(event)
             self._taken_up_to = event.position
 
