@@ -412,29 +412,35 @@ def _approve(state: TaskState, command: Approve) -> list[NewEvent]:
     ]
 
 
+#: The event types ``decide`` reacts to with ``HandleExecutorEvent`` in some state.
+ORCHESTRATOR_INTERESTS: Final = frozenset(
+    {
+        "architecture.proposed",
+        "plan.item.dispatched",
+        "clarification.requested",
+        "clarification.answered",
+        "plan.item.completed",
+        "stage.failed",
+        "test.results",
+        "review.decision",
+        "deploy.status",
+    }
+)
+
+
 def orchestrator_reacts(event: Event) -> bool:
     """Whether the orchestrator can react to ``event`` in some state (``decide`` with
     ``HandleExecutorEvent`` may return events). ``False`` means it never does, whatever
     the state: a worker skips such an event without reading the task. Kept next to
     ``_react``, which it must over-approximate."""
     data = event.data
-    match data:
-        case TestResults():
-            return not data.ok
-        case ReviewDecision():
-            return not data.approved
-        case (
-            ArchitectureProposed()
-            | PlanItemDispatched()
-            | ClarificationRequested()
-            | ClarificationAnswered()
-            | PlanItemCompleted()
-            | StageFailed()
-            | DeployStatus()
-        ):
-            return True
-        case _:
-            return False
+    if data.type not in ORCHESTRATOR_INTERESTS:
+        return False
+    if isinstance(data, TestResults):
+        return not data.ok
+    if isinstance(data, ReviewDecision):
+        return not data.approved
+    return True
 
 
 def _react(state: TaskState, event: Event) -> list[EventData]:

@@ -150,6 +150,8 @@ def to_planned_paths(change: Change, planned: Sequence[str], workspace: GitWorks
     file the step did not plan, that does not exist yet, and whose name matches exactly
     one planned path that the change does not also write, goes to that path.
     """
+    if not planned:
+        return change
     by_name: dict[str, list[str]] = {}
     for path in planned:
         by_name.setdefault(PurePosixPath(path).name, []).append(path)
@@ -171,6 +173,20 @@ def to_planned_paths(change: Change, planned: Sequence[str], workspace: GitWorks
         )
         return change if edits == change.edits else change.model_copy(update={"edits": edits})
     return change
+
+
+def require_planned(change: Change, planned: Sequence[str], workspace: GitWorkspace) -> None:
+    """Raise ``ModelRetry`` naming the planned files that neither exist nor are created by
+    ``change`` (a diff is not read for this)."""
+    if isinstance(change, DiffChange):
+        return
+    written = _new_file_paths(change)
+    missing = [p for p in planned if p not in written and not _exists(workspace, p)]
+    if missing:
+        raise ModelRetry(
+            f"this step creates {', '.join(missing)}: answer with "
+            f"{'its' if len(missing) == 1 else 'their'} full content"
+        )
 
 
 def _exists(workspace: GitWorkspace, path: str) -> bool:
@@ -260,16 +276,7 @@ class CodeWriter(StageAgent):
         async def pre_write(change: Change) -> Change:
             async with workspace.lock:  # a concurrent item may be landing in this tree
                 change = await check_change(workspace, to_planned_paths(change, focus, workspace))
-                missing = [
-                    path
-                    for path in focus
-                    if path not in _new_file_paths(change) and not _exists(workspace, path)
-                ]
-                if missing and not isinstance(change, DiffChange):
-                    raise ModelRetry(
-                        f"this step creates {', '.join(missing)}: answer with "
-                        f"{'its' if len(missing) == 1 else 'their'} full content"
-                    )
+                require_planned(change, focus, workspace)
                 return change
 
         agent.output_validator(pre_write)

@@ -45,6 +45,7 @@ from forgeline.core.events import (
 )
 from forgeline.core.task import (
     ORCHESTRATOR,
+    ORCHESTRATOR_INTERESTS,
     Answer,
     Approve,
     Cancel,
@@ -90,19 +91,7 @@ AGENTS: tuple[type[StageAgent], ...] = (
 # Which event types can concern each role: lets workers skip the rest without a read
 # (``Pipeline.concerns`` narrows it further by the event's data).
 INTERESTS: dict[str, frozenset[str]] = {
-    ORCHESTRATOR: frozenset(
-        {
-            "architecture.proposed",
-            "plan.item.dispatched",
-            "clarification.requested",
-            "clarification.answered",
-            "plan.item.completed",
-            "stage.failed",
-            "test.results",
-            "review.decision",
-            "deploy.status",
-        }
-    ),
+    ORCHESTRATOR: ORCHESTRATOR_INTERESTS,
     "planner": frozenset({"task.initiated"}),
     "architect": frozenset({"plan.created"}),
     "coder": frozenset({"plan.item.dispatched", "review.decision"}),

@@ -21,7 +21,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
-from forgeline.core.events import Event, dump_data
+from forgeline.core.events import Event, NewEvent, dump_data
 from forgeline.errors import ConcurrencyError, DuplicateEventError, StoreError
 from forgeline.store.base import (
     EVENT_COLUMNS,
@@ -328,19 +328,7 @@ class PostgresEventStore(EventStore):
             firsts.append(version + 1)
             for event in request.events:
                 version += 1
-                rows.append(
-                    (
-                        event.id,
-                        event.stream_id,
-                        version,
-                        event.type,
-                        dump_data(event.data),
-                        event.correlation_id,
-                        event.causation_id,
-                        event.actor,
-                        event.created_at,
-                    )
-                )
+                rows.append(_event_row(event, version))
             if request.events:
                 versions[request.stream_id] = version
         positions: list[int] = []
@@ -409,17 +397,7 @@ class PostgresEventStore(EventStore):
             try:
                 cursor = await conn.execute(
                     _INSERT_EVENT,
-                    (
-                        event.id,
-                        event.stream_id,
-                        version,
-                        event.type,
-                        dump_data(event.data),
-                        event.correlation_id,
-                        event.causation_id,
-                        event.actor,
-                        event.created_at,
-                    ),
+                    _event_row(event, version),
                 )
             except pg_errors.UniqueViolation as exc:
                 constraint = exc.diag.constraint_name
@@ -582,6 +560,21 @@ _SET_CHECKPOINTS = (
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     """Rows as one list per column (``unnest``'s parameters)."""
     return [[row[i] for row in rows] for i in range(width)]
+
+
+def _event_row(event: NewEvent, version: int) -> tuple[Any, ...]:
+    """The ``events`` columns of ``_INSERT_EVENT`` (and the batch insert) for ``event``."""
+    return (
+        event.id,
+        event.stream_id,
+        version,
+        event.type,
+        dump_data(event.data),
+        event.correlation_id,
+        event.causation_id,
+        event.actor,
+        event.created_at,
+    )
 
 
 _INSERT_EVENT = (
