@@ -209,27 +209,50 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)  # clean up as on Ctrl-C
     root = Path(tempfile.mkdtemp(prefix="agents-bench-"))
+    record = Record(args, label, sandbox, env, arms)
     results: list[RequestResult] = []
+    interrupted = False
     try:
         for number, request in enumerate(chosen, 1):
             result = run_request(request, root, options, arms)
             results.append(result)
             print(f"[{number}/{len(chosen)}] {_progress(result)}", flush=True)
+            record.write(results, of=len(chosen))  # a stopped run keeps what it finished
     except KeyboardInterrupt:
-        print("interrupted: the run in progress was stopped", file=sys.stderr)
-        return 130
+        interrupted = True
+        print(
+            f"interrupted: the run in progress was stopped; {len(results)} of "
+            f"{len(chosen)} request(s) finished",
+            file=sys.stderr,
+        )
     finally:
         if options.keep:
             print(f"workspaces kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
 
-    print()
-    print(table(results))
-    print()
-    print(summary(results))
-    if args.json:
-        data = {
+    if results:
+        print()
+        print(table(results))
+        print()
+        print(summary(results))
+    return 130 if interrupted else 0
+
+
+class Record:
+    """The ``--json`` file: written again after every request, so that an interrupted run
+    keeps the figures of the requests it finished (``finished`` of ``requests``)."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        label: str,
+        sandbox: str,
+        env: dict[str, Any],
+        arms: tuple[ArmName, ...],
+    ) -> None:
+        self.path: Path | None = args.json
+        self.head = {
             "date": date.today().isoformat(),
             "model": label,
             "sandbox": sandbox,
@@ -243,11 +266,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "max_fix_rounds": args.max_fix_rounds,
                 "arms": list(arms),
             },
-            "results": [r.as_dict() for r in results],
-            "totals": {arm: totals(results, arm).as_dict() for arm in arms},
         }
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
-    return 0
+        self.arms = arms
+
+    def write(self, results: list[RequestResult], *, of: int) -> None:
+        if self.path is None:
+            return
+        data = {
+            **self.head,
+            "requests": of,
+            "finished": len(results),
+            "results": [r.as_dict() for r in results],
+            "totals": {arm: totals(results, arm).as_dict() for arm in self.arms},
+        }
+        self.path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ def test_a_scripted_run_prints_its_table_and_counts_hidden_failures(tmp_path: Pa
 
     data = json.loads(out_file.read_text())
     assert data["model"] == SCRIPTED
+    assert (data["finished"], data["requests"]) == (2, 2)
     results: dict[str, dict[str, Any]] = {r["name"]: r for r in data["results"]}
     assert list(results) == ["todo", "slugify"]
 
@@ -122,3 +125,26 @@ def test_every_request_names_its_files_and_the_references_pass_the_hidden_tests(
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert re.search(r"\b\d+ passed\b", done.stdout)
     assert "failed" not in done.stdout.splitlines()[-1]
+
+
+def test_a_stopped_run_keeps_the_requests_it_finished(tmp_path: Path) -> None:
+    """SIGTERM after the first request: the JSON file holds that request, the table of
+    what finished is printed, and the exit status says the run was interrupted."""
+    out_file = tmp_path / "agents.json"
+    argv = [sys.executable, "-m", "benchmarks.agents", "--model", SCRIPTED]
+    argv += ["--only", "todo,slugify", "--arms", "single-shot", "--json", str(out_file)]
+    with subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        deadline = time.monotonic() + 300
+        while not out_file.exists() and process.poll() is None:
+            assert time.monotonic() < deadline, "the first request never finished"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    data = json.loads(out_file.read_text())
+    assert data["requests"] == 2
+    assert (data["finished"], [r["name"] for r in data["results"]]) == (1, ["todo"])
+    assert process.returncode == 130, out + err
+    assert "1 of 2 request(s) finished" in err
+    assert re.search(r"^\| todo \| cli \| FAIL 3/4 \|", out, re.M), out + err
