@@ -43,8 +43,9 @@ from forgeline.store.base import BatchResult, EventStore, Group
 from .common import Clock, Result
 
 PERSISTS = (
-    "10 events per task (6 stage results + initiated, dispatch, pr, completed), each with "
-    "its tasks/agent_events projection rows and the worker checkpoints; WAL fsync per commit"
+    "10 events per task (6 stage results + initiated, dispatch, pr, completed) in 7 commits, "
+    "each event with its tasks/agent_events projection rows, and the worker checkpoints; "
+    "WAL fsync per commit"
 )
 
 
