@@ -3,8 +3,10 @@
 ``python -m benchmarks.agents.single_shot --workspace DIR --request-file F --out R.json``
 resolves the coder's model exactly as forgeline does (``--config FILE``, then the
 environment, e.g. ``FORGELINE_MODELS__DEFAULT``; nothing configured: the offline local
-model), asks it once for every file of the request as whole files (forgeline's own
-``CodeChange`` output type, no output retries, no tools, no tests run, no fixing), writes
+model), asks it once for every file of the request as whole files, the way forgeline's
+coder would ask that model for them (``[coder] edit_format``: Markdown text for a local
+model, else the ``CodeChange`` structured output; no output retries, no tools, no tests
+run, no fixing), writes
 the answer into the workspace (paths confined to it, as the patch engine does) and
 commits it. The result (files, tokens, what went wrong) goes to ``--out`` as JSON.
 
@@ -28,13 +30,13 @@ from pydantic_ai.messages import ModelMessage, ModelResponse
 from forgeline.config import load_settings
 from forgeline.errors import ForgelineError
 from forgeline.llm.gateway import build_chain
-from forgeline.llm.outputs import CodeChange
+from forgeline.llm.outputs import EDIT_FORMATS, CodeChange
 from forgeline.pipeline.prompts import EDIT_FORMAT
 from forgeline.workspace.git import GitWorkspace, confined_path
 
-INSTRUCTIONS = f"""You are a programmer. Build the user's request in one answer: every \
+INSTRUCTIONS = """You are a programmer. Build the user's request in one answer: every \
 file the project needs, including its pytest tests, with paths relative to the repository \
-root. Python files must be valid. {EDIT_FORMAT["whole"]}"""
+root. Python files must be valid."""
 
 
 def _usage(messages: Sequence[ModelMessage]) -> dict[str, int]:
@@ -61,16 +63,18 @@ async def single_shot(request: str, workspace: Path, config: Path | None) -> dic
         "input_tokens": 0,
         "output_tokens": 0,
     }
+    local = any(spec.strip().startswith("local:") for spec in chain)
+    edit_format = "files" if settings.coder.format_for(local) == "files" else "whole"
     agent = Agent(
         build_chain(chain, settings),
-        output_type=CodeChange,
-        instructions=INSTRUCTIONS,
+        output_type=EDIT_FORMATS[edit_format],
+        instructions=f"{INSTRUCTIONS} {EDIT_FORMAT[edit_format]}",
         retries={"output": 0, "tools": 0},
         model_settings={"timeout": settings.model_timeout},
     )
     with capture_run_messages() as messages:
         try:
-            answer = (await agent.run(f"Request: {request}")).output
+            answer: CodeChange = (await agent.run(f"Request: {request}")).output
         except Exception as exc:  # any model failure is a failed attempt, not a crash
             result |= _usage(messages)
             result |= {"status": "invalid", "error": f"{type(exc).__name__}: {exc}"[:2000]}

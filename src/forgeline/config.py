@@ -77,7 +77,7 @@ class PriceConfig(BaseModel):
 
 
 CoderBackend = Literal["llm", "aider", "codex", "claude"]
-EditFormat = Literal["whole", "search_replace", "diff"]
+EditFormat = Literal["whole", "files", "search_replace", "diff"]
 
 
 class CoderConfig(BaseModel):
@@ -92,8 +92,10 @@ class CoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: CoderBackend = "llm"
-    edit_format: EditFormat = "whole"
-    """What the model answers with: whole files, search/replace blocks or a unified diff."""
+    edit_format: EditFormat | Literal["auto"] = "auto"
+    """What the model answers with: whole files as structured output (``whole``) or as
+    Markdown text (``files``), search/replace blocks or a unified diff. ``auto``: ``files``
+    for a chain with a local model, else ``whole`` (``format_for``)."""
     tools: bool = True
     """Give the model read_file, list_files and search over the workspace."""
     context_chars: int = Field(40_000, ge=0)
@@ -110,6 +112,17 @@ class CoderConfig(BaseModel):
     """Seconds one CLI run may take."""
     requires_key: bool = True
     """False for a CLI logged in another way (no API key variable needed)."""
+
+    def format_for(self, local: bool) -> EditFormat:
+        """The edit format for a model chain, ``local`` when it has a local model.
+
+        A local model answers structured output under a JSON grammar, and a small one
+        leaves quotes in code unescaped: the grammar then ends the string and the file
+        is cut off. As Markdown text its files need no escaping.
+        """
+        if self.edit_format != "auto":
+            return self.edit_format
+        return "files" if local else "whole"
 
 
 #: Commands the terminal tool allows by default (rules: see ``TerminalConfig``).

@@ -50,9 +50,17 @@ def change_diff(path: str, old: str, new: str) -> str:
     )
 
 
-def as_format(answer: dict[str, Any], edit_format: str) -> dict[str, Any]:
+def as_markdown(answer: dict[str, Any]) -> str:
+    """A whole-file answer as the ``files`` edit format's Markdown text."""
+    blocks = [f"{f['path']}\n```python\n{f['content']}```" for f in answer["files"]]
+    return "\n\n".join([answer.get("summary", ""), *blocks])
+
+
+def as_format(answer: dict[str, Any], edit_format: str) -> dict[str, Any] | str:
     """A whole-file answer that creates files, in ``edit_format``."""
     files = answer["files"]
+    if edit_format == "files":
+        return as_markdown(answer)
     if edit_format == "search_replace":
         edits = [{"path": f["path"], "search": "", "replace": f["content"]} for f in files]
         return {"summary": answer["summary"], "edits": edits}
@@ -64,6 +72,10 @@ def as_format(answer: dict[str, Any], edit_format: str) -> dict[str, Any]:
 
 def coder_in(edit_format: str, buggy: bool = False) -> Any:
     return lambda m: as_format(todo_project.code_for(m, buggy=buggy), edit_format)
+
+
+def file(path: str, content: str) -> dict[str, str]:
+    return {"path": path, "content": content}
 
 
 def git(ws: Path, *args: str) -> str:
@@ -170,15 +182,18 @@ async def test_files_beyond_the_context_budget_are_named_not_shown(tmp_path: Pat
 # --------------------------------------------------------------------------- edit formats
 
 
-@pytest.mark.parametrize("edit_format", ["search_replace", "diff"])
+@pytest.mark.parametrize("edit_format", ["files", "search_replace", "diff"])
 async def test_each_edit_format_lands_through_the_patch_engine(
     tmp_path: Path, edit_format: str
 ) -> None:
     """The coder creates the files and the fixer edits one, both in ``edit_format``."""
     fixed = todo_project.TODO_PY
     buggy = todo_project.BUGGY_TODO_PY
-    if edit_format == "search_replace":
-        fix: dict[str, Any] = {
+    fix: dict[str, Any] | str
+    if edit_format == "files":
+        fix = as_markdown({"summary": "index from 1", "files": [file("todo.py", fixed)]})
+    elif edit_format == "search_replace":
+        fix = {
             "summary": "index from 1",
             "edits": [
                 {

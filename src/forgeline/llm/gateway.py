@@ -148,6 +148,10 @@ class ModelRegistry:
         """The configured chain as written (``a, b``), or the model's own name."""
         return self._specs.get(role) or self._models[role].model_name
 
+    def is_local(self, role: Role) -> bool:
+        """Whether ``role``'s chain has a local model (``local:``) in it."""
+        return "local:" in self.spec(role)
+
     async def aclose(self) -> None:
         """Close the HTTP connections the chains' OpenAI-compatible clients hold open."""
         await close_models(self._models.values())

@@ -1,17 +1,19 @@
 """What each role must answer: typed, validated outputs (pydantic-ai output types).
 
 The coder and the fixer answer with a change in one of three shapes, picked by
-``[coder] edit_format`` (``EDIT_FORMATS``): whole files (``CodeChange``), search/replace
-blocks (``EditChange``) or a unified diff (``DiffChange``). The patch engine
-(``forgeline.executors.patch``) lands all three.
+``[coder] edit_format`` (``EDIT_FORMATS``): whole files (``CodeChange``, asked for as
+structured output or, for ``files``, as Markdown text that ``parse_files`` reads),
+search/replace blocks (``EditChange``) or a unified diff (``DiffChange``). The patch
+engine (``forgeline.executors.patch``) lands all three.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_ai import ModelRetry, TextOutput
 
 from forgeline.core.events import FileSpec, FileWrite, PlanItem, RunSpec
 
@@ -112,9 +114,85 @@ def tidy_change(change: Change) -> Change:
     return change if diff == change.diff else change.model_copy(update={"diff": diff})
 
 
-#: The output type the coder and the fixer answer with, per ``[coder] edit_format``.
-EDIT_FORMATS: dict[str, type[CodeChange] | type[EditChange] | type[DiffChange]] = {
+#: A line that opens or closes a Markdown code fence, with its info string.
+_FENCE = re.compile(r"^\s*(?P<ticks>`{3,})\s*(?P<info>[^`]*?)\s*$")
+#: What a file's name looks like on its own line: no spaces, a dot or a slash.
+_PATH = re.compile(r"^[\w.\-/]*[./][\w.\-/]*$")
+#: Decoration small models put around a file name: headings, bold, quotes, "File:".
+_DECORATION = re.compile(r"^(?:[#>*<\s`-]|(?i:file)\s*:)+|[*`:>\s]+$")
+
+#: How a ``files`` answer is laid out (the coder's instructions and the retry hint).
+FILES_LAYOUT = (
+    "each file as its path on a line of its own, then its whole content in a fenced "
+    "block:\n\n<file path>\n```python\n<the whole file>\n```"
+)
+FILES_HINT = f"answer with {FILES_LAYOUT}"
+
+
+#: A file name inside a sentence ("Here is todo.py:"): a dot and an extension.
+_NAMED = re.compile(r"\w[\w./-]*\.[A-Za-z0-9]+")
+
+
+def _file_name(line: str, *, in_text: bool = False) -> str | None:
+    """The path ``line`` consists of, or with ``in_text`` the last one it mentions."""
+    name = _DECORATION.sub("", line.strip())
+    if name and _PATH.match(name) and not name.startswith("."):
+        return name
+    named = _NAMED.findall(line) if in_text else []
+    return named[-1] if named else None
+
+
+def parse_files(text: str) -> CodeChange:
+    """The whole files in a Markdown answer: each a path on its own line (or as the
+    fence's info string, ```` ```app.py ````), then its content in a fenced block.
+
+    Code inside JSON must escape every quote, backslash and newline, and a small model
+    under a JSON grammar gets that wrong: an unescaped quote ends the string, the grammar
+    closes the object, and the file is cut off. Text needs no escaping. Raises
+    ``ModelRetry`` when a block has no path or there is no block at all.
+    """
+    lines = _SPECIAL_TOKEN.sub("", text).split("\n")
+    files: list[FileWrite] = []
+    summary: list[str] = []
+    last_text = ""
+    index = 0
+    while index < len(lines):
+        opening = _FENCE.match(lines[index])
+        if opening is None:
+            if lines[index].strip():
+                last_text = lines[index]
+                if not files:
+                    summary.append(lines[index].strip())
+            index += 1
+            continue
+        info = opening["info"].split()
+        path = next((n for n in map(_file_name, info[1:] + info[:1]) if n), None)
+        path = path or _file_name(last_text, in_text=True)
+        if path is None:
+            raise ModelRetry(f"a fenced block has no file path before it; {FILES_HINT}")
+        body: list[str] = []
+        index += 1
+        while index < len(lines):  # an answer cut off inside a block ends the block
+            closing = _FENCE.match(lines[index])
+            if closing is not None and not closing["info"]:
+                break
+            body.append(lines[index])
+            index += 1
+        index += 1
+        if summary and _file_name(summary[-1]) == path:
+            summary.pop()
+        files.append(FileWrite(path=path, content="\n".join(body) + "\n"))
+        last_text = ""
+    if not files:
+        raise ModelRetry(f"no file in the answer; {FILES_HINT}")
+    return CodeChange(summary=" ".join(summary)[:500], files=tuple(files))
+
+
+#: The output type the coder and the fixer answer with, per ``[coder] edit_format``
+#: (``auto`` is resolved first: ``CoderConfig.format_for``).
+EDIT_FORMATS: dict[str, Any] = {
     "whole": CodeChange,
+    "files": TextOutput(parse_files),
     "search_replace": EditChange,
     "diff": DiffChange,
 }

@@ -243,7 +243,7 @@ class StageAgent(ABC):
         settings = self.services.settings
         run = _current_run.get(None)
         model: Model = self.services.models[role]
-        local = "local:" in self.services.models.spec(role)
+        local = self.services.models.is_local(role)
         timeout = settings.local_timeout if local else settings.model_timeout
         capabilities: list[Any] = list(kwargs.pop("capabilities", ()))
         if run is not None:

@@ -4,16 +4,16 @@ Per plan item, the router (executors/router.py) picks a deterministic pattern ex
 when the item asks for one; everything else goes to the back-end ``[coder] backend``
 names (``CodeWriter.write``, shared with the fixer):
 
-- ``llm``: the role's model answers in ``[coder] edit_format`` (whole files,
-  search/replace blocks or a unified diff), with read-only file tools
-  (``forgeline.llm.tools``) when ``[coder] tools`` is on and the current files in the
-  prompt as far as ``context_chars`` allows. Before anything touches the disk the answer
-  goes through the patch engine's pre-write checks (not empty, every path inside the
-  workspace, every search block found exactly once, the diff applies, the Python files
-  parse); a failing answer goes back to the model with the reason (``ModelRetry``, bounded
-  by ``output_retries``). A change the engine still rolls back after writing it (it does
-  not compile, the tests no longer collect) goes back to the model the same way, in the
-  same conversation, as often as ``output_retries``.
+- ``llm``: the role's model answers in ``[coder] edit_format`` (whole files as
+  structured output or as Markdown text, search/replace blocks or a unified diff), with
+  read-only file tools (``forgeline.llm.tools``) when ``[coder] tools`` is on and the
+  current files in the prompt as far as ``context_chars`` allows. Before anything
+  touches the disk the answer goes through the patch engine's pre-write checks (not
+  empty, every path inside the workspace, every search block found exactly once, the diff
+  applies, the Python files parse); a failing answer goes back to the model with the
+  reason (``ModelRetry``, bounded by ``output_retries``). A change the engine still rolls
+  back after writing it (it does not compile, the tests no longer collect) goes back to
+  the model the same way, in the same conversation, as often as ``output_retries``.
 - ``aider``/``codex``/``claude``: that CLI edits the workspace through the spawner
   (``executors/adapters.py``); its edits come back as a diff and the tree is reset.
 
@@ -34,7 +34,7 @@ from pydantic_ai.exceptions import AgentRunError
 from pydantic_ai.messages import ModelMessage
 from pydantic_ai.settings import ModelSettings
 
-from forgeline.config import CoderConfig, Role
+from forgeline.config import CoderConfig, EditFormat, Role
 from forgeline.core.events import (
     CodePrOpened,
     NewEvent,
@@ -204,9 +204,9 @@ def _new_file_paths(change: Change) -> set[str]:
     return set()
 
 
-def instructions_for(base: str, config: CoderConfig) -> str:
+def instructions_for(base: str, edit_format: EditFormat, config: CoderConfig) -> str:
     """The role's instructions plus how to answer (edit format) and the tools."""
-    parts = [base, prompts.EDIT_FORMAT[config.edit_format]]
+    parts = [base, prompts.EDIT_FORMAT[edit_format]]
     if config.tools:
         parts.append(prompts.TOOLS)
     return "\n\n".join(parts)
@@ -269,8 +269,9 @@ class CodeWriter(StageAgent):
     ) -> Landed:
         config = self.coder_config
         workspace = run.workspace
+        edit_format = config.format_for(local=self.services.models.is_local(role))
         agent = self.model_agent(
-            role, EDIT_FORMATS[config.edit_format], instructions_for(instructions, config)
+            role, EDIT_FORMATS[edit_format], instructions_for(instructions, edit_format, config)
         )
 
         async def pre_write(change: Change) -> Change:

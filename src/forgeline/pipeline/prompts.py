@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from forgeline.core.task import TaskState
+from forgeline.llm.outputs import FILES_LAYOUT
 
 PLANNER = """You are the planner of a software team. Break the user's request into a small \
 plan of concrete steps. Each step has a short id (a, b, c ...), a title, a description \
@@ -55,6 +56,9 @@ files that must change. Fix the cause; do not delete or weaken tests that check 
 # How the coder and the fixer answer, per ``[coder] edit_format`` (added to CODER/FIXER).
 EDIT_FORMAT = {
     "whole": "Answer with the complete new content of every file you create or change.",
+    "files": "Answer with the complete new content of every file you create or change, "
+    f"{FILES_LAYOUT}\n\nWrite the code as it goes in the file, with no escaping and no "
+    "explanations inside the block.",
     "search_replace": "Answer with search/replace blocks: for each change, the file, the \
 exact current text to replace (copied from the file, whitespace included, long enough to \
 occur only once) and its replacement. To create a file, give an empty search text and the \
