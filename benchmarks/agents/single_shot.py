@@ -30,8 +30,8 @@ from pydantic_ai.messages import ModelMessage, ModelResponse
 from forgeline.config import load_settings
 from forgeline.errors import ForgelineError
 from forgeline.llm.gateway import build_chain
-from forgeline.llm.outputs import EDIT_FORMATS, CodeChange
-from forgeline.pipeline.prompts import EDIT_FORMAT
+from forgeline.llm.outputs import CodeChange, change_output
+from forgeline.pipeline.prompts import answer_format
 from forgeline.workspace.git import GitWorkspace, confined_path
 
 INSTRUCTIONS = """You are a programmer. Build the user's request in one answer: every \
@@ -67,8 +67,8 @@ async def single_shot(request: str, workspace: Path, config: Path | None) -> dic
     edit_format = "files" if settings.coder.format_for(local) == "files" else "whole"
     agent = Agent(
         build_chain(chain, settings),
-        output_type=EDIT_FORMATS[edit_format],
-        instructions=f"{INSTRUCTIONS} {EDIT_FORMAT[edit_format]}",
+        output_type=change_output(edit_format),
+        instructions=f"{INSTRUCTIONS} {answer_format(edit_format)}",
         retries={"output": 0, "tools": 0},
         model_settings={"timeout": settings.model_timeout},
     )

@@ -65,6 +65,7 @@ def test_an_answer_cut_off_inside_a_block_keeps_what_came() -> None:
     ("answer", "says"),
     [
         ("Here is the code:\n```python\nx = 1\n```\n", "no file path before it"),
+        ("<file path>\n```python\nx = 1\n```\n", "no file path before it"),
         ("app.py\n\nIt sets x.\n```python\nx = 1\n```\n", "no file path before it"),
         ("I would write x = 1 in app.py.", "no file in the answer"),
         ("", "no file in the answer"),
@@ -74,7 +75,23 @@ def test_an_answer_without_a_named_file_goes_back_with_the_format(answer: str, s
     with pytest.raises(ModelRetry) as caught:
         parse_files(answer)
     assert says in str(caught.value)
-    assert "<file path>\n```python" in str(caught.value)
+    assert "app.py\n```python" in str(caught.value)
+
+
+def test_unnamed_blocks_take_the_planned_files_no_block_names() -> None:
+    """A small model copies the layout's placeholder (``<file path>``) or names nothing:
+    its blocks go to the step's files in order, and blocks beyond those are not files."""
+    answer = (
+        "<file path>\n```python\ndef slug(text):\n    return text\n```\n\n"
+        "test_slug.py\n```python\nfrom slug import slug\n```\n\n"
+        "```bash\npytest\n```\n"
+    )
+    change = parse_files(answer, planned=("slug.py", "test_slug.py"))
+    assert [f.path for f in change.files] == ["slug.py", "test_slug.py"]
+    assert change.files[0].content == "def slug(text):\n    return text\n"
+    with pytest.raises(ModelRetry) as caught:
+        parse_files("```python\nx = 1\n```\n", planned=())
+    assert "no file path before it" in str(caught.value)
 
 
 def test_auto_picks_text_files_for_a_local_model_and_structured_output_otherwise() -> None:

@@ -1,7 +1,7 @@
 """What each role must answer: typed, validated outputs (pydantic-ai output types).
 
 The coder and the fixer answer with a change in one of three shapes, picked by
-``[coder] edit_format`` (``EDIT_FORMATS``): whole files (``CodeChange``, asked for as
+``[coder] edit_format`` (``change_output``): whole files (``CodeChange``, asked for as
 structured output or, for ``files``, as Markdown text that ``parse_files`` reads),
 search/replace blocks (``EditChange``) or a unified diff (``DiffChange``). The patch
 engine (``forgeline.executors.patch``) lands all three.
@@ -10,6 +10,7 @@ engine (``forgeline.executors.patch``) lands all three.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -121,12 +122,14 @@ _PATH = re.compile(r"^[\w.\-/]*[./][\w.\-/]*$")
 #: Decoration small models put around a file name: headings, bold, quotes, "File:".
 _DECORATION = re.compile(r"^(?:[#>*<\s`-]|(?i:file)\s*:)+|[*`:>\s]+$")
 
-#: How a ``files`` answer is laid out (the coder's instructions and the retry hint).
-FILES_LAYOUT = (
-    "each file as its path on a line of its own, then its whole content in a fenced "
-    "block:\n\n<file path>\n```python\n<the whole file>\n```"
-)
-FILES_HINT = f"answer with {FILES_LAYOUT}"
+
+def files_layout(example: str = "app.py") -> str:
+    """How a ``files`` answer is laid out, shown with ``example`` as the path: the coder
+    passes a file of the step, since a small model copies the example's path."""
+    return (
+        "each file as its path on a line of its own, then its whole content in a fenced "
+        f"block:\n\n{example}\n```python\n<the whole file>\n```"
+    )
 
 
 #: A file name inside a sentence ("Here is todo.py:"): a dot and an extension.
@@ -142,16 +145,20 @@ def _file_name(line: str, *, in_text: bool = False) -> str | None:
     return named[-1] if named else None
 
 
-def parse_files(text: str) -> CodeChange:
+def parse_files(text: str, planned: Sequence[str] = ()) -> CodeChange:
     """The whole files in a Markdown answer: each a path on its own line (or as the
     fence's info string, ```` ```app.py ````), then its content in a fenced block.
 
     Code inside JSON must escape every quote, backslash and newline, and a small model
     under a JSON grammar gets that wrong: an unescaped quote ends the string, the grammar
-    closes the object, and the file is cut off. Text needs no escaping. Raises
-    ``ModelRetry`` when a block has no path or there is no block at all.
+    closes the object, and the file is cut off. Text needs no escaping.
+
+    Blocks without a path take, in order, the ``planned`` paths (a plan step's files) that
+    no named block writes; unnamed blocks beyond those (a shell command, a usage example)
+    are not files. Raises ``ModelRetry`` when that leaves no file.
     """
     lines = _SPECIAL_TOKEN.sub("", text).split("\n")
+    blocks: list[tuple[str | None, str]] = []
     files: list[FileWrite] = []
     summary: list[str] = []
     last_text = ""
@@ -161,15 +168,13 @@ def parse_files(text: str) -> CodeChange:
         if opening is None:
             if lines[index].strip():
                 last_text = lines[index]
-                if not files:
+                if not blocks:
                     summary.append(lines[index].strip())
             index += 1
             continue
         info = opening["info"].split()
         path = next((n for n in map(_file_name, info[1:] + info[:1]) if n), None)
         path = path or _file_name(last_text, in_text=True)
-        if path is None:
-            raise ModelRetry(f"a fenced block has no file path before it; {FILES_HINT}")
         body: list[str] = []
         index += 1
         while index < len(lines):  # an answer cut off inside a block ends the block
@@ -179,20 +184,40 @@ def parse_files(text: str) -> CodeChange:
             body.append(lines[index])
             index += 1
         index += 1
-        if summary and _file_name(summary[-1]) == path:
+        if summary and path and _file_name(summary[-1]) == path:
             summary.pop()
-        files.append(FileWrite(path=path, content="\n".join(body) + "\n"))
+        blocks.append((path, "\n".join(body) + "\n"))
         last_text = ""
+    free = [p for p in planned if p not in {path for path, _ in blocks}]
+    for path, content in blocks:
+        if path is None and free:
+            path = free.pop(0)
+        if path is not None:
+            files.append(FileWrite(path=path, content=content))
     if not files:
-        raise ModelRetry(f"no file in the answer; {FILES_HINT}")
+        said = "a fenced block has no file path before it" if blocks else "no file in the answer"
+        raise ModelRetry(f"{said}; answer with {files_layout(planned[0] if planned else 'app.py')}")
     return CodeChange(summary=" ".join(summary)[:500], files=tuple(files))
 
 
-#: The output type the coder and the fixer answer with, per ``[coder] edit_format``
-#: (``auto`` is resolved first: ``CoderConfig.format_for``).
-EDIT_FORMATS: dict[str, Any] = {
+def change_output(edit_format: str, planned: Sequence[str] = ()) -> Any:
+    """The output type the coder and the fixer answer with in ``edit_format`` (``auto``
+    resolved first: ``CoderConfig.format_for``): a structured change (``EDIT_FORMATS``),
+    or for ``files`` Markdown text whose unnamed blocks go to ``planned``
+    (``parse_files``)."""
+    if edit_format != "files":
+        return EDIT_FORMATS[edit_format]
+    paths = tuple(planned)
+
+    def parse_answer(text: str) -> CodeChange:
+        return parse_files(text, paths)
+
+    return TextOutput(parse_answer)
+
+
+#: The structured output types, per ``[coder] edit_format`` (see ``change_output``).
+EDIT_FORMATS: dict[str, type[CodeChange] | type[EditChange] | type[DiffChange]] = {
     "whole": CodeChange,
-    "files": TextOutput(parse_files),
     "search_replace": EditChange,
     "diff": DiffChange,
 }

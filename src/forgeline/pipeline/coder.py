@@ -55,11 +55,11 @@ from forgeline.executors.patch import (
 from forgeline.executors.router import route
 from forgeline.executors.validation import PythonValidator, source_problem
 from forgeline.llm.outputs import (
-    EDIT_FORMATS,
     Change,
     CodeChange,
     DiffChange,
     EditChange,
+    change_output,
     tidy_change,
 )
 from forgeline.llm.tools import WorkspaceTools
@@ -204,9 +204,12 @@ def _new_file_paths(change: Change) -> set[str]:
     return set()
 
 
-def instructions_for(base: str, edit_format: EditFormat, config: CoderConfig) -> str:
-    """The role's instructions plus how to answer (edit format) and the tools."""
-    parts = [base, prompts.EDIT_FORMAT[edit_format]]
+def instructions_for(
+    base: str, edit_format: EditFormat, config: CoderConfig, example: str = "app.py"
+) -> str:
+    """The role's instructions plus how to answer (edit format, with ``example`` as the
+    path it shows) and the tools."""
+    parts = [base, prompts.answer_format(edit_format, example)]
     if config.tools:
         parts.append(prompts.TOOLS)
     return "\n\n".join(parts)
@@ -270,8 +273,11 @@ class CodeWriter(StageAgent):
         config = self.coder_config
         workspace = run.workspace
         edit_format = config.format_for(local=self.services.models.is_local(role))
+        example = next(iter((*focus, *run.state.files)), "app.py")
         agent = self.model_agent(
-            role, EDIT_FORMATS[edit_format], instructions_for(instructions, edit_format, config)
+            role,
+            change_output(edit_format, focus),
+            instructions_for(instructions, edit_format, config, example),
         )
 
         async def pre_write(change: Change) -> Change:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from forgeline.core.task import TaskState
-from forgeline.llm.outputs import FILES_LAYOUT
+from forgeline.llm.outputs import files_layout
 
 PLANNER = """You are the planner of a software team. Break the user's request into a small \
 plan of concrete steps. Each step has a short id (a, b, c ...), a title, a description \
@@ -56,9 +56,6 @@ files that must change. Fix the cause; do not delete or weaken tests that check 
 # How the coder and the fixer answer, per ``[coder] edit_format`` (added to CODER/FIXER).
 EDIT_FORMAT = {
     "whole": "Answer with the complete new content of every file you create or change.",
-    "files": "Answer with the complete new content of every file you create or change, "
-    f"{FILES_LAYOUT}\n\nWrite the code as it goes in the file, with no escaping and no "
-    "explanations inside the block.",
     "search_replace": "Answer with search/replace blocks: for each change, the file, the \
 exact current text to replace (copied from the file, whitespace included, long enough to \
 occur only once) and its replacement. To create a file, give an empty search text and the \
@@ -67,6 +64,19 @@ whole content as the replacement.",
 @@ hunks with three lines of unchanged context; --- /dev/null for a new file), made \
 against the files as they are now.",
 }
+
+
+def answer_format(edit_format: str, example: str = "app.py") -> str:
+    """How to answer in ``edit_format``; for ``files`` shown with ``example`` as the path
+    (a file of the step: a small model copies the example's path)."""
+    if edit_format == "files":
+        return (
+            "Answer with the complete new content of every file you create or change, "
+            f"{files_layout(example)}\n\nWrite the code as it goes in the file, with no "
+            "escaping and no explanations inside the block."
+        )
+    return EDIT_FORMAT[edit_format]
+
 
 TOOLS = """You can read the repository with the tools read_file, list_files and search \
 before you answer; the files shown in the prompt are current."""
