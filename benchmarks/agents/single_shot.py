@@ -6,9 +6,8 @@ environment, e.g. ``FORGELINE_MODELS__DEFAULT``; nothing configured: the offline
 model), asks it once for every file of the request as whole files, the way forgeline's
 coder would ask that model for them (``[coder] edit_format``: Markdown text for a local
 model, else the ``CodeChange`` structured output; no output retries, no tools, no tests
-run, no fixing), writes
-the answer into the workspace (paths confined to it, as the patch engine does) and
-commits it. The result (files, tokens, what went wrong) goes to ``--out`` as JSON.
+run, no fixing), writes the answer into the workspace (paths confined to it, as the patch
+engine does) and commits it. The result (files, tokens, what went wrong) goes to ``--out`` as JSON.
 
 It runs as a process of its own, like ``forgeline run``, so the benchmark can time it and
 stop it the same way, and a local model's server is started the same way.
@@ -29,7 +28,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse
 
 from forgeline.config import load_settings
 from forgeline.errors import ForgelineError
-from forgeline.llm.gateway import build_chain
+from forgeline.llm.gateway import build_chain, has_local
 from forgeline.llm.outputs import CodeChange, change_output
 from forgeline.pipeline.prompts import answer_format
 from forgeline.workspace.git import GitWorkspace, confined_path
@@ -63,8 +62,7 @@ async def single_shot(request: str, workspace: Path, config: Path | None) -> dic
         "input_tokens": 0,
         "output_tokens": 0,
     }
-    local = any(spec.strip().startswith("local:") for spec in chain)
-    edit_format = "files" if settings.coder.format_for(local) == "files" else "whole"
+    edit_format = "files" if settings.coder.format_for(has_local(chain)) == "files" else "whole"
     agent = Agent(
         build_chain(chain, settings),
         output_type=change_output(edit_format),

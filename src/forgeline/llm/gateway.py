@@ -89,6 +89,11 @@ def build_chain(specs: list[str], settings: Settings | None = None) -> Model:
     return FallbackModel(*models, fallback_on=(ModelAPIError, UnexpectedModelBehavior))
 
 
+def has_local(specs: Iterable[str]) -> bool:
+    """Whether a chain of model specs has a local model (``local:NAME``) in it."""
+    return any(spec.strip().startswith("local:") for spec in specs)
+
+
 async def close_models(models: Iterable[Model]) -> None:
     """Close each distinct OpenAI-compatible client in ``models`` (fallbacks included)."""
     clients: dict[int, AsyncOpenAI] = {}
@@ -150,7 +155,7 @@ class ModelRegistry:
 
     def is_local(self, role: Role) -> bool:
         """Whether ``role``'s chain has a local model (``local:``) in it."""
-        return "local:" in self.spec(role)
+        return has_local(self.spec(role).split(","))
 
     async def aclose(self) -> None:
         """Close the HTTP connections the chains' OpenAI-compatible clients hold open."""

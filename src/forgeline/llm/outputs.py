@@ -116,7 +116,7 @@ def tidy_change(change: Change) -> Change:
 
 
 #: A line that opens or closes a Markdown code fence, with its info string.
-_FENCE = re.compile(r"^\s*(?P<ticks>`{3,})\s*(?P<info>[^`]*?)\s*$")
+_FENCE = re.compile(r"^\s*`{3,}\s*(?P<info>[^`]*?)\s*$")
 #: What a file's name looks like on its own line: no spaces, a dot or a slash.
 _PATH = re.compile(r"^[\w.\-/]*[./][\w.\-/]*$")
 #: Decoration small models put around a file name: headings, bold, quotes, "File:".
@@ -159,7 +159,6 @@ def parse_files(text: str, planned: Sequence[str] = ()) -> CodeChange:
     """
     lines = _SPECIAL_TOKEN.sub("", text).split("\n")
     blocks: list[tuple[str | None, str]] = []
-    files: list[FileWrite] = []
     summary: list[str] = []
     last_text = ""
     index = 0
@@ -189,6 +188,7 @@ def parse_files(text: str, planned: Sequence[str] = ()) -> CodeChange:
         blocks.append((path, "\n".join(body) + "\n"))
         last_text = ""
     free = [p for p in planned if p not in {path for path, _ in blocks}]
+    files: list[FileWrite] = []
     for path, content in blocks:
         if path is None and free:
             path = free.pop(0)
@@ -196,7 +196,7 @@ def parse_files(text: str, planned: Sequence[str] = ()) -> CodeChange:
             files.append(FileWrite(path=path, content=content))
     if not files:
         said = "a fenced block has no file path before it" if blocks else "no file in the answer"
-        raise ModelRetry(f"{said}; answer with {files_layout(planned[0] if planned else 'app.py')}")
+        raise ModelRetry(f"{said}; answer with {files_layout(*planned[:1])}")
     return CodeChange(summary=" ".join(summary)[:500], files=tuple(files))
 
 

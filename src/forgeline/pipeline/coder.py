@@ -205,11 +205,11 @@ def _new_file_paths(change: Change) -> set[str]:
 
 
 def instructions_for(
-    base: str, edit_format: EditFormat, config: CoderConfig, example: str = "app.py"
+    base: str, edit_format: EditFormat, config: CoderConfig, paths: Sequence[str] = ()
 ) -> str:
-    """The role's instructions plus how to answer (edit format, with ``example`` as the
-    path it shows) and the tools."""
-    parts = [base, prompts.answer_format(edit_format, example)]
+    """The role's instructions plus how to answer (edit format, shown with the first of
+    ``paths`` as its example) and the tools."""
+    parts = [base, prompts.answer_format(edit_format, paths)]
     if config.tools:
         parts.append(prompts.TOOLS)
     return "\n\n".join(parts)
@@ -273,11 +273,10 @@ class CodeWriter(StageAgent):
         config = self.coder_config
         workspace = run.workspace
         edit_format = config.format_for(local=self.services.models.is_local(role))
-        example = next(iter((*focus, *run.state.files)), "app.py")
         agent = self.model_agent(
             role,
             change_output(edit_format, focus),
-            instructions_for(instructions, edit_format, config, example),
+            instructions_for(instructions, edit_format, config, (*focus, *run.state.files)),
         )
 
         async def pre_write(change: Change) -> Change:

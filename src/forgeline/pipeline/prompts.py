@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from forgeline.core.task import TaskState
 from forgeline.llm.outputs import files_layout
@@ -66,13 +66,13 @@ against the files as they are now.",
 }
 
 
-def answer_format(edit_format: str, example: str = "app.py") -> str:
-    """How to answer in ``edit_format``; for ``files`` shown with ``example`` as the path
-    (a file of the step: a small model copies the example's path)."""
+def answer_format(edit_format: str, paths: Sequence[str] = ()) -> str:
+    """How to answer in ``edit_format``; for ``files`` shown with the first of ``paths``
+    (the step's files) as the example path, since a small model copies it."""
     if edit_format == "files":
         return (
             "Answer with the complete new content of every file you create or change, "
-            f"{files_layout(example)}\n\nWrite the code as it goes in the file, with no "
+            f"{files_layout(*paths[:1])}\n\nWrite the code as it goes in the file, with no "
             "escaping and no explanations inside the block."
         )
     return EDIT_FORMAT[edit_format]

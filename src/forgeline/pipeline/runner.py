@@ -144,9 +144,9 @@ class Pipeline:
         return self.services.store
 
     def concerns(self, role: Role, event: Event) -> bool:
-        if task_id_of(event.stream_id) is None:
-            return False
         if event.data.type not in INTERESTS[role]:
+            return False  # the cheap test first: most events are not this role's
+        if task_id_of(event.stream_id) is None:
             return False
         if role == ORCHESTRATOR:
             return orchestrator_reacts(event)

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 from forgeline.core.events import Event, task_stream
 from forgeline.core.task import ORCHESTRATOR, STAGES
-from forgeline.pipeline.runner import INTERESTS, Pipeline, Role
+from forgeline.pipeline.runner import Pipeline, Role
 from forgeline.store.base import EventStore
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,6 @@ class Worker:
         self.task_id = task_id
         self.name = f"worker:{role}" if task_id is None else f"worker:{role}:{task_id}"
         self.concurrency = concurrency
-        self._types = INTERESTS[role]
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._tails: dict[str, asyncio.Task[None]] = {}
         """The orchestrator's latest handler per task: the next one waits for it."""
@@ -209,8 +208,6 @@ class Worker:
             raise self._error
 
     def _concerns(self, event: Event) -> bool:
-        if event.data.type not in self._types:
-            return False  # the cheap test first: most events are not this role's
         if not self.pipeline.concerns(self.role, event):
             return False
         return self.task_id is None or event.correlation_id == self.task_id

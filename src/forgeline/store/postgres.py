@@ -528,7 +528,7 @@ class PostgresEventStore(EventStore):
 
 _TASK_COLUMNS = "id, status, current_phase, request, created_at, updated_at"
 _INSERT_TASKS = (
-    "INSERT INTO tasks (id, status, current_phase, request, created_at, updated_at)"
+    f"INSERT INTO tasks ({_TASK_COLUMNS})"
     " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
     " %s::timestamptz[], %s::timestamptz[])"
     " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"

@@ -37,7 +37,7 @@ _PHASE_AFTER: dict[str, tuple[str, str]] = {
 # A finished task's row keeps its status (an agent finishing after a cancel does not
 # reopen it): backends add ``AND status NOT IN`` this list to their updates.
 FINAL_STATUSES = ("completed", "failed", "cancelled")
-FINAL_STATUSES_SQL = "('completed', 'failed', 'cancelled')"
+FINAL_STATUSES_SQL = "(" + ", ".join(f"'{status}'" for status in FINAL_STATUSES) + ")"
 
 
 @dataclass(frozen=True)
