@@ -230,7 +230,9 @@ async def test_the_third_file_failing_to_compile_rolls_back_the_first_two(
         ("pkg/sub/new.py", "Y = 2\n"),
         ("pkg/broken.py", "def broken(:\n"),
     )
-    with pytest.raises(PatchError, match=r"pkg/broken.py does not compile \(line 1\)"):
+    # the message quotes the line: a model answering again sees nothing else of it
+    quoted = r"pkg/broken.py does not compile \(line 1\).* in `def broken\(:`"
+    with pytest.raises(PatchError, match=quoted):
         await apply_change(ws, change, validate=COMPILE_ONLY)
     assert await tree(ws) == before
     assert dirs(ws) == before_dirs  # the directories it created are gone too

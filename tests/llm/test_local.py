@@ -18,12 +18,13 @@ from pathlib import Path
 import pydantic_ai.models
 import pytest
 from pydantic import BaseModel, Field
-from pydantic_ai import Agent
+from pydantic_ai import Agent, ModelRetry
 from pydantic_ai.models.openai import OpenAIChatModel
 
 from forgeline.errors import ConfigError
 from forgeline.llm import local
 from forgeline.llm.local import LocalModelSpec, ensure_model
+from tests.llm.openai_server import OpenAIStub
 
 # ------------------------------------------------------------ fake chunk packages
 
@@ -318,3 +319,31 @@ async def test_the_local_model_answers_with_a_valid_structured_output(
         await model.client.close()
         server.stop()
     assert server.process.poll() is not None, "stopped by its PID"
+
+
+class Word(BaseModel):
+    word: str
+
+
+async def test_an_answer_sent_back_is_sampled_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    # At the local model's low temperature and fixed seed, the 1.5B model answered a
+    # "does not compile" retry four times with the same file: each retry must be sampled
+    # hotter, with a seed of its own, and the same way on every run.
+    monkeypatch.setattr(pydantic_ai.models, "ALLOW_MODEL_REQUESTS", True)  # 127.0.0.1 only
+    script = [("ok", {"word": w}) for w in ("first", "second", "third")]
+    with OpenAIStub(script) as stub:
+        model = local.local_chat_model("qwen", stub.base_url, "key")
+        agent = Agent(model, output_type=Word, retries=3)
+
+        @agent.output_validator
+        def only_the_third(answer: Word) -> Word:
+            if answer.word != "third":
+                raise ModelRetry(f"not {answer.word}")
+            return answer
+
+        try:
+            assert (await agent.run("say a word")).output.word == "third"
+        finally:
+            await model.client.close()
+    sent = [(r["body"]["temperature"], r["body"]["seed"]) for r in stub.requests]
+    assert sent == [(0.2, 0), (pytest.approx(0.5), 1), (pytest.approx(0.8), 2)]

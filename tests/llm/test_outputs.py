@@ -36,6 +36,13 @@ def test_files_come_back_byte_for_byte_with_their_paths_and_summary() -> None:
     compile(change.files[0].content, "server.py", "exec")
 
 
+def test_blank_lines_before_the_closing_fence_are_not_content() -> None:
+    # The fixer echoed the files with a blank line before each fence: that must read as
+    # the same files (no change), not as a change that costs a test run.
+    change = parse_files("app.py\n```python\nx = 1\n\n\n```\n")
+    assert [(f.path, f.content) for f in change.files] == [("app.py", "x = 1\n")]
+
+
 @pytest.mark.parametrize(
     "heading",
     [

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic_ai.messages import ModelMessage
 
 from forgeline.core.changes import fold as fold_change
 from forgeline.core.events import TestResults
-from forgeline.llm.scripted import scripted_model
+from forgeline.llm.scripted import prompt_text, scripted_model
 from tests.pipeline.harness import pipeline, run_task, task_events
 from tests.scripts import todo_project
 from tests.scripts.todo_project import EVENT_CHAIN
@@ -126,7 +128,34 @@ async def test_fix_rounds_are_bounded_and_the_failure_says_what_to_do(tmp_path: 
     assert f"forgeline/{task_id}" in state.failure
 
 
-async def test_a_fix_that_changes_nothing_stops_as_no_progress(tmp_path: Path) -> None:
+async def test_a_fix_that_changes_nothing_goes_back_to_the_model(tmp_path: Path) -> None:
+    """The 1.5B fixer answered with the failing files as they were: it is told so in the
+    same round, and its next answer is the one that lands."""
+    same = {
+        "summary": "same",
+        "files": [{"path": "todo.py", "content": todo_project.BUGGY_TODO_PY}],
+    }
+    told: list[str] = []
+
+    def echo_then_fix(messages: list[ModelMessage]) -> dict[str, Any]:
+        if not told:
+            told.append("")
+            return same
+        told.append(prompt_text(messages))
+        return todo_project.fixed(messages)
+
+    models = todo_project.models(
+        coder=scripted_model([lambda m: todo_project.code_for(m, buggy=True)]),
+        fixer=scripted_model([echo_then_fix]),
+    )
+    async with pipeline(tmp_path, models) as p:
+        _, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
+    assert state.status == "completed", state.failure
+    assert state.fix_rounds == 1
+    assert "the change leaves every file as it is, and the tests still fail" in told[1]
+
+
+async def test_a_fixer_that_only_echoes_the_files_fails_its_round(tmp_path: Path) -> None:
     same = {
         "summary": "same",
         "files": [{"path": "todo.py", "content": todo_project.BUGGY_TODO_PY}],
@@ -135,11 +164,13 @@ async def test_a_fix_that_changes_nothing_stops_as_no_progress(tmp_path: Path) -
         coder=scripted_model([lambda m: todo_project.code_for(m, buggy=True)]),
         fixer=scripted_model([same]),
     )
-    async with pipeline(tmp_path, models) as p:
+    async with pipeline(tmp_path, models, output_retries=1) as p:
         _, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
     assert state.status == "failed"
     assert state.fix_rounds == 0
-    assert "no progress, the change leaves every file as it is" in (state.failure or "")
+    assert "the change leaves every file as it is, and the tests still fail" in (
+        state.failure or ""
+    )
 
 
 async def test_a_plan_step_an_earlier_step_already_did_completes_without_a_commit(

@@ -58,12 +58,20 @@ def compile_problem(root: Path, rel: str) -> str | None:
     return source_problem(rel, target.read_bytes())
 
 
+#: Characters of the offending line ``source_problem`` quotes at most.
+LINE_LIMIT = 200
+
+
 def source_problem(rel: str, source: str | bytes) -> str | None:
     """Why ``source``, the content of Python file ``rel``, does not compile, or None."""
     try:
         compile(source, rel, "exec", dont_inherit=True)
     except SyntaxError as exc:
-        return f"{rel} does not compile (line {exc.lineno}): {exc.msg}"
+        # The line itself, since a model answering again sees only this message: told
+        # just "line 1: invalid syntax", a small model repeats its answer word for word.
+        line = (exc.text or "").strip()
+        shown = f" in `{line}`" if line and len(line) <= LINE_LIMIT else ""
+        return f"{rel} does not compile (line {exc.lineno}): {exc.msg}{shown}"
     except ValueError as exc:  # e.g. a NUL byte
         return f"{rel} does not compile: {exc}"
     return None

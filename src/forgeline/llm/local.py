@@ -35,14 +35,24 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from openai import AsyncOpenAI
-from pydantic_ai.models import Model
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelRequestPart,
+    ModelResponse,
+    RetryPromptPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.openai import OpenAIChatModel, OpenAIChatModelSettings
 from pydantic_ai.profiles import InlineDefsJsonSchemaTransformer
 from pydantic_ai.profiles.openai import OpenAIModelProfile
 from pydantic_ai.providers.openai import OpenAIProvider
+from pydantic_ai.settings import ModelSettings
 
 from forgeline.errors import ConfigError
 
@@ -296,6 +306,9 @@ TEMPERATURE = 0.2
 #: A fixed sampling seed: the same prompt gets the same answer on the same machine, so a
 #: run can be reproduced (candidates get seeds of their own).
 SEED = 0
+#: How much each retry in a conversation raises the temperature (up to 1). Asked again at
+#: a low temperature, the small model repeated a rejected answer word for word, four times.
+RETRY_TEMPERATURE_STEP = 0.3
 
 
 def threads() -> int:
@@ -529,13 +542,53 @@ LOCAL_SETTINGS = OpenAIChatModelSettings(
 )
 
 
+def resampled(messages: list[ModelMessage], settings: ModelSettings | None) -> ModelSettings:
+    """``settings`` for the next answer of a conversation: after the model's answers were
+    sent back ``n`` times (a retry, or the coder's "rolled back" follow-up), a temperature
+    ``n`` steps higher and seed ``n`` further, so the model answers differently; still the
+    same answer for the same conversation, so runs stay reproducible."""
+    merged: dict[str, Any] = {**LOCAL_SETTINGS, **(settings or {})}
+    later = [m for m in messages if isinstance(m, ModelRequest)][1:]
+    sent_back = sum(any(_is_feedback(part) for part in m.parts) for m in later)
+    if sent_back:
+        temperature = float(merged.get("temperature", TEMPERATURE))
+        merged["temperature"] = min(1.0, temperature + RETRY_TEMPERATURE_STEP * sent_back)
+        merged["seed"] = int(merged.get("seed", SEED)) + sent_back
+    return cast(ModelSettings, merged)
+
+
+def _is_feedback(part: ModelRequestPart) -> bool:
+    """Whether ``part``, in a request after the first, answers the model's last response
+    with feedback rather than a tool's result. (A retry reaches the model as a user
+    prompt, ``pydantic_ai`` translates it so; the other two are its older forms.)"""
+    if isinstance(part, ToolReturnPart):
+        return getattr(part, "outcome", "") == "retried"
+    return isinstance(part, UserPromptPart | RetryPromptPart)
+
+
+class LocalChatModel(OpenAIChatModel):
+    """llama.cpp's server through its OpenAI-compatible API, answering a retry afresh."""
+
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        settings = resampled(messages, model_settings)
+        return await super().request(messages, settings, model_request_parameters)
+
+
 def local_model(name: str = DEFAULT_LOCAL_MODEL) -> Model:
     """A pydantic-ai model for ``local:NAME``: llama.cpp's server on this machine."""
     spec = local_spec(name)
     server = server_for(spec.name)
+    return local_chat_model(spec.name, f"{server.base_url}/v1", server.api_key)
+
+
+def local_chat_model(name: str, base_url: str, api_key: str) -> LocalChatModel:
+    """The model ``name`` served at ``base_url``, with the local profile and settings."""
     # No client retries: a timed-out local request would only be queued again behind itself.
-    client = AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0)
+    client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
     provider = OpenAIProvider(openai_client=client)
-    return OpenAIChatModel(
-        spec.name, provider=provider, profile=LOCAL_PROFILE, settings=LOCAL_SETTINGS
-    )
+    return LocalChatModel(name, provider=provider, profile=LOCAL_PROFILE, settings=LOCAL_SETTINGS)

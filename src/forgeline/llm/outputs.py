@@ -185,7 +185,8 @@ def parse_files(text: str, planned: Sequence[str] = ()) -> CodeChange:
         index += 1
         if summary and path and _file_name(summary[-1]) == path:
             summary.pop()
-        blocks.append((path, "\n".join(body) + "\n"))
+        # blank lines before the closing fence are layout: a file ends in one newline
+        blocks.append((path, "\n".join(body).rstrip() + "\n"))
         last_text = ""
     free = [p for p in planned if p not in {path for path, _ in blocks}]
     files: list[FileWrite] = []

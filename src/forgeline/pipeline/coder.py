@@ -78,6 +78,12 @@ class NoProgressError(StageError):
     """The change would leave the code as it is, or as an earlier round left it."""
 
 
+class UnchangedError(ModelRetry):
+    """The model's answer leaves every file as it is, where that cannot be the answer (the
+    fixer's): it goes back to the model; when it is the last answer, the round made no
+    progress."""
+
+
 class RolledBackError(StageError):
     """The patch engine refused or rolled back the change; ``reason`` says why."""
 
@@ -108,6 +114,9 @@ def _empty_hint(change: Change) -> str | None:
     return None
 
 
+#: What to change when the answer changed nothing (``check_change``'s ``must_change``).
+UNCHANGED_HINT = "change the code, or a test whose expected value contradicts the request"
+
 _FORMAT_HINT: dict[type[object], str] = {
     CodeChange: "use a relative path inside the repository, once each",
     EditChange: "quote the file's current text exactly, with paths inside the repository",
@@ -116,13 +125,17 @@ _FORMAT_HINT: dict[type[object], str] = {
 }
 
 
-async def check_change(workspace: GitWorkspace, change: Change) -> Change:
+async def check_change(
+    workspace: GitWorkspace, change: Change, *, must_change: bool = False
+) -> Change:
     """Raise ``ModelRetry`` saying what is wrong with ``change``, else return it tidied
     (``tidy_change``: no chat-template tokens, no Markdown fence around a file).
 
     The patch engine's own pre-write checks (touching nothing), run while the model can
-    still answer again. A change that would leave every file as it is passes: landing it
-    reports "no progress", which a retry would not cure.
+    still answer again. A change that would leave every file as it is passes unless
+    ``must_change``: for the coder, a step whose files are already as asked is done. The
+    fixer passes ``must_change``: its tests fail, so the same files are never a fix, and
+    the small model that echoed them answered differently when told so.
     """
     change = tidy_change(change)
     hint = _empty_hint(change)
@@ -133,6 +146,8 @@ async def check_change(workspace: GitWorkspace, change: Change) -> Change:
     except EmptyChangeError as exc:
         if isinstance(change, DiffChange):  # a diff that names no file is malformed
             raise ModelRetry(f"{exc}; {_FORMAT_HINT[DiffChange]}") from exc
+        if must_change:
+            raise UnchangedError(f"{exc}, and the tests still fail: {UNCHANGED_HINT}") from exc
         return change
     except PatchError as exc:
         raise ModelRetry(f"{exc}; {_FORMAT_HINT[type(change)]}") from exc
@@ -246,17 +261,19 @@ class CodeWriter(StageAgent):
         focus: Sequence[str] = (),
         *,
         screen: Screen | None = None,
+        must_change: bool = False,
     ) -> Landed:
         """Get a change for ``request`` from the configured back-end and land it.
 
         ``focus`` names the files that matter most (shown first to a model, passed to a
         CLI): a plan step's files. A model's answer must create those that do not exist
         yet, and its new files go to them (``to_planned_paths``). ``screen`` sees each
-        proposal before it lands and may refuse it by raising.
+        proposal before it lands and may refuse it by raising. With ``must_change`` a
+        model's answer that leaves every file as it is goes back to it (``check_change``).
         """
         if self.coder_config.backend == "llm":
             return await self._write_with_model(
-                run, role, instructions, request, what, focus, screen
+                run, role, instructions, request, what, focus, screen, must_change
             )
         return await self._write_with_cli(run, instructions, request, what, focus, screen)
 
@@ -269,6 +286,7 @@ class CodeWriter(StageAgent):
         what: str,
         focus: Sequence[str],
         screen: Screen | None,
+        must_change: bool,
     ) -> Landed:
         config = self.coder_config
         workspace = run.workspace
@@ -281,7 +299,8 @@ class CodeWriter(StageAgent):
 
         async def pre_write(change: Change) -> Change:
             async with workspace.lock:  # a concurrent item may be landing in this tree
-                change = await check_change(workspace, to_planned_paths(change, focus, workspace))
+                planned = to_planned_paths(change, focus, workspace)
+                change = await check_change(workspace, planned, must_change=must_change)
                 require_planned(change, focus, workspace)
                 return change
 

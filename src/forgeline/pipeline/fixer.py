@@ -7,10 +7,14 @@ left. Every round records a ``fix.attempt`` event (number, outcome, reason, dura
 back-end, the proposal's fingerprint, the task diff's sha256 before and after), so the
 fix rate can be read from the log (``fixgen.attempts_from_log``).
 
+A model's answer that leaves every file as it is goes back to the model (as many times as
+``output_retries``): failing tests are never fixed by the same files.
+
 Deterministic loop detection: a round stops the stage with "no progress" when its
 proposal is the same as an earlier round's (same fingerprint), when it leaves every file
-as it is, or when the code it leaves is the same as before or after an earlier round (the
-task's whole diff has the same sha256; the commit is then dropped again).
+as it is (a CLI back-end), or when the code it leaves is the same as before or after an
+earlier round (the task's whole diff has the same sha256; the commit is then dropped
+again).
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ from forgeline.llm.metered import BudgetExceeded
 from forgeline.llm.outputs import Change
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageRun
-from forgeline.pipeline.coder import CodeWriter, Landed, NoProgressError, failure_reason
+from forgeline.pipeline.coder import (
+    CodeWriter,
+    Landed,
+    NoProgressError,
+    UnchangedError,
+    failure_reason,
+)
 from forgeline.sandbox.spawner import tail_text
 
 Outcome = Literal["applied", "rejected", "no_progress"]
@@ -73,7 +83,9 @@ class FixerAgent(CodeWriter):
             raise  # a pause, not a failed round: the stage runs again once approved
         except (ForgelineError, AgentRunError) as exc:
             reason = failure_reason(exc)
-            outcome: Outcome = "no_progress" if isinstance(exc, NoProgressError) else "rejected"
+            unchanged = isinstance(exc.__cause__, UnchangedError)
+            no_progress = isinstance(exc, NoProgressError) or unchanged
+            outcome: Outcome = "no_progress" if no_progress else "rejected"
             attempt = self._attempt(current, outcome, reason)
             return [run.event(attempt), *run.failed(reason)]
         summary = landed.change.summary if landed.change is not None else ""
@@ -118,7 +130,9 @@ class FixerAgent(CodeWriter):
                         f"{what}: no progress, the same change as fix round {attempt.attempt}"
                     )
 
-        landed = await self.write(run, "fixer", prompts.FIXER, request, what, screen=screen)
+        landed = await self.write(
+            run, "fixer", prompts.FIXER, request, what, screen=screen, must_change=True
+        )
         workspace = run.workspace
         current.base_digest = await workspace.diff_sha256(state.base_commit, landed.base)
         current.digest = await workspace.diff_sha256(state.base_commit, landed.commit)
