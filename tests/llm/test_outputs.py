@@ -101,6 +101,18 @@ def test_unnamed_blocks_take_the_planned_files_no_block_names() -> None:
     assert "no file path before it" in str(caught.value)
 
 
+def test_a_block_may_name_its_file_in_a_first_line_comment() -> None:
+    # The 1.5B coder answered "```python" then "# app.py" as the block's first line.
+    change = parse_files("No new files.\n\n```python\n# app.py\nimport json\n```\n")
+    assert [(f.path, f.content) for f in change.files] == [("app.py", "import json\n")]
+    change = parse_files("```json\n# File: data/todo.json\n[]\n```\n")
+    assert [(f.path, f.content) for f in change.files] == [("data/todo.json", "[]\n")]
+    # an ordinary first comment is code, not a name
+    for first in ("# v1.0 of the parser", "# Compute totals.", "#!/usr/bin/env python3"):
+        with pytest.raises(ModelRetry):
+            parse_files(f"```python\n{first}\nx = 1\n```\n")
+
+
 def test_auto_picks_text_files_for_a_local_model_and_structured_output_otherwise() -> None:
     assert CoderConfig().format_for(local=True) == "files"
     assert CoderConfig().format_for(local=False) == "whole"

@@ -145,6 +145,19 @@ def _file_name(line: str, *, in_text: bool = False) -> str | None:
     return named[-1] if named else None
 
 
+#: A comment that is only a file's name, as the first line of a block: ``# todo.py``.
+_COMMENTED = re.compile(
+    r"^\s*#+\s*(?:(?i:file)\s*:\s*)?(?P<path>[\w\-/]+(?:\.[\w\-]+)*\.[A-Za-z]\w*)\s*$"
+)
+
+
+def _commented_name(line: str) -> str | None:
+    """The path a block's first line names in a comment (``# app.py``), a habit of small
+    models that put no path before the block."""
+    match = _COMMENTED.match(line)
+    return match["path"] if match else None
+
+
 def parse_files(text: str, planned: Sequence[str] = ()) -> CodeChange:
     """The whole files in a Markdown answer: each a path on its own line (or as the
     fence's info string, ```` ```app.py ````), then its content in a fenced block.
@@ -153,9 +166,11 @@ def parse_files(text: str, planned: Sequence[str] = ()) -> CodeChange:
     under a JSON grammar gets that wrong: an unescaped quote ends the string, the grammar
     closes the object, and the file is cut off. Text needs no escaping.
 
-    Blocks without a path take, in order, the ``planned`` paths (a plan step's files) that
-    no named block writes; unnamed blocks beyond those (a shell command, a usage example)
-    are not files. Raises ``ModelRetry`` when that leaves no file.
+    A block without a path before it may name its file in a comment on its first line
+    (``# app.py``, which is then dropped). Blocks without a path take, in order, the
+    ``planned`` paths (a plan step's files) that no named block writes; unnamed blocks
+    beyond those (a shell command, a usage example) are not files. Raises ``ModelRetry``
+    when that leaves no file.
     """
     lines = _SPECIAL_TOKEN.sub("", text).split("\n")
     blocks: list[tuple[str | None, str]] = []
@@ -183,6 +198,8 @@ def parse_files(text: str, planned: Sequence[str] = ()) -> CodeChange:
             body.append(lines[index])
             index += 1
         index += 1
+        if path is None and body and (named := _commented_name(body[0])):
+            path, body = named, body[1:]
         if summary and path and _file_name(summary[-1]) == path:
             summary.pop()
         # blank lines before the closing fence are layout: a file ends in one newline
