@@ -114,9 +114,6 @@ def _empty_hint(change: Change) -> str | None:
     return None
 
 
-#: What to change when the answer changed nothing (``check_change``'s ``must_change``).
-UNCHANGED_HINT = "change the code, or a test whose expected value contradicts the request"
-
 _FORMAT_HINT: dict[type[object], str] = {
     CodeChange: "use a relative path inside the repository, once each",
     EditChange: "quote the file's current text exactly, with paths inside the repository",
@@ -147,7 +144,10 @@ async def check_change(
         if isinstance(change, DiffChange):  # a diff that names no file is malformed
             raise ModelRetry(f"{exc}; {_FORMAT_HINT[DiffChange]}") from exc
         if must_change:
-            raise UnchangedError(f"{exc}, and the tests still fail: {UNCHANGED_HINT}") from exc
+            raise UnchangedError(
+                f"{exc}, and the tests still fail: change the code, or a test whose "
+                "expected value contradicts the request"
+            ) from exc
         return change
     except PatchError as exc:
         raise ModelRetry(f"{exc}; {_FORMAT_HINT[type(change)]}") from exc
