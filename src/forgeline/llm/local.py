@@ -542,18 +542,19 @@ LOCAL_SETTINGS = OpenAIChatModelSettings(
 )
 
 
-def resampled(messages: list[ModelMessage], settings: ModelSettings | None) -> ModelSettings:
+def resampled(messages: list[ModelMessage], settings: ModelSettings | None) -> ModelSettings | None:
     """``settings`` for the next answer of a conversation: after the model's answers were
     sent back ``n`` times (a retry, or the coder's "rolled back" follow-up), a temperature
     ``n`` steps higher and seed ``n`` further, so the model answers differently; still the
     same answer for the same conversation, so runs stay reproducible."""
-    merged: dict[str, Any] = {**LOCAL_SETTINGS, **(settings or {})}
     later = [m for m in messages if isinstance(m, ModelRequest)][1:]
     sent_back = sum(any(_is_feedback(part) for part in m.parts) for m in later)
-    if sent_back:
-        temperature = float(merged.get("temperature", TEMPERATURE))
-        merged["temperature"] = min(1.0, temperature + RETRY_TEMPERATURE_STEP * sent_back)
-        merged["seed"] = int(merged.get("seed", SEED)) + sent_back
+    if not sent_back:
+        return settings
+    merged: dict[str, Any] = {**LOCAL_SETTINGS, **(settings or {})}
+    temperature = float(merged.get("temperature", TEMPERATURE))
+    merged["temperature"] = min(1.0, temperature + RETRY_TEMPERATURE_STEP * sent_back)
+    merged["seed"] = int(merged.get("seed", SEED)) + sent_back
     return cast(ModelSettings, merged)
 
 

@@ -145,17 +145,17 @@ def _file_name(line: str, *, in_text: bool = False) -> str | None:
     return named[-1] if named else None
 
 
-#: A comment that is only a file's name, as the first line of a block: ``# todo.py``.
-_COMMENTED = re.compile(
-    r"^\s*#+\s*(?:(?i:file)\s*:\s*)?(?P<path>[\w\-/]+(?:\.[\w\-]+)*\.[A-Za-z]\w*)\s*$"
-)
+#: A file's extension: a dot and a word that starts with a letter (not ``v1.0``).
+_EXTENSION = re.compile(r"\.[A-Za-z]\w*$")
 
 
 def _commented_name(line: str) -> str | None:
     """The path a block's first line names in a comment (``# app.py``), a habit of small
     models that put no path before the block."""
-    match = _COMMENTED.match(line)
-    return match["path"] if match else None
+    if not line.lstrip().startswith("#"):
+        return None
+    name = _file_name(line)
+    return name if name and _EXTENSION.search(name) else None
 
 
 def parse_files(text: str, planned: Sequence[str] = ()) -> CodeChange:

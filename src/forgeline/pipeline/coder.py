@@ -131,8 +131,8 @@ async def check_change(
     The patch engine's own pre-write checks (touching nothing), run while the model can
     still answer again. A change that would leave every file as it is passes unless
     ``must_change``: for the coder, a step whose files are already as asked is done. The
-    fixer passes ``must_change``: its tests fail, so the same files are never a fix, and
-    the small model that echoed them answered differently when told so.
+    fixer passes ``must_change``: its tests fail, so the same files are never a fix (the
+    1.5B fixer echoed them, and that landed as a fix round).
     """
     change = tidy_change(change)
     hint = _empty_hint(change)
