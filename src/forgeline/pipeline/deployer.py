@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from forgeline.core.events import DeployStatus, NewEvent, RunSpec
 from forgeline.pipeline.base import StageAgent, StageRun
-from forgeline.pipeline.preview import smoke, start_preview
+from forgeline.runs.preview import smoke, start_preview
 
 
 class DeployerAgent(StageAgent):

@@ -74,7 +74,7 @@ from forgeline.pipeline.fixer import FixerAgent
 from forgeline.pipeline.planner import PlannerAgent
 from forgeline.pipeline.reviewer import ReviewerAgent
 from forgeline.pipeline.tester import TesterAgent
-from forgeline.sandbox.spawner import stop_process_group
+from forgeline.sandbox.groups import stop_process_group
 from forgeline.store.base import AppendRequest, EventStore, recorded_event
 from forgeline.workspace.git import GitWorkspace
 

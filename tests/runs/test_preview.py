@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 from forgeline.core.events import RunSpec
-from forgeline.pipeline.preview import (
+from forgeline.runs.preview import (
     DeployResult,
     PreviewError,
     probe_health,
     smoke,
     start_preview,
 )
-from forgeline.sandbox.spawner import LocalSpawner, stop_process_group
+from forgeline.sandbox.groups import stop_process_group
+from forgeline.sandbox.local import LocalSpawner
 
 WEB_APP = """
 import http.server, os, sys
