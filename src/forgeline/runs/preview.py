@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from forgeline.core.events import RunSpec, RunUsage
 from forgeline.errors import ForgelineError
+from forgeline.runs.preview_record import write_record
 from forgeline.runs.usage import run_usage
 from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess, SpawnError, tail_text
 from forgeline.workspace.venv import WorkspaceVenv, venv_mounts
@@ -85,6 +86,8 @@ class DeployResult(BaseModel):
     kind: Literal["cli", "library", "web"]
     url: str | None = None
     pid: int | None = None
+    preview_id: str | None = None
+    """The running preview's id (``preview_record``): how another process stops it."""
     output: str = ""
     usage: RunUsage | None = None
     """What a smoke run used (None for a web app, which keeps running or was stopped)."""
@@ -193,9 +196,9 @@ async def smoke(
             if process is not None:
                 await process.stop(_STOP_TIMEOUT_S)
         if result.ok:
-            return result.model_copy(
-                update={"url": None, "pid": None, "output": result.output + "stopped again\n"}
-            )
+            stopped = {"url": None, "pid": None, "preview_id": None}
+            output = result.output + "stopped again\n"
+            return result.model_copy(update={**stopped, "output": output})
         return result
 
     if spec.command:
@@ -230,9 +233,11 @@ async def start_preview(
 ) -> tuple[DeployResult, SpawnedProcess | None]:
     """Start a web app detached and wait until ``health_path`` answers 2xx.
 
-    ``{port}`` in the command becomes a free 127.0.0.1 port, also given as ``PORT``. On
-    success the app keeps running: the result has its url and pid and the process is
-    returned for the caller to stop (or ``stop_process_group(pid)`` from another process).
+    ``{port}`` in the command becomes a free 127.0.0.1 port, also given as ``PORT``. Its
+    log goes to ``log_dir``. On success the app keeps running: the result has its url, pid
+    and ``preview_id``, and the process is returned for the caller to stop; another
+    process stops it by that id (``preview_record.stop_preview``; the record is written
+    to ``log_dir``).
     If it exits, or does not answer 2xx within ``startup_timeout``, it is stopped and the
     result has ok=False and the tail of its log. With ``venv``, a leading ``python`` is the
     venv's interpreter.
@@ -277,8 +282,14 @@ async def start_preview(
             status = await probe_health(port, path, min(_PROBE_TIMEOUT_S, remaining))
             if status is not None and 200 <= status < 300:
                 output = f"{header}{base_url}{path} answered HTTP {status}; log: {log_path}\n"
+                record = write_record(log_dir, process, port=port, log_path=log_path)
                 result = DeployResult(
-                    ok=True, kind="web", url=f"{base_url}/", pid=process.pid, output=output
+                    ok=True,
+                    kind="web",
+                    url=f"{base_url}/",
+                    pid=process.pid,
+                    preview_id=record.id if record is not None else None,
+                    output=output,
                 )
                 return result, process
             if status is not None:
