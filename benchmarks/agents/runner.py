@@ -224,7 +224,7 @@ async def run_hidden(
         argv = pytest_command(
             workspace, Path(tmp), str(venv.python), "-q", "--junitxml", str(report), target.name
         )
-        result = await venv.run(spawner, argv, cwd=workspace, timeout=timeout)
+        result = await spawner.run(argv, cwd=workspace, mounts=venv.mounts(), timeout=timeout)
         text = report.read_text(errors="replace") if report.is_file() else ""
     summary = parse_junit(text, workspace)
     hidden = HiddenResult(summary.passed, summary.failed, summary.errors)
