@@ -13,6 +13,8 @@ from pathlib import Path
 import pydantic_ai.models
 import pytest
 
+from forgeline.sandbox.bwrap import sandbox_available
+
 # Tests never call real models.
 pydantic_ai.models.ALLOW_MODEL_REQUESTS = False
 
@@ -82,3 +84,19 @@ def postgres_url() -> Iterator[str]:
     finally:
         stop_postgres(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ sandbox
+
+
+@pytest.fixture(scope="session")
+def bwrap_ready() -> None:
+    """Fail (never skip) every test that needs bubblewrap when it cannot work here."""
+    reason = sandbox_available()
+    if reason is not None:
+        pytest.fail(
+            f"the bubblewrap sandbox is not usable on this machine: {reason}. "
+            "Install the Debian package bubblewrap (scripts/test does) and allow user "
+            "namespaces.",
+            pytrace=False,
+        )

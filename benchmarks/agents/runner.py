@@ -36,7 +36,7 @@ from forgeline.core.events import task_stream, usage_stream
 from forgeline.core.task import fold
 from forgeline.executors.fixgen import attempts_from_log, run_from_log
 from forgeline.llm.metered import usage_rows
-from forgeline.pipeline.testrun import parse_junit, pytest_command
+from forgeline.runs.testrun import parse_junit, pytest_command
 from forgeline.sandbox.select import UnsafeSpawnerWarning, choose_spawner
 from forgeline.store.sqlite import SQLiteEventStore
 from forgeline.workspace.git import GitWorkspace
@@ -224,7 +224,7 @@ async def run_hidden(
         argv = pytest_command(
             workspace, Path(tmp), str(venv.python), "-q", "--junitxml", str(report), target.name
         )
-        result = await venv.run(spawner, argv, cwd=workspace, timeout=timeout)
+        result = await spawner.run(argv, cwd=workspace, mounts=venv.mounts(), timeout=timeout)
         text = report.read_text(errors="replace") if report.is_file() else ""
     summary = parse_junit(text, workspace)
     hidden = HiddenResult(summary.passed, summary.failed, summary.errors)

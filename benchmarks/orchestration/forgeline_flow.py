@@ -36,7 +36,7 @@ from forgeline.llm.gateway import ModelRegistry
 from forgeline.pipeline.base import Services, StageAgent, StageRun
 from forgeline.pipeline.runner import Pipeline, Role
 from forgeline.pipeline.workers import WorkerManager
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.sandbox.local import LocalSpawner
 from forgeline.store import open_store
 from forgeline.store.base import BatchResult, EventStore, Group
 

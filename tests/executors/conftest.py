@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.sandbox.local import LocalSpawner
 from forgeline.workspace.git import GitWorkspace
 from tests.executors.helpers import MakeRepo, write
 

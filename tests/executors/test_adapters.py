@@ -28,7 +28,7 @@ from forgeline.executors.adapters import (
 )
 from forgeline.executors.patch import apply_change
 from forgeline.executors.validation import PythonValidator
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.sandbox.local import LocalSpawner
 from tests.executors.helpers import MakeRepo, tree, write
 
 STANDIN = """\

@@ -12,8 +12,8 @@ from forgeline.executors.fixgen import FixAttempt, FixRun, build_prompt, fix_rat
 from forgeline.executors.patch import Change, EditChange, SearchReplace
 from forgeline.executors.validation import PythonValidator
 from forgeline.llm.outputs import CodeChange
-from forgeline.pipeline.testrun import TestReport, run_pytest
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.runs.testrun import TestReport, run_pytest
+from forgeline.sandbox.local import LocalSpawner
 from forgeline.workspace.git import GitWorkspace
 from tests.executors.helpers import MakeRepo, tree
 

@@ -23,7 +23,7 @@ from forgeline.executors.patch import (
 )
 from forgeline.executors.validation import PythonValidator
 from forgeline.llm.outputs import CodeChange
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.sandbox.local import LocalSpawner
 from forgeline.workspace.git import GitWorkspace
 from forgeline.workspace.venv import workspace_venv
 from tests.executors.helpers import MakeRepo, dirs, tree, write

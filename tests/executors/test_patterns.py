@@ -15,8 +15,8 @@ from forgeline.executors.patterns import (
     default_patterns,
 )
 from forgeline.executors.validation import PythonValidator
-from forgeline.pipeline.testrun import run_pytest
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.runs.testrun import run_pytest
+from forgeline.sandbox.local import LocalSpawner
 from forgeline.workspace.git import GitWorkspace
 from tests.executors.helpers import MakeRepo
 

@@ -16,7 +16,7 @@ from forgeline.llm.gateway import ModelRegistry
 from forgeline.pipeline.base import Services
 from forgeline.pipeline.runner import Pipeline, settled
 from forgeline.pipeline.workers import WorkerManager
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.sandbox.local import LocalSpawner
 from forgeline.store import SQLiteEventStore
 from forgeline.workspace.git import GitWorkspace
 from tests.scripts import todo_project

@@ -52,7 +52,7 @@ from forgeline.llm.gateway import ModelRegistry
 from forgeline.pipeline.base import Services, StageAgent, StageRun
 from forgeline.pipeline.runner import Pipeline, Role
 from forgeline.pipeline.workers import Worker, WorkerManager, _Feed
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.sandbox.local import LocalSpawner
 from forgeline.store import SQLiteEventStore
 from forgeline.store.base import AppendRequest, EventStore
 

@@ -1,9 +1,9 @@
-"""Sandbox test helpers, the "bubblewrap must work" fixture and the escape suite's tally.
+"""Sandbox test helpers and the escape suite's tally.
 
 The bubblewrap tests never skip: when the sandbox cannot work on this machine they fail
-with the reason. Every test of ``test_escape.py`` is one escape attempt; it passes only if
-the attempt was contained, and the terminal summary prints
-``escape suite: N attempts, M contained`` so CI logs show it.
+with the reason (the ``bwrap_ready`` fixture, in ``tests/conftest.py``). Every test of
+``test_escape.py`` is one escape attempt; it passes only if the attempt was contained, and
+the terminal summary prints ``escape suite: N attempts, M contained`` so CI logs show it.
 """
 
 from __future__ import annotations
@@ -15,23 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from forgeline.sandbox.bwrap import sandbox_available
-
 ESCAPE_MODULE = "test_escape.py"
 _tally = {"attempts": 0, "contained": 0}
-
-
-@pytest.fixture(scope="session")
-def bwrap_ready() -> None:
-    """Fail (never skip) every test that needs bubblewrap when it cannot work here."""
-    reason = sandbox_available()
-    if reason is not None:
-        pytest.fail(
-            f"the bubblewrap sandbox is not usable on this machine: {reason}. "
-            "Install the Debian package bubblewrap (scripts/test does) and allow user "
-            "namespaces.",
-            pytrace=False,
-        )
 
 
 @pytest.fixture

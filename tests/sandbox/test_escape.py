@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from forgeline.sandbox.bwrap import SANDBOX_UID, BwrapSandbox, ResourceLimits, SandboxResult
+from forgeline.sandbox.bwrap import SANDBOX_UID, BwrapSandbox, ResourceLimits
+from forgeline.sandbox.spawner import ProcessResult
 from tests.sandbox.conftest import marker_pids, wait_no_marker
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("bwrap_ready")]
@@ -99,7 +100,7 @@ def secret(tmp_path: Path) -> tuple[Path, str]:
     return path, token
 
 
-def report(result: SandboxResult) -> dict[str, str]:
+def report(result: ProcessResult) -> dict[str, str]:
     assert result.stdout.strip(), f"the attempt did not run: {result.output}"
     data: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1])
     assert "ABORTED" not in data, data

@@ -18,11 +18,12 @@ import pytest
 
 from forgeline.config import TerminalConfig
 from forgeline.core.events import RunSpec
-from forgeline.pipeline.preview import smoke
-from forgeline.pipeline.testrun import run_pytest
-from forgeline.sandbox.bwrap import Bind, BwrapSandbox, SandboxResult, sandbox_available
-from forgeline.sandbox.spawner import LocalSpawner, ProcessResult
-from forgeline.sandbox.terminal import INSTALL_RULE, Terminal
+from forgeline.runs.preview import smoke
+from forgeline.runs.testrun import run_pytest
+from forgeline.sandbox.bwrap import BwrapSandbox, sandbox_available
+from forgeline.sandbox.local import LocalSpawner
+from forgeline.sandbox.spawner import NO_MOUNTS, Bind, Mounts, ProcessResult
+from forgeline.tools.terminal import INSTALL_RULE, Terminal
 from forgeline.workspace import venv as venv_module
 from forgeline.workspace.venv import (
     MARKER,
@@ -102,33 +103,37 @@ class RecordingLocal(LocalSpawner):
         *,
         cwd: Path,
         env: Mapping[str, str] | None = None,
+        mounts: Mounts = NO_MOUNTS,
         timeout: float = 300,
         max_output: int = 200_000,
     ) -> ProcessResult:
         self.calls.append(tuple(argv))
-        return await super().run(argv, cwd=cwd, env=env, timeout=timeout, max_output=max_output)
+        return await super().run(
+            argv, cwd=cwd, env=env, mounts=mounts, timeout=timeout, max_output=max_output
+        )
 
 
 class RecordingSandbox(BwrapSandbox):
-    """A BwrapSandbox that remembers every argv it ran, and its binds."""
+    """A BwrapSandbox that remembers every argv it ran, and its mounts."""
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[tuple[str, ...], tuple[Bind, ...]]] = []
+        """Each run's argv and the binds its mounts ask for."""
 
     async def run(
         self,
         argv: Sequence[str],
         *,
         cwd: Path,
-        binds: Sequence[Bind] = (),
         env: Mapping[str, str] | None = None,
+        mounts: Mounts = NO_MOUNTS,
         timeout: float = 300,
         max_output: int = 200_000,
-    ) -> SandboxResult:
-        self.calls.append((tuple(argv), tuple(binds)))
+    ) -> ProcessResult:
+        self.calls.append((tuple(argv), mounts.all_binds()))
         return await super().run(
-            argv, cwd=cwd, binds=binds, env=env, timeout=timeout, max_output=max_output
+            argv, cwd=cwd, env=env, mounts=mounts, timeout=timeout, max_output=max_output
         )
 
 
@@ -240,7 +245,8 @@ async def test_a_half_made_venv_or_one_from_another_python_is_made_again(repo: P
 
 async def test_the_venv_has_its_own_pytest_and_none_of_forgelines_packages(repo: Path) -> None:
     venv = await ensure_venv(repo)
-    result = await venv.run(LocalSpawner(), [str(venv.python), "-c", IMPORTS], cwd=repo, timeout=60)
+    argv = [str(venv.python), "-c", IMPORTS]
+    result = await LocalSpawner().run(argv, cwd=repo, mounts=venv.mounts(), timeout=60)
     assert result.ok, result.output
     seen = json.loads(result.stdout)
     assert seen["prefix"] == str(venv.path)

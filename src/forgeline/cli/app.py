@@ -24,8 +24,9 @@ from forgeline.llm.metered import usage_rows
 from forgeline.pipeline.base import Services
 from forgeline.pipeline.runner import Pipeline, settled
 from forgeline.pipeline.workers import WorkerManager
+from forgeline.sandbox.local import LocalSpawner
 from forgeline.sandbox.select import UnsafeSpawnerWarning, choose_spawner
-from forgeline.sandbox.spawner import LocalSpawner, ProcessSpawner
+from forgeline.sandbox.spawner import ProcessSpawner
 from forgeline.store import open_store
 from forgeline.store.base import EventStore
 from forgeline.workspace.git import GitWorkspace

@@ -201,6 +201,9 @@ class DeployStatus(Frozen):
     usage: RunUsage | None = None
     """What the smoke run used; None for a web preview that keeps running (and in events
     recorded before usage was)."""
+    preview_id: str | None = None
+    """The running web preview's id, which a stopping process resolves to the process
+    (``pid`` only informs: it may name another process by then). None in older events."""
 
 
 class ToolCommand(Frozen):
@@ -338,6 +341,8 @@ class LlmCached(Frozen):
 class PreviewStopped(Frozen):
     type: Literal["preview.stopped"] = "preview.stopped"
     pid: int
+    preview_id: str | None = None
+    """The stopped preview's id (None in older events, and for a preview that had none)."""
 
 
 # Change tracker (note 000's CTRM): one stream per change.

@@ -70,7 +70,7 @@ REASON_LIMIT = 600
 
 
 class SuiteOutcome(Protocol):
-    """What ``run_tests`` returns; ``forgeline.pipeline.testrun.TestReport`` is one."""
+    """What ``run_tests`` returns; ``forgeline.runs.testrun.TestReport`` is one."""
 
     @property
     def ok(self) -> bool: ...

@@ -8,16 +8,15 @@ that changed Python files compile and that the test suite still collects.
 from __future__ import annotations
 
 import re
-import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from forgeline.pipeline.testrun import pytest_command, run_python
+from forgeline.runs.testrun import pytest_command
 from forgeline.sandbox.spawner import ProcessSpawner, tail_text
 from forgeline.workspace.git import GitWorkspace
-from forgeline.workspace.venv import WorkspaceVenv
+from forgeline.workspace.venv import WorkspaceVenv, venv_mounts
 
 __all__ = ["COLLECT_OUTPUT_LIMIT", "PythonValidator", "Validator", "changed_python"]
 
@@ -97,8 +96,7 @@ class PythonValidator:
         timeout: float = 120,
     ) -> None:
         self.spawner = spawner
-        self.venv = venv
-        self.python = str(venv.python) if venv is not None else sys.executable
+        self.mounts = venv_mounts(venv)
         self.timeout = timeout
 
     async def before(self, workspace: GitWorkspace, paths: Sequence[str]) -> frozenset[str]:
@@ -128,8 +126,9 @@ class PythonValidator:
         """The keys of collection errors (files, or an abnormal exit) and pytest's output."""
         root = workspace.path
         with tempfile.TemporaryDirectory(prefix="forgeline-collect-") as tmp:
-            argv = pytest_command(root, Path(tmp), self.python, "--collect-only", "-q", "-rfE")
-            result = await run_python(spawner, argv, cwd=root, timeout=self.timeout, venv=self.venv)
+            python = self.mounts.python
+            argv = pytest_command(root, Path(tmp), python, "--collect-only", "-q", "-rfE")
+            result = await spawner.run(argv, cwd=root, mounts=self.mounts, timeout=self.timeout)
         output = result.output
         if result.timed_out:
             return frozenset({f"<collection timed out after {self.timeout:g}s>"}), output

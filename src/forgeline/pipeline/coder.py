@@ -65,7 +65,7 @@ from forgeline.llm.outputs import (
 from forgeline.llm.tools import WorkspaceTools
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
-from forgeline.pipeline.testrun import TestReport, run_pytest
+from forgeline.runs.testrun import TestReport, run_pytest
 from forgeline.workspace.git import GitWorkspace, confined_path
 from forgeline.workspace.venv import WorkspaceVenv
 

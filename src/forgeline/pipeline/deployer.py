@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from forgeline.core.events import DeployStatus, NewEvent, RunSpec
 from forgeline.pipeline.base import StageAgent, StageRun
-from forgeline.pipeline.preview import smoke, start_preview
+from forgeline.runs.preview import smoke, start_preview
+from forgeline.runs.preview_record import preview_dir
+from forgeline.workspace.venv import repository_root
 
 
 class DeployerAgent(StageAgent):
@@ -25,7 +27,8 @@ class DeployerAgent(StageAgent):
         async with workspace.lock:
             await workspace.checkout(state.branch)
             if spec.kind == "web":
-                log_dir = workspace.path / ".forgeline" / "previews" / state.task_id
+                # Its log and record in the repository, where a stopping process finds them.
+                log_dir = preview_dir(await repository_root(workspace.path), state.task_id)
                 result, process = await start_preview(
                     spec,
                     workspace.path,
@@ -45,6 +48,7 @@ class DeployerAgent(StageAgent):
             kind=result.kind,
             url=result.url,
             pid=result.pid,
+            preview_id=result.preview_id,
             output=result.output,
             usage=result.usage,
         )

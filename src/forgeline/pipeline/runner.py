@@ -74,7 +74,7 @@ from forgeline.pipeline.fixer import FixerAgent
 from forgeline.pipeline.planner import PlannerAgent
 from forgeline.pipeline.reviewer import ReviewerAgent
 from forgeline.pipeline.tester import TesterAgent
-from forgeline.sandbox.spawner import stop_process_group
+from forgeline.runs import preview_record
 from forgeline.store.base import AppendRequest, EventStore, recorded_event
 from forgeline.workspace.git import GitWorkspace
 
@@ -242,24 +242,26 @@ class Pipeline:
         return state
 
     async def stop_preview(self, task_id: str) -> int | None:
-        """Stop the task's web preview (started here or by another process)."""
-        pid = (await self.state(task_id)).preview_pid
+        """Stop the task's web preview (started here or by another process); the pid that
+        was stopped, or None if none was running."""
+        state = await self.state(task_id)
+        pid = state.preview_pid
         if pid is None:
             return None
+        preview_id = state.deploy.preview_id if state.deploy is not None else None
         process = self.services.previews.pop(task_id, None)
-        if process is not None and process.pid == pid:
-            await process.stop()
-        else:
-            await asyncio.to_thread(stop_process_group, pid)
+        stopped = await preview_record.stop_preview(
+            Path(state.workspace), task_id, preview_id, process
+        )
         stop = NewEvent(
             stream_id=task_stream(task_id),
-            data=PreviewStopped(pid=pid),
+            data=PreviewStopped(pid=pid, preview_id=preview_id),
             correlation_id=task_id,
             actor="deployer",
             created_at=self.services.clock(),
         )
         await self.store.append(task_stream(task_id), [stop])
-        return pid
+        return stopped
 
     # --------------------------------------------------------------------- work
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from forgeline.core.events import NewEvent, TestResults
 from forgeline.pipeline.base import StageAgent, StageRun
-from forgeline.pipeline.testrun import run_pytest
+from forgeline.runs.testrun import run_pytest
 
 
 class TesterAgent(StageAgent):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from forgeline.errors import ForgelineError
 from forgeline.sandbox.bwrap import BwrapSandbox, ResourceLimits, sandbox_available
-from forgeline.sandbox.spawner import LocalSpawner, ProcessSpawner
+from forgeline.sandbox.local import LocalSpawner
+from forgeline.sandbox.spawner import ProcessSpawner
 
 __all__ = [
     "INSTALL_HINT",

@@ -26,6 +26,11 @@ agent. The install itself is ``pip install --no-index --find-links <wheelhouse>`
 the spawner: in the sandbox, with no network, the venv the only writable place besides
 the workspace. With ``download=False`` only what the wheelhouse already holds can be
 installed. forgeline never runs anything from the venv outside the spawner.
+
+**Running in it.** ``WorkspaceVenv.mounts()`` is what a run in the venv asks of any
+spawner (``sandbox.spawner.Mounts``): its ``bin`` first on ``PATH``, ``VIRTUAL_ENV``, and
+the venv bound read-only in the sandbox (writable, with the wheelhouse, for an install).
+The workspace uses the sandbox, never the other way round.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import shutil
 import sys
 import sysconfig
 import venv as stdlib_venv
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -52,13 +57,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from forgeline.errors import WorkspaceError
-from forgeline.sandbox.bwrap import Bind, BwrapSandbox
-from forgeline.sandbox.spawner import (
-    LocalSpawner,
-    ProcessResult,
-    ProcessSpawner,
-    SpawnedProcess,
-)
+from forgeline.sandbox.local import LocalSpawner
+from forgeline.sandbox.spawner import NO_MOUNTS, Bind, Mounts, ProcessResult, ProcessSpawner
 from forgeline.workspace.git import GitWorkspace, confined_path
 
 __all__ = [
@@ -74,7 +74,7 @@ __all__ = [
     "parse_install_args",
     "repository_root",
     "seed_distributions",
-    "spawn_run",
+    "venv_mounts",
     "workspace_venv",
 ]
 
@@ -320,65 +320,13 @@ class WorkspaceVenv:
             and self.python.exists()
         )
 
-    def binds(self, *, writable: bool = False) -> tuple[Bind, ...]:
-        """What a sandboxed run needs to see of it: the venv (read-only unless it installs)
-        and, for an install, the wheelhouse (read-only)."""
-        binds = [Bind(self.path, writable=writable)]
-        if writable:
-            self.wheelhouse.mkdir(parents=True, exist_ok=True)
-            binds.append(Bind(self.wheelhouse))
-        return tuple(binds)
-
-    # ------------------------------------------------------------------ running
-
-    def env(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for a run in the venv: ``VIRTUAL_ENV``, its ``bin`` first on
-        ``PATH`` (so a ``python`` the program starts is the venv's too), then ``env``."""
-        path = os.environ.get("PATH", os.defpath)
-        result = {"VIRTUAL_ENV": str(self.path), "PATH": f"{self.path / 'bin'}{os.pathsep}{path}"}
-        if env:
-            result.update(env)
-        return result
-
-    async def run(
-        self,
-        spawner: ProcessSpawner,
-        argv: Sequence[str],
-        *,
-        cwd: Path,
-        env: Mapping[str, str] | None = None,
-        timeout: float = 300,
-        max_output: int = 200_000,
-        writable: bool = False,
-        extra_binds: Sequence[Bind] = (),
-    ) -> ProcessResult:
-        """Run ``argv`` through ``spawner`` in the venv, which a sandbox sees read-only
-        unless ``writable``."""
-        return await spawn_run(
-            spawner,
-            argv,
-            cwd=cwd,
-            binds=(*self.binds(writable=writable), *extra_binds),
-            env=self.env(env),
-            timeout=timeout,
-            max_output=max_output,
-        )
-
-    async def start(
-        self,
-        spawner: ProcessSpawner,
-        argv: Sequence[str],
-        *,
-        cwd: Path,
-        env: Mapping[str, str] | None = None,
-        log_path: Path,
-    ) -> SpawnedProcess:
-        """Start ``argv`` detached through ``spawner`` in the venv (read-only to a sandbox)."""
-        if isinstance(spawner, BwrapSandbox):
-            return await spawner.start(
-                argv, cwd=cwd, binds=self.binds(), env=self.env(env), log_path=log_path
-            )
-        return await spawner.start(argv, cwd=cwd, env=self.env(env), log_path=log_path)
+    def mounts(self, *, writable: bool = False) -> Mounts:
+        """What a run in the venv asks of a spawner: the venv first on ``PATH``, read-only
+        to a sandbox unless ``writable`` (an install, which also reads the wheelhouse)."""
+        if not writable:
+            return Mounts(venv=self.path)
+        self.wheelhouse.mkdir(parents=True, exist_ok=True)
+        return Mounts(venv=self.path, venv_writable=True, binds=(Bind(self.wheelhouse),))
 
     # ------------------------------------------------------------------ installing
 
@@ -394,12 +342,11 @@ class WorkspaceVenv:
             if dist is not None:
                 await asyncio.to_thread(_copy_distribution, dist, self.site_packages)
                 return
-            result = await self.run(
-                spawner,
+            result = await spawner.run(
                 [str(self.python), "-m", "ensurepip", "--default-pip"],
                 cwd=cwd,
+                mounts=self.mounts(writable=True),
                 timeout=300,
-                writable=True,
             )
             if not result.ok:
                 raise VenvError(f"could not give the workspace venv pip: {result.output[-2000:]}")
@@ -499,34 +446,19 @@ class WorkspaceVenv:
             if not fetched.ok:
                 return None, fetched
         async with _exclusive(self.path):
-            installed = await self.run(
-                spawner,
+            installed = await spawner.run(
                 self.install_argv(request),
                 cwd=cwd,
+                mounts=self.mounts(writable=True),
                 timeout=timeout,
                 max_output=max_output,
-                writable=True,
             )
         return fetched, installed
 
 
-async def spawn_run(
-    spawner: ProcessSpawner,
-    argv: Sequence[str],
-    *,
-    cwd: Path,
-    binds: Sequence[Bind] = (),
-    env: Mapping[str, str] | None = None,
-    timeout: float = 300,
-    max_output: int = 200_000,
-) -> ProcessResult:
-    """``spawner.run``, with ``binds`` made visible when the spawner is the sandbox (a plain
-    ``LocalSpawner`` sees the whole file system anyway)."""
-    if isinstance(spawner, BwrapSandbox):
-        return await spawner.run(
-            argv, cwd=cwd, binds=binds, env=env, timeout=timeout, max_output=max_output
-        )
-    return await spawner.run(argv, cwd=cwd, env=env, timeout=timeout, max_output=max_output)
+def venv_mounts(venv: WorkspaceVenv | None) -> Mounts:
+    """What a run with ``venv`` (read-only) asks of a spawner; nothing without a venv."""
+    return venv.mounts() if venv is not None else NO_MOUNTS
 
 
 def _python_identity() -> dict[str, str]:

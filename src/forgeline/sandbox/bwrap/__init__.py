@@ -1,8 +1,8 @@
 """Run untrusted programs inside a bubblewrap sandbox: the isolating ``ProcessSpawner``.
 
-``BwrapSandbox`` has the same ``run``/``start`` interface as ``LocalSpawner`` and reuses its
-helpers (argv checks, the environment allowlist, bounded output), but every child runs in a
-``bwrap`` sandbox:
+``BwrapSandbox`` has the same ``run``/``start`` interface as ``LocalSpawner`` and shares its
+checks (argv, the environment allowlist) and its run loop (``sandbox.child``: bounded
+output, timeout, kill, cancellation), but every child runs in a ``bwrap`` sandbox:
 
 * **Namespaces** (``--unshare-all``): its own mount, pid, network (only a private loopback),
   IPC, UTS and cgroup namespaces, and a user namespace (``--unshare-user``) in which it is
@@ -14,8 +14,9 @@ helpers (argv checks, the environment allowlist, bounded output), but every chil
   (with ``/proc/sys`` and other kernel knobs read-only, root-only files masked), ``/dev`` a
   minimal private one, ``/tmp`` a private size-capped tmpfs. The workspace (``cwd``) is the
   only writable host path (its ``.git`` read-only), plus what the caller adds
-  (``extra_rw``, ``binds``) and forgeline's own ``forgeline-*`` scratch directories named
-  in argv (the pytest runner's JUnit report directory).
+  (``extra_rw``; a run's ``Mounts``: its venv, read-only unless an install writes it, and
+  binds) and forgeline's own ``forgeline-*`` scratch directories named in argv (the
+  pytest runner's JUnit report directory).
 * **Network**: none. ``start`` with ``PORT`` in its environment (a web preview) forwards
   host 127.0.0.1:PORT to the app on the sandbox's own loopback through a relay.
 * **Processes**: bwrap's init is pid 1 of the sandbox's pid namespace; when it dies the
@@ -49,19 +50,18 @@ from __future__ import annotations
 
 from forgeline.sandbox.bwrap.availability import sandbox_available
 from forgeline.sandbox.bwrap.cgroups import CgroupSupport, detect_cgroups
-from forgeline.sandbox.bwrap.command import SANDBOX_GID, SANDBOX_UID, TEMP_ARG_PREFIX, Bind
+from forgeline.sandbox.bwrap.command import SANDBOX_GID, SANDBOX_UID, TEMP_ARG_PREFIX
 from forgeline.sandbox.bwrap.errors import SandboxError
 from forgeline.sandbox.bwrap.instance import BwrapProcess
 from forgeline.sandbox.bwrap.limits import Mechanism, ResourceLimits, ResourceUsage
 from forgeline.sandbox.bwrap.relay import FORWARD_PORT_ENV
-from forgeline.sandbox.bwrap.sandbox import BwrapSandbox, SandboxResult
+from forgeline.sandbox.bwrap.sandbox import BwrapSandbox
 
 __all__ = [
     "FORWARD_PORT_ENV",
     "SANDBOX_GID",
     "SANDBOX_UID",
     "TEMP_ARG_PREFIX",
-    "Bind",
     "BwrapProcess",
     "BwrapSandbox",
     "CgroupSupport",
@@ -69,7 +69,6 @@ __all__ = [
     "ResourceLimits",
     "ResourceUsage",
     "SandboxError",
-    "SandboxResult",
     "detect_cgroups",
     "sandbox_available",
 ]

@@ -18,16 +18,15 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from forgeline.sandbox.bwrap.errors import SandboxError
+from forgeline.sandbox.spawner import Bind
 
 __all__ = [
     "SANDBOX_GID",
     "SANDBOX_UID",
     "TEMP_ARG_PREFIX",
-    "Bind",
     "bwrap_command",
     "bwrap_features",
     "checked_workspace",
@@ -94,15 +93,6 @@ _PROC_MASKED = (
 )
 # Workspaces that are (or sit inside) these would expose or shadow the system.
 _FORBIDDEN_WORKSPACES = ("/usr", "/etc", "/proc", "/sys", "/dev", "/boot", "/bin", "/sbin")
-
-
-@dataclass(frozen=True)
-class Bind:
-    """A host path made visible in the sandbox (at the same path unless ``dest`` is given)."""
-
-    source: Path
-    dest: Path | None = None
-    writable: bool = False
 
 
 def bwrap_features(bwrap: str) -> frozenset[str]:

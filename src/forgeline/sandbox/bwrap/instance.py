@@ -3,7 +3,8 @@ and ``BwrapProcess``, the handle ``BwrapSandbox.start`` gives for one.
 
 A reaper thread waits for bwrap and then reads and removes the run's cgroup. Killing goes
 by pidfd only: the sandbox's init (the kernel then kills its whole pid namespace), bwrap,
-and whatever is left in the namespace or the cgroup.
+and whatever is left in the namespace or the cgroup. ``SandboxInstance`` is the run loop's
+``Child`` (``sandbox.child``) for ``BwrapSandbox.run``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from forgeline.sandbox.bwrap.cgroups import RunCgroup
+from forgeline.sandbox.bwrap.errors import SandboxError
 from forgeline.sandbox.bwrap.kernfs import read_text
 from forgeline.sandbox.bwrap.limits import Mechanism, ResourceUsage
 from forgeline.sandbox.bwrap.pidns import (
@@ -30,12 +32,12 @@ from forgeline.sandbox.bwrap.pidns import (
     pidfd_open,
     pidfd_signal,
 )
+from forgeline.sandbox.child import DRAIN_S
 
-__all__ = ["DRAIN_S", "BwrapProcess", "SandboxInstance"]
+__all__ = ["BwrapProcess", "SandboxInstance"]
 
-#: How long to wait for a killed sandbox to be gone (and its output pipes to close).
-DRAIN_S = 2.0
 _INFO_TIMEOUT_S = 30.0
+_CPU_POLL_S = 0.1
 
 
 class SandboxInstance:
@@ -48,10 +50,12 @@ class SandboxInstance:
         mechanism: Mechanism,
         info_fd: int,
         started: float,
+        cpu_seconds: float | None = None,
     ) -> None:
         self.popen = popen
         self.pid = popen.pid
         self.cgroup = cgroup
+        self.cpu_seconds = cpu_seconds
         self.mechanism: Mechanism = mechanism
         self.started = started
         self._info_fd: int | None = info_fd
@@ -183,6 +187,26 @@ class SandboxInstance:
                 if unused is not None:
                     os.close(unused)
         return True
+
+    def start_error(self, program: str, reason: str) -> SandboxError:
+        return SandboxError(
+            f"could not start the sandbox for {program!r}: "
+            f"{reason[-2000:] or 'bubblewrap gave no reason'}"
+        )
+
+    async def watch(self) -> None:
+        """Return once the run's total CPU time (from its cgroup) exceeds ``cpu_seconds``.
+        Without a cgroup, sample the sandbox's processes for the usage numbers instead
+        (the CPU rlimit stops them there)."""
+        while True:
+            await asyncio.sleep(_CPU_POLL_S)
+            if self.cgroup is None:
+                self.sample()
+                continue
+            used = self.cgroup.cpu_s()
+            if self.cpu_seconds is not None and used is not None and used > self.cpu_seconds:
+                self.limits_hit.append("cpu")
+                return
 
     @property
     def exit_code(self) -> int | None:

@@ -2,13 +2,13 @@
 
 Each run is started by a small wrapper that waits until forgeline has put it into the run's
 cgroup and set its rlimits, then becomes bwrap (see ``command``); ``SandboxInstance``
-follows it from there. ``run`` watches the total CPU time and the timeout; ``start``
-detaches (a preview) and may forward a port into the sandbox (see ``relay``).
+follows it from there. ``run`` hands it to the run loop both spawners share
+(``sandbox.child``), which also watches the total CPU time; ``start`` detaches (a preview)
+and may forward a port into the sandbox (see ``relay``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import resource
@@ -16,75 +16,58 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 from forgeline.sandbox.bwrap.cgroups import CgroupSupport, RunCgroup, detect_cgroups
 from forgeline.sandbox.bwrap.command import (
     TEMP_ARG_PREFIX,
-    Bind,
     bwrap_command,
     bwrap_features,
     checked_workspace,
 )
 from forgeline.sandbox.bwrap.errors import SandboxError
-from forgeline.sandbox.bwrap.instance import DRAIN_S, BwrapProcess, SandboxInstance
+from forgeline.sandbox.bwrap.instance import BwrapProcess, SandboxInstance
 from forgeline.sandbox.bwrap.kernfs import read_text
-from forgeline.sandbox.bwrap.limits import Mechanism, ResourceLimits, ResourceUsage, rlimits
+from forgeline.sandbox.bwrap.limits import Mechanism, ResourceLimits, rlimits
 from forgeline.sandbox.bwrap.relay import (
     FORWARD_PORT_ENV,
     PortForward,
     forwarded_port,
     relay_argv,
 )
+from forgeline.sandbox.child import run_child
 from forgeline.sandbox.spawner import (
+    NO_MOUNTS,
+    Bind,
+    Mounts,
     ProcessResult,
     SpawnError,
-    TailBuffer,
     check_request,
     child_env,
-    output_fields,
-    pump,
 )
 
-__all__ = ["SHELL", "BwrapSandbox", "SandboxResult"]
+__all__ = ["SHELL", "BwrapSandbox"]
 
 SHELL = "/bin/sh"
 # The first process waits for "go" on stdin (forgeline puts it into the cgroup and sets its
 # rlimits in the meantime, so nothing it forks escapes them), then becomes bwrap.
 _WRAPPER = 'read -r go && exec "$@" </dev/null'
-_CPU_POLL_S = 0.1
-
-
-@dataclass(frozen=True)
-class SandboxResult(ProcessResult):
-    """A ``ProcessResult`` with the run's resource usage.
-
-    A program killed by a signal *inside* the sandbox shows as ``128 + signal`` (bubblewrap
-    reports it the way a shell does); a run forgeline killed (timeout, CPU limit) has
-    ``-signal`` like ``LocalSpawner``.
-    """
-
-    usage: ResourceUsage | None = None
-
-
-def _protocol_factory(reader: asyncio.StreamReader) -> Callable[[], asyncio.Protocol]:
-    return lambda: asyncio.StreamReaderProtocol(reader)
 
 
 class BwrapSandbox:
     """``ProcessSpawner`` that runs every child in a bubblewrap sandbox (see the package doc).
 
-    ``extra_ro``/``extra_rw`` are host paths bound (at the same path) into every run,
-    ``binds`` on ``run``/``start`` adds more for one call. ``limits`` are per run;
-    ``use_cgroups=False`` forces the rlimit fallback. ``temp_arg_prefix``: argv items that are
-    paths inside the system temp dir, under a directory whose name starts with it, get that
-    directory bound read-write (forgeline's pytest runner puts its JUnit report there);
-    None turns that off. ``forward_port_env``: when ``start`` is given that variable (the
-    preview's ``PORT``), host 127.0.0.1:PORT is forwarded to the sandbox's own 127.0.0.1:PORT
-    (the sandbox has no network of its own to listen on); None turns that off.
+    ``extra_ro``/``extra_rw`` are host paths bound (at the same path) into every run;
+    ``mounts`` on ``run``/``start`` adds a venv and more binds for one call. ``limits``
+    are per run; ``use_cgroups=False`` forces the rlimit fallback. ``temp_arg_prefix``:
+    argv items that are paths inside the system temp dir, under a directory whose name
+    starts with it, get that directory bound read-write (forgeline's pytest runner puts
+    its JUnit report there); None turns that off. ``forward_port_env``: when ``start`` is
+    given that variable (the preview's ``PORT``), host 127.0.0.1:PORT is forwarded to the
+    sandbox's own 127.0.0.1:PORT (the sandbox has no network of its own to listen on);
+    None turns that off.
     ``protect_git``: the workspace's ``.git`` is read-only in the sandbox (forgeline runs git
     on it outside the sandbox, where planted hooks or config would run).
     """
@@ -170,8 +153,8 @@ class BwrapSandbox:
         )
 
     @staticmethod
-    def _env(env: Mapping[str, str] | None) -> dict[str, str]:
-        result = child_env(None)
+    def _env(env: Mapping[str, str] | None, mounts: Mounts) -> dict[str, str]:
+        result = child_env(None, mounts)
         # The host's HOME and TMPDIR do not exist in the sandbox: its private /tmp does.
         result["HOME"] = "/tmp"
         result["TMPDIR"] = "/tmp"
@@ -195,14 +178,14 @@ class BwrapSandbox:
         args: tuple[str, ...],
         cwd: Path,
         env: Mapping[str, str] | None,
-        binds: Sequence[Bind],
+        mounts: Mounts,
         *,
         stdout: int | IO[bytes],
         stderr: int | IO[bytes],
         program: str | None = None,
         pass_fds: Sequence[int] = (),
     ) -> SandboxInstance:
-        full_env = self._env(env)
+        full_env = self._env(env, mounts)
         self._check_program(program or args[0], cwd.resolve(), full_env)
         started = time.monotonic()
         support = self.cgroups()
@@ -218,7 +201,7 @@ class BwrapSandbox:
         go_r, go_w = os.pipe()
         fds: list[int] = []
         try:
-            argv, fds = self.command(args, cwd, binds, info_fd=info_w)
+            argv, fds = self.command(args, cwd, mounts.all_binds(), info_fd=info_w)
             try:
                 popen = subprocess.Popen(
                     [SHELL, "-c", _WRAPPER, "forgeline-sandbox", *argv],
@@ -254,20 +237,9 @@ class BwrapSandbox:
             for fd in (info_w, go_r, go_w, *fds):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        return SandboxInstance(popen, cgroup, mechanism, info_r, started)
-
-    async def _watch(self, sandboxed: SandboxInstance) -> None:
-        """Return once the run's total CPU time (from its cgroup) exceeds the limit. Without
-        a cgroup, sample the sandbox's processes for the usage numbers instead."""
-        limit, cgroup = self.limits.cpu_seconds, sandboxed.cgroup
-        while True:
-            await asyncio.sleep(_CPU_POLL_S)
-            if cgroup is None:
-                sandboxed.sample()
-                continue
-            used = cgroup.cpu_s()
-            if limit is not None and used is not None and used > limit:
-                return
+        return SandboxInstance(
+            popen, cgroup, mechanism, info_r, started, cpu_seconds=self.limits.cpu_seconds
+        )
 
     # ------------------------------------------------------------------ protocol
 
@@ -276,78 +248,18 @@ class BwrapSandbox:
         argv: Sequence[str],
         *,
         cwd: Path,
-        binds: Sequence[Bind] = (),
         env: Mapping[str, str] | None = None,
+        mounts: Mounts = NO_MOUNTS,
         timeout: float = 300,
         max_output: int = 200_000,
-    ) -> SandboxResult:
+    ) -> ProcessResult:
         """Run in the sandbox to completion, ``timeout`` or a limit; nothing outlives it."""
         args = check_request(argv, cwd, max_output)
         sandboxed = self._spawn(
-            args, cwd, env, binds, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            args, cwd, env, mounts, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        loop = asyncio.get_running_loop()
-        out, err = TailBuffer(max_output), TailBuffer(max_output)
-        transports: list[asyncio.BaseTransport] = []
-        readers: list[asyncio.Task[None]] = []
-        watcher: asyncio.Task[None] | None = None
-        timed_out = False
-        try:
-            for pipe, sink in ((sandboxed.popen.stdout, out), (sandboxed.popen.stderr, err)):
-                reader = asyncio.StreamReader(loop=loop)
-                transport, _ = await loop.connect_read_pipe(_protocol_factory(reader), pipe)
-                transports.append(transport)
-                readers.append(asyncio.create_task(pump(reader, sink)))
-            deadline = sandboxed.started + timeout
-            if not await sandboxed.ready():
-                await sandboxed.terminate(0)
-                await asyncio.wait(readers, timeout=DRAIN_S)
-                text, _ = err.text()
-                raise SandboxError(
-                    f"could not start the sandbox for {args[0]!r}: "
-                    f"{text.strip() or 'bubblewrap gave no reason'}"
-                )
-            watcher = asyncio.create_task(self._watch(sandboxed))
-            done, _ = await asyncio.wait(
-                {sandboxed.exited, watcher},
-                timeout=max(deadline - time.monotonic(), 0),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if sandboxed.exited.done():
-                await sandboxed.terminate(0)  # sweeps leftovers (normally none)
-            elif watcher in done:
-                sandboxed.limits_hit.append("cpu")
-                await sandboxed.terminate(0)
-            else:
-                timed_out = True
-                await sandboxed.terminate(self.kill_grace)
-            _, pending = await asyncio.wait(readers, timeout=DRAIN_S)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        except BaseException:
-            sandboxed.kill_now()
-            for task in readers:
-                task.cancel()
-            raise
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
-            for each in transports:
-                each.close()
-            for stream in (sandboxed.popen.stdout, sandboxed.popen.stderr):
-                if stream is not None and not stream.closed:
-                    stream.close()
-
-        usage = sandboxed.usage()
-        return SandboxResult(
-            argv=args,
-            exit_code=sandboxed.exit_code,
-            timed_out=timed_out,
-            duration_s=usage.wall_s,
-            usage=usage,
-            **output_fields(out, err),
+        return await run_child(
+            sandboxed, args, timeout=timeout, max_output=max_output, kill_grace=self.kill_grace
         )
 
     async def start(
@@ -355,8 +267,8 @@ class BwrapSandbox:
         argv: Sequence[str],
         *,
         cwd: Path,
-        binds: Sequence[Bind] = (),
         env: Mapping[str, str] | None = None,
+        mounts: Mounts = NO_MOUNTS,
         log_path: Path,
     ) -> BwrapProcess:
         """Start in the sandbox, detached, output to ``log_path``; the caller stops it.
@@ -373,7 +285,9 @@ class BwrapSandbox:
         forward: PortForward | None = None
         with log:
             if port is None:
-                sandboxed = self._spawn(args, cwd, env, binds, stdout=log, stderr=subprocess.STDOUT)
+                sandboxed = self._spawn(
+                    args, cwd, env, mounts, stdout=log, stderr=subprocess.STDOUT
+                )
             else:
                 host_end, sandbox_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 forward = PortForward(port, host_end)
@@ -383,7 +297,7 @@ class BwrapSandbox:
                         relay_argv(sandbox_end.fileno(), port, args),
                         cwd,
                         env,
-                        binds,
+                        mounts,
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         program=args[0],
@@ -406,9 +320,5 @@ class BwrapSandbox:
             await sandboxed.terminate(0)
             if forward is not None:
                 forward.close()
-            text = read_text(log_path) or ""
-            raise SandboxError(
-                f"could not start the sandbox for {args[0]!r}: "
-                f"{text.strip()[-2000:] or 'bubblewrap gave no reason'}"
-            )
+            raise sandboxed.start_error(args[0], (read_text(log_path) or "").strip())
         return BwrapProcess(sandboxed, args, log_path)

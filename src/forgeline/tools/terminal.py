@@ -14,7 +14,8 @@ interpreter, ``pytest`` and ``pip`` its modules, and programs the venv installed
 ``mypy``) come from its ``bin``. ``pip install`` goes through the venv's install path:
 requirement specifiers only, wheels only, downloaded by forgeline's own pip and installed
 offline in the sandbox (see ``workspace.venv`` and docs/security.md). ``git`` in a task
-worktree sees the repository's git data read-only, with its ``config`` hidden.
+worktree sees the repository's git data read-only, with its ``config`` hidden (binds that
+the sandbox honours; a plain ``LocalSpawner`` sees the real files).
 
 Every run, allowed or refused, is kept as a ``ToolCommand`` (argv, rule, exit code,
 resource usage, output tail). ``command_events`` turns them into ``tool.command`` events
@@ -30,7 +31,6 @@ import contextlib
 import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,17 +41,18 @@ from typing import Any
 from pydantic_ai.toolsets import FunctionToolset
 
 from forgeline.config import TerminalConfig
-from forgeline.core.events import NewEvent, RunUsage, ToolCommand
+from forgeline.core.events import NewEvent, ToolCommand
 from forgeline.errors import ForgelineError
-from forgeline.sandbox.bwrap import Bind, BwrapSandbox
+from forgeline.runs.usage import run_usage
 from forgeline.sandbox.spawner import (
+    Bind,
     ProcessResult,
     ProcessSpawner,
     ResourceUsage,
     SpawnError,
     tail_text,
 )
-from forgeline.workspace.venv import VenvError, WorkspaceVenv, parse_install_args, spawn_run
+from forgeline.workspace.venv import VenvError, WorkspaceVenv, parse_install_args, venv_mounts
 
 __all__ = [
     "CONFINE_RULE",
@@ -63,7 +64,6 @@ __all__ = [
     "Verdict",
     "check_command",
     "command_events",
-    "run_usage",
 ]
 
 #: ``ToolCommand.rule`` of a command refused because an argument leaves the workspace.
@@ -85,20 +85,6 @@ _PYTHON_NAMES = ("python", "python3")
 
 class TerminalError(ForgelineError):
     """A terminal call that is not a command at all (a string, an empty list)."""
-
-
-def run_usage(usage: ResourceUsage | None) -> RunUsage | None:
-    """A spawner's ``ResourceUsage`` as the events record it."""
-    if usage is None:
-        return None
-    return RunUsage(
-        mechanism=usage.mechanism,
-        wall_s=round(usage.wall_s, 6),
-        cpu_s=None if usage.cpu_s is None else round(usage.cpu_s, 6),
-        peak_memory_bytes=usage.peak_memory_bytes,
-        peak_pids=usage.peak_pids,
-        limits_hit=usage.limits_hit,
-    )
 
 
 # --------------------------------------------------------------------------- rules
@@ -349,6 +335,7 @@ class Terminal:
         self.spawner = spawner
         self.config = config if config is not None else TerminalConfig()
         self.venv = venv
+        self.mounts = venv_mounts(venv)
         self.commands: list[ToolCommand] = []
 
     def check(self, argv: Sequence[str]) -> Verdict:
@@ -356,7 +343,7 @@ class Terminal:
 
     @property
     def python(self) -> str:
-        return str(self.venv.python) if self.venv is not None else sys.executable
+        return self.mounts.python
 
     def resolve(self, argv: Sequence[str]) -> list[str]:
         """The argv that runs for ``argv``: the venv's interpreter, modules and programs."""
@@ -402,28 +389,17 @@ class Terminal:
 
     async def _run(self, args: tuple[str, ...], verdict: Verdict) -> CommandOutcome:
         ran = self.resolve(args)
-        binds: tuple[Bind, ...] = ()
-        if args[0] == "git" and isinstance(self.spawner, BwrapSandbox):
-            binds = await asyncio.to_thread(_git_binds, self.workspace)
+        mounts = self.mounts
+        if args[0] == "git":
+            mounts = mounts.with_binds(*await asyncio.to_thread(_git_binds, self.workspace))
         try:
-            if self.venv is not None:
-                result = await self.venv.run(
-                    self.spawner,
-                    ran,
-                    cwd=self.workspace,
-                    env=TERMINAL_ENV,
-                    timeout=self.config.timeout,
-                    extra_binds=binds,
-                )
-            else:
-                result = await spawn_run(
-                    self.spawner,
-                    ran,
-                    cwd=self.workspace,
-                    binds=binds,
-                    env=TERMINAL_ENV,
-                    timeout=self.config.timeout,
-                )
+            result = await self.spawner.run(
+                ran,
+                cwd=self.workspace,
+                env=TERMINAL_ENV,
+                mounts=mounts,
+                timeout=self.config.timeout,
+            )
         except SpawnError as exc:
             return CommandOutcome(
                 args,

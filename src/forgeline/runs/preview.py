@@ -6,7 +6,7 @@ for its health check and leaves it running. The health check speaks HTTP/1.0 ove
 loopback socket: no proxies, no redirects, nothing but ``127.0.0.1``.
 
 Both take the workspace's venv (``workspace.venv``): then a leading ``python`` is the
-venv's interpreter, and a sandbox sees the venv read-only.
+venv's interpreter, and a sandbox sees the venv read-only (``WorkspaceVenv.mounts``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,9 +23,10 @@ from pydantic import BaseModel, ConfigDict
 
 from forgeline.core.events import RunSpec, RunUsage
 from forgeline.errors import ForgelineError
+from forgeline.runs.preview_record import write_record
+from forgeline.runs.usage import run_usage
 from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess, SpawnError, tail_text
-from forgeline.sandbox.terminal import run_usage
-from forgeline.workspace.venv import WorkspaceVenv
+from forgeline.workspace.venv import WorkspaceVenv, venv_mounts
 
 __all__ = [
     "COMPILE_CHECK",
@@ -86,6 +86,8 @@ class DeployResult(BaseModel):
     kind: Literal["cli", "library", "web"]
     url: str | None = None
     pid: int | None = None
+    preview_id: str | None = None
+    """The running preview's id (``preview_record``): how another process stops it."""
     output: str = ""
     usage: RunUsage | None = None
     """What a smoke run used (None for a web app, which keeps running or was stopped)."""
@@ -170,18 +172,17 @@ async def smoke(
     spawner: ProcessSpawner,
     *,
     timeout: float = 60,
-    python: str = sys.executable,
     venv: WorkspaceVenv | None = None,
 ) -> DeployResult:
     """Run the program once as ``spec`` says; ok when it exits 0 within ``timeout``.
 
-    A leading ``python``/``python3`` in the command becomes ``python``. With no command, a
+    A leading ``python``/``python3`` in the command becomes the venv's interpreter (with
+    ``venv``, which a sandbox sees read-only), else forgeline's own. With no command, a
     cli or library gets ``COMPILE_CHECK`` (a syntax check of every ``*.py``, no imports, no
     bytecode written). A web spec is started with ``start_preview``, checked, and stopped.
-    With ``venv``, ``python`` is the venv's interpreter.
     """
-    if venv is not None:
-        python = str(venv.python)
+    mounts = venv_mounts(venv)
+    python = mounts.python
     if spec.kind == "web":
         with tempfile.TemporaryDirectory(prefix="forgeline-smoke-") as log_dir:
             result, process = await start_preview(
@@ -190,15 +191,14 @@ async def smoke(
                 spawner,
                 log_dir=Path(log_dir),
                 startup_timeout=timeout,
-                python=python,
                 venv=venv,
             )
             if process is not None:
                 await process.stop(_STOP_TIMEOUT_S)
         if result.ok:
-            return result.model_copy(
-                update={"url": None, "pid": None, "output": result.output + "stopped again\n"}
-            )
+            stopped = {"url": None, "pid": None, "preview_id": None}
+            output = result.output + "stopped again\n"
+            return result.model_copy(update={**stopped, "output": output})
         return result
 
     if spec.command:
@@ -208,10 +208,7 @@ async def smoke(
         argv = [python, "-c", COMPILE_CHECK]
         header = "no smoke command was given: syntax-checking every *.py file\n"
     try:
-        if venv is not None:
-            run = await venv.run(spawner, argv, cwd=workspace, timeout=timeout)
-        else:
-            run = await spawner.run(argv, cwd=workspace, timeout=timeout)
+        run = await spawner.run(argv, cwd=workspace, mounts=mounts, timeout=timeout)
     except SpawnError as exc:
         return DeployResult(ok=False, kind=spec.kind, output=_bounded(f"{header}{exc}\n"))
     body = run.output
@@ -232,20 +229,20 @@ async def start_preview(
     *,
     log_dir: Path,
     startup_timeout: float = 30,
-    python: str = sys.executable,
     venv: WorkspaceVenv | None = None,
 ) -> tuple[DeployResult, SpawnedProcess | None]:
     """Start a web app detached and wait until ``health_path`` answers 2xx.
 
-    ``{port}`` in the command becomes a free 127.0.0.1 port, also given as ``PORT``. On
-    success the app keeps running: the result has its url and pid and the process is
-    returned for the caller to stop (or ``stop_process_group(pid)`` from another process).
+    ``{port}`` in the command becomes a free 127.0.0.1 port, also given as ``PORT``. Its
+    log goes to ``log_dir``. On success the app keeps running: the result has its url, pid
+    and ``preview_id``, and the process is returned for the caller to stop; another
+    process stops it by that id (``preview_record.stop_preview``; the record is written
+    to ``log_dir``).
     If it exits, or does not answer 2xx within ``startup_timeout``, it is stopped and the
-    result has ok=False and the tail of its log. With ``venv``, ``python`` is the venv's
-    interpreter.
+    result has ok=False and the tail of its log. With ``venv``, a leading ``python`` is the
+    venv's interpreter.
     """
-    if venv is not None:
-        python = str(venv.python)
+    mounts = venv_mounts(venv)
     if spec.kind != "web":
         raise PreviewError(f"start_preview needs a web RunSpec, got kind {spec.kind!r}")
 
@@ -259,18 +256,13 @@ async def start_preview(
         return failed(f"health_path {spec.health_path!r} is not a plain URL path\n")
 
     port = free_port()
-    argv = [arg.replace("{port}", str(port)) for arg in _argv(spec.command, python)]
+    argv = [arg.replace("{port}", str(port)) for arg in _argv(spec.command, mounts.python)]
     log_path = log_dir / f"preview-{port}.log"
     header = f"$ {' '.join(argv)}\n"
     try:
-        if venv is not None:
-            process = await venv.start(
-                spawner, argv, cwd=workspace, env={"PORT": str(port)}, log_path=log_path
-            )
-        else:
-            process = await spawner.start(
-                argv, cwd=workspace, env={"PORT": str(port)}, log_path=log_path
-            )
+        process = await spawner.start(
+            argv, cwd=workspace, env={"PORT": str(port)}, mounts=mounts, log_path=log_path
+        )
     except SpawnError as exc:
         return failed(f"{header}{exc}\n")
 
@@ -290,8 +282,14 @@ async def start_preview(
             status = await probe_health(port, path, min(_PROBE_TIMEOUT_S, remaining))
             if status is not None and 200 <= status < 300:
                 output = f"{header}{base_url}{path} answered HTTP {status}; log: {log_path}\n"
+                record = write_record(log_dir, process, port=port, log_path=log_path)
                 result = DeployResult(
-                    ok=True, kind="web", url=f"{base_url}/", pid=process.pid, output=output
+                    ok=True,
+                    kind="web",
+                    url=f"{base_url}/",
+                    pid=process.pid,
+                    preview_id=record.id if record is not None else None,
+                    output=output,
                 )
                 return result, process
             if status is not None:

@@ -12,14 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from forgeline.sandbox.spawner import (
-    LocalSpawner,
-    ProcessSpawner,
-    SpawnedProcess,
-    SpawnError,
-    stop_process_group,
-    tail_text,
-)
+from forgeline.sandbox.groups import stop_process_group
+from forgeline.sandbox.local import LocalSpawner
+from forgeline.sandbox.spawner import SpawnedProcess, SpawnError, tail_text
 
 PY = sys.executable
 
@@ -59,11 +54,6 @@ def wait_gone(pid: int, within: float = 3.0) -> bool:
 @pytest.fixture
 def spawner() -> LocalSpawner:
     return LocalSpawner(kill_grace=1.0)
-
-
-def test_local_spawner_satisfies_the_protocol(spawner: LocalSpawner) -> None:
-    as_protocol: ProcessSpawner = spawner
-    assert as_protocol is spawner
 
 
 async def test_captures_stdout_stderr_and_exit_code(spawner: LocalSpawner, tmp_path: Path) -> None:

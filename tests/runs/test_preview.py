@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from forgeline.core.events import RunSpec
-from forgeline.pipeline.preview import (
+from forgeline.runs.preview import (
     DeployResult,
     PreviewError,
     probe_health,
     smoke,
     start_preview,
 )
-from forgeline.sandbox.spawner import LocalSpawner, stop_process_group
+from forgeline.sandbox.local import LocalSpawner
 
 WEB_APP = """
 import http.server, os, sys
@@ -187,26 +187,6 @@ async def test_web_preview_starts_and_stops(
     assert await probe_health(port, "/health", timeout=0.5) is None
 
 
-async def test_web_preview_stopped_from_elsewhere(
-    spawner: LocalSpawner, workspace: Path, tmp_path: Path
-) -> None:
-    write(workspace, "app.py", WEB_APP)
-    spec = RunSpec(kind="web", command=("python", "app.py", "{port}"))
-    result, process = await start_preview(
-        spec, workspace, spawner, log_dir=tmp_path / "logs", startup_timeout=10
-    )
-    assert result.ok, result.output
-    assert process is not None
-    assert result.pid is not None
-    try:
-        # What `forgeline stop` does with the recorded pid.
-        assert await asyncio.to_thread(stop_process_group, result.pid, 2.0) is True
-        await asyncio.wait_for(process.wait(), 5)
-    finally:
-        await process.stop(timeout=2)
-    assert wait_gone(result.pid)
-
-
 async def test_web_never_healthy(spawner: LocalSpawner, workspace: Path, tmp_path: Path) -> None:
     write(workspace, "app.py", NEVER_HEALTHY)
     spec = RunSpec(kind="web", command=("python", "app.py", "{port}"))
@@ -219,6 +199,8 @@ async def test_web_never_healthy(spawner: LocalSpawner, workspace: Path, tmp_pat
     assert not result.ok
     assert result.url is None
     assert result.pid is None
+    assert result.preview_id is None
+    assert not list((tmp_path / "logs").glob("*.json"))  # nothing recorded to stop later
     assert "booting, never ready" in result.output
     assert "within 1s" in result.output
     match = re.search(r"pid=(\d+)", result.output)
@@ -247,6 +229,7 @@ async def test_web_smoke_starts_checks_and_stops(spawner: LocalSpawner, workspac
     assert result.ok, result.output
     assert result.url is None
     assert result.pid is None
+    assert result.preview_id is None
     match = re.search(r"127\.0\.0\.1:(\d+)", result.output)
     assert match is not None
     assert await probe_health(int(match.group(1)), "/health", timeout=0.5) is None

@@ -17,11 +17,9 @@ only the project's own packages (and the venv's pytest) load, never forgeline's 
 from __future__ import annotations
 
 import configparser
-import sys
 import tempfile
 import tomllib
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
@@ -29,9 +27,9 @@ from pydantic import BaseModel, ConfigDict
 
 from forgeline.core.events import RunUsage
 from forgeline.errors import ForgelineError
-from forgeline.sandbox.spawner import ProcessResult, ProcessSpawner, tail_text
-from forgeline.sandbox.terminal import run_usage
-from forgeline.workspace.venv import WorkspaceVenv
+from forgeline.runs.usage import run_usage
+from forgeline.sandbox.spawner import ProcessSpawner, tail_text
+from forgeline.workspace.venv import WorkspaceVenv, venv_mounts
 
 __all__ = [
     "OUTPUT_LIMIT",
@@ -280,32 +278,17 @@ def _pytest_argv(workspace: Path, tmp: Path, python: str) -> tuple[Path, list[st
     )
 
 
-async def run_python(
-    spawner: ProcessSpawner,
-    argv: Sequence[str],
-    *,
-    cwd: Path,
-    timeout: float,
-    venv: WorkspaceVenv | None,
-) -> ProcessResult:
-    """Run ``argv`` through ``spawner``, in ``venv`` (seen read-only by a sandbox) if given."""
-    if venv is not None:
-        return await venv.run(spawner, argv, cwd=cwd, timeout=timeout)
-    return await spawner.run(argv, cwd=cwd, timeout=timeout)
-
-
 async def run_pytest(
     workspace: Path,
     spawner: ProcessSpawner,
     *,
     timeout: float = 300,
-    python: str = sys.executable,
     venv: WorkspaceVenv | None = None,
 ) -> TestReport:
     """Run ``python -m pytest`` in ``workspace`` through ``spawner`` and report the result.
 
-    With ``venv`` the interpreter is the venv's (``python`` is ignored) and a sandbox sees
-    the venv read-only.
+    The interpreter is the venv's with ``venv`` (which a sandbox sees read-only), else
+    forgeline's own.
 
     Nothing is written into the workspace. Exit code 5 (nothing collected) gives a report
     with no passes and the line "no tests were collected"; a timeout gives
@@ -314,11 +297,10 @@ async def run_pytest(
     is the tail of pytest's stderr then stdout, followed by forgeline's notes.
     """
     workspace = _checked_workspace(workspace)
-    if venv is not None:
-        python = str(venv.python)
+    mounts = venv_mounts(venv)
     with tempfile.TemporaryDirectory(prefix="forgeline-pytest-") as tmp:
-        report_path, argv = _pytest_argv(workspace, Path(tmp), python)
-        result = await run_python(spawner, argv, cwd=workspace, timeout=timeout, venv=venv)
+        report_path, argv = _pytest_argv(workspace, Path(tmp), mounts.python)
+        result = await spawner.run(argv, cwd=workspace, mounts=mounts, timeout=timeout)
         summary = _read_report(report_path, workspace)
 
     notes: list[str] = []

@@ -25,8 +25,10 @@ from forgeline.core.events import (
 )
 from forgeline.errors import ConfigError
 from forgeline.sandbox.bwrap import BwrapSandbox
-from forgeline.sandbox.spawner import LocalSpawner, ProcessSpawner
-from forgeline.sandbox.terminal import (
+from forgeline.sandbox.local import LocalSpawner
+from forgeline.sandbox.spawner import ProcessSpawner
+from forgeline.store import SQLiteEventStore
+from forgeline.tools.terminal import (
     CONFINE_RULE,
     Rule,
     Terminal,
@@ -34,7 +36,6 @@ from forgeline.sandbox.terminal import (
     check_command,
     command_events,
 )
-from forgeline.store import SQLiteEventStore
 
 MIB = 1024**2
 # Burns about 0.6 s of CPU time, then exits.

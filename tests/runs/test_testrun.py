@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from forgeline.pipeline.testrun import (
+from forgeline.runs.testrun import (
     PytestRunError,
     TestReport,
     junit_test_id,
     parse_junit,
     run_pytest,
 )
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.sandbox.local import LocalSpawner
 
 
 def write(root: Path, rel: str, text: str) -> None:
