@@ -30,16 +30,22 @@ async def pipeline(
     models: Mapping[str, Model] | None = None,
     *,
     execution: ExecutionFactory | None = None,
+    agents: bool = True,
     **settings: Any,
 ) -> AsyncIterator[Runtime]:
     """A runtime whose workspaces root is ``tmp_path`` (repositories ``tmp_path/<name>``)
     and whose store is ``tmp_path/ws/.forgeline/forgeline.db``; web previews it started
-    are stopped when it closes."""
+    are stopped when it closes. ``agents=False``: one that only reads and records (no
+    models), as ``forgeline status`` opens it."""
     store = tmp_path / "ws" / ".forgeline" / "forgeline.db"
     config = Settings(workspaces_root=tmp_path, store=f"sqlite:///{store}", **settings)
     registry = ModelRegistry(models or todo_project.models())  # type: ignore[arg-type]
     async with open_runtime(
-        config, models=registry, spawner=LocalSpawner(), execution=execution
+        config,
+        agents=agents,
+        models=registry if agents else None,
+        spawner=LocalSpawner(),
+        execution=execution,
     ) as runtime:
         yield runtime
 
@@ -53,15 +59,23 @@ async def run_task(
 
 async def drive(runtime: Runtime, task_id: str, mode: str) -> TaskState:
     """Run the task in ``mode`` until it is settled; fail, naming what was recorded, when
-    it has not settled within ``SETTLE_WITHIN`` seconds."""
+    it has not settled within ``SETTLE_WITHIN`` seconds (its stage runs in flight are
+    interrupted then, so a hanging stage fails the test too)."""
     assert mode in ("sequential", "event"), mode
     chosen: Literal["sequential", "event"] = "sequential" if mode == "sequential" else "event"
     stop = asyncio.Event()
-    timer = asyncio.get_running_loop().call_later(SETTLE_WITHIN, stop.set)
+    stopping: list[asyncio.Task[int]] = []
+
+    def give_up() -> None:
+        stop.set()
+        stopping.append(asyncio.create_task(runtime.pipeline.interrupt(task_id)))
+
+    timer = asyncio.get_running_loop().call_later(SETTLE_WITHIN, give_up)
     try:
         state = await runtime.run_until_settled(task_id, stop=stop, mode=chosen)
     finally:
         timer.cancel()
+        await asyncio.gather(*stopping)
     if not settled(state):
         trail = ", ".join(e.type for e in await task_events(runtime, task_id))
         raise AssertionError(

@@ -9,6 +9,9 @@ the routed agent work, and record the output (several streams, one transaction).
 - Event mode: ``WorkerManager`` (workers.py) runs one worker per role, each fed by its own
   store subscription with a persisted checkpoint.
 
+Which role acts on an event comes from the reaction table (``core/reactions.py``); which
+of the modes runs a task is the runtime's ``Execution`` (``execution.py``).
+
 Because a role's result names its cause, handling an event twice (a crash before the
 checkpoint, a mode switch on resume) has one effect, and completed stages never re-run.
 
