@@ -103,6 +103,16 @@ class StageInterrupted(ForgelineError):
     recorded, and the event it was handling is handled again on the next start."""
 
 
+class _StageRun:
+    """A stage run in flight: the asyncio task running it, and whether it was told to
+    stop."""
+
+    def __init__(self, task: asyncio.Task[object]) -> None:
+        self.task = task
+        self.interrupted = False
+        self.done = asyncio.Event()
+
+
 def new_task_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -125,7 +135,7 @@ class Pipeline:
         )
         self._states: OrderedDict[str, tuple[TaskState, str]] = OrderedDict()
         """Per task: its folded state and the id of the last event folded into it."""
-        self._running: dict[str, set[asyncio.Task[list[NewEvent]]]] = {}
+        self._running: dict[str, list[_StageRun]] = {}
         """Per task: the stage runs in flight in this process (see ``interrupt``)."""
 
     @property
@@ -259,9 +269,10 @@ class Pipeline:
         run is cancelled (the spawner kills the group); a model call is abandoned."""
         runs = list(self._running.get(task_id, ()))
         for run in runs:
-            run.cancel()
-        if runs:
-            await asyncio.gather(*runs, return_exceptions=True)
+            run.interrupted = True
+            run.task.cancel()
+        for run in runs:
+            await run.done.wait()
         return len(runs)
 
     async def recover(self, task_id: str) -> TaskState:
@@ -372,22 +383,30 @@ class Pipeline:
     async def _work(
         self, stage: Stage, state: TaskState, trigger: Event, cause: Event | None = None
     ) -> list[NewEvent]:
-        """The stage's run on ``trigger``, as a task of its own that ``interrupt`` can
-        cancel without cancelling the caller."""
-        run = asyncio.create_task(self.agents[stage].process_direct(state, trigger, cause=cause))
-        running = self._running.setdefault(state.task_id, set())
-        running.add(run)
+        """The stage's run on ``trigger``, registered so that ``interrupt`` can stop it (by
+        cancelling the task running it, which goes on with ``StageInterrupted``; a task
+        of its own per run would cost a scheduling step on every stage)."""
+        current = asyncio.current_task()
+        assert current is not None
+        run = _StageRun(current)
+        runs = self._running.setdefault(state.task_id, [])
+        runs.append(run)
         try:
-            return await run  # cancelling the caller cancels the run too
+            out = await self.agents[stage].process_direct(state, trigger, cause=cause)
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # the caller itself was cancelled
-            raise StageInterrupted(f"{stage} was interrupted on {trigger.type}") from None
+            if run.interrupted and current.uncancel() == 0:
+                raise StageInterrupted(f"{stage} was interrupted on {trigger.type}") from None
+            raise  # (also) cancelled by someone else
         finally:
-            running.discard(run)
-            if not running:
+            runs.remove(run)
+            if not runs:
                 self._running.pop(state.task_id, None)
+            run.done.set()
+        if run.interrupted:  # it finished before the cancellation reached it
+            if current.cancelling():
+                current.uncancel()
+            raise StageInterrupted(f"{stage} was interrupted on {trigger.type}")
+        return out
 
     def reactions(
         self, state: TaskState, events: Sequence[NewEvent]
