@@ -80,4 +80,6 @@ async def test_a_cancelled_waiter_leaves_the_lock_free_and_coroutines_take_turns
     assert order == ["a in", "a out", "b in", "b out"]  # never interleaved
     async with tree.lock:  # and free again afterwards
         pass
-    assert lock_file(tree.path) == tree.path / ".forgeline" / "checkout.lock"
+    assert lock_file(tree.path) == tree.path / ".forgeline" / "checkout.lock"  # not git
+    (tree.path / ".git").mkdir()
+    assert lock_file(tree.path) == tree.path / ".git" / "forgeline-checkout.lock"

@@ -231,7 +231,7 @@ class Pipeline:
         await repo.add_worktree(branch, path, command.base_commit)
         try:
             await self.store.append(task_stream(task_id), events, expected_version=0)
-        except BaseException:
+        except Exception:  # not recorded (a cancelled append may still be: kept then)
             await repo.remove_worktree(branch, path)  # no worktree that no task owns
             raise
         return task_id

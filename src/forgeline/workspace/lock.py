@@ -10,7 +10,8 @@ closed, and the kernel releases it if the process dies.
 
 The lock file of a task's worktree ``<repo>/.forgeline/worktrees/<id>`` is
 ``<repo>/.forgeline/locks/<id>.lock``, outside the worktree (code run in the worktree
-cannot remove it); any other checkout's is ``<checkout>/.forgeline/checkout.lock``.
+cannot remove it); a repository's own checkout has ``.git/forgeline-checkout.lock`` (no
+file appears among its own), anything else ``<checkout>/.forgeline/checkout.lock``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def lock_file(checkout: Path) -> Path:
     parent = checkout.parent
     if parent.name == "worktrees" and parent.parent.name == ".forgeline":
         return parent.parent / "locks" / f"{checkout.name}.lock"
+    if (checkout / ".git").is_dir():
+        return checkout / ".git" / "forgeline-checkout.lock"
     return checkout / ".forgeline" / "checkout.lock"
 
 
