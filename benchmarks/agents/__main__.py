@@ -29,7 +29,7 @@ from typing import Any
 from benchmarks.agents.report import summary, table, totals
 from benchmarks.agents.runner import ArmName, Options, RequestResult, run_request
 from benchmarks.agents.suite import SUITE, BenchRequest, select
-from forgeline.config import ROLES, Settings, load_settings
+from forgeline.config import MODEL_ROLES, Settings, load_settings
 from forgeline.errors import ForgelineError
 from forgeline.sandbox.bwrap import sandbox_available
 
@@ -99,7 +99,7 @@ def model_label(options: Options) -> tuple[str, list[str]]:
     if options.model:
         models = models.model_copy(update={"default": options.model})
     local = [f"local:{settings.local_model}"]
-    chains = {role: ", ".join(models.for_role(role) or local) for role in ROLES}
+    chains = {role: ", ".join(models.for_role(role) or local) for role in MODEL_ROLES}
     distinct = set(chains.values())
     if len(distinct) == 1:
         label = distinct.pop()

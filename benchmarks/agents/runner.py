@@ -33,13 +33,14 @@ from typing import Any, Literal
 
 from benchmarks.agents.suite import BenchRequest
 from forgeline.core.events import task_stream, usage_stream
+from forgeline.core.fixes import attempts_from_log, run_from_log
 from forgeline.core.task import fold
-from forgeline.executors.fixgen import attempts_from_log, run_from_log
 from forgeline.llm.metered import usage_rows
 from forgeline.runs.testrun import parse_junit, pytest_command
 from forgeline.sandbox.select import UnsafeSpawnerWarning, choose_spawner
 from forgeline.store.sqlite import SQLiteEventStore
 from forgeline.workspace.git import GitWorkspace
+from forgeline.workspace.layout import Workspaces
 from forgeline.workspace.venv import workspace_venv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -315,7 +316,8 @@ async def _read_task(store_path: Path, done: Finished) -> tuple[ArmResult, Path 
         arm.output_tokens = total.output_tokens
         arm.calls = total.calls
         arm.cache_hits = total.cache_hits
-    return arm, Path(state.workspace)
+    # the run's workspace is ``<base>/ws``: the workspaces root is ``<base>``
+    return arm, Workspaces(store_path.parent).worktree(state).path
 
 
 def run_single_shot(request: BenchRequest, root: Path, options: Options) -> ArmResult:

@@ -39,7 +39,7 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from forgeline.core.events import PlanItem
-from forgeline.core.planner import PlanError, validate_plan
+from forgeline.core.plan import PlanError, validate_plan
 from forgeline.llm import local
 from forgeline.llm.outputs import ArchitectureOutput, CodeChange, PlanOutput
 from forgeline.pipeline import prompts

@@ -29,7 +29,7 @@ def measure(args: argparse.Namespace) -> Result:
 
         url = args.url if store == "postgres" else forgeline_flow.sqlite_url(directory)
         return asyncio.run(
-            forgeline_flow.run(url, args.tasks, args.inflight, args.concurrency, store)
+            forgeline_flow.run(url, args.tasks, args.inflight, args.concurrency, store, directory)
         )
     if tool == "commits":
         from . import plain

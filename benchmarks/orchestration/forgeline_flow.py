@@ -3,8 +3,9 @@
 Every stage agent returns its result event at once (no model, no git, no subprocess), so
 what is measured is orchestration: appends with durable group commits, the projections,
 reading and folding the task stream, ``decide``, routing, the causation guard and the
-workers' checkpoints. Tasks are submitted the way ``Pipeline.submit`` records them, minus
-the git worktree.
+workers' checkpoints. The runtime is opened through ``forgeline.runtime`` with the
+serving execution (``SharedWorkers``, as a server would), and tasks are submitted the way
+``Pipeline.submit`` records them, minus the git worktree.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 from forgeline.config import Settings
 from forgeline.core.events import (
@@ -31,13 +33,12 @@ from forgeline.core.events import (
     TestResults,
     task_stream,
 )
-from forgeline.core.task import Initialize, Stage, TaskState, decide
-from forgeline.llm.gateway import ModelRegistry
+from forgeline.core.reactions import Role, Stage
+from forgeline.core.task import Initialize, TaskState, decide
 from forgeline.pipeline.base import Services, StageAgent, StageRun
-from forgeline.pipeline.runner import Pipeline, Role
-from forgeline.pipeline.workers import WorkerManager
-from forgeline.sandbox.local import LocalSpawner
-from forgeline.store import open_store
+from forgeline.pipeline.execution import SharedWorkers
+from forgeline.pipeline.runner import Pipeline
+from forgeline.runtime import open_runtime
 from forgeline.store.base import BatchResult, EventStore, Group
 
 from .common import Clock, Result
@@ -182,41 +183,45 @@ class ProbedPipeline(Pipeline):
         return await super().handle(event, role, checkpoint=checkpoint)
 
 
-async def run(url: str, tasks: int, inflight: int, concurrency: int, store_name: str) -> Result:
+async def run(
+    url: str, tasks: int, inflight: int, concurrency: int, store_name: str, root: Path
+) -> Result:
+    """Run ``tasks`` tasks, ``inflight`` at a time, on a runtime opened as a server would
+    open one (every task served by one set of workers); ``root`` is the workspaces root
+    (no worktree is made in it)."""
     result = Result("forgeline", store_name, tasks, inflight, persists=PERSISTS)
-    store = open_store(url)
-    await store.open()
-    services = Services(
-        store=store, settings=Settings(), spawner=LocalSpawner(), models=ModelRegistry({})
-    )
-    pipeline = ProbedPipeline(services, instant_agents(services))
-    probe = pipeline.probe = Probe(store)
-    manager = WorkerManager(
-        pipeline, concurrency=concurrency, orchestrator_concurrency=max(concurrency, 64)
-    )
+    settings = Settings(store=url, workspaces_root=root)
+
+    def serve(pipeline: Pipeline) -> SharedWorkers:
+        return SharedWorkers(
+            pipeline, concurrency=concurrency, orchestrator_concurrency=max(concurrency, 64)
+        )
+
+    def probed(services: Services) -> Pipeline:
+        return ProbedPipeline(services, instant_agents(services))
+
     slots = asyncio.Semaphore(inflight)
     latencies: list[float] = []
+    async with open_runtime(settings, agents=False, execution=serve, pipeline=probed) as runtime:
+        pipeline = cast(ProbedPipeline, runtime.pipeline)
+        workers = cast(SharedWorkers, runtime.execution)
+        probe = pipeline.probe = Probe(runtime.store)
 
-    async def one(n: int) -> None:
-        async with slots:
-            started = time.perf_counter()
-            task_id = f"{n:06d}{uuid.uuid4().hex[:6]}"
-            waiter = probe.expect(task_id)
-            await submit(pipeline, task_id, n)
-            latencies.append(await waiter - started)
+        async def one(n: int) -> None:
+            async with slots:
+                started = time.perf_counter()
+                task_id = f"{n:06d}{uuid.uuid4().hex[:6]}"
+                waiter = probe.expect(task_id)
+                await submit(pipeline, task_id, n)
+                latencies.append(await waiter - started)
 
-    try:
-        manager.start()
         clock = Clock()
         await asyncio.gather(*(one(n) for n in range(tasks)))
         result.seconds = clock.elapsed()
         result.cpu_seconds = clock.cpu()
-        if (failure := manager.failure()) is not None:
+        if (failure := workers.manager.failure()) is not None:
             raise failure
-    finally:
-        await manager.drain()
-        rows = await store.tasks()
-        await store.close()
+        rows = await runtime.store.tasks()
     result.completed = sum(1 for row in rows if row.status == "completed")
     result.latencies = latencies
     result.dispatch = probe.dispatch
@@ -232,7 +237,7 @@ async def submit(pipeline: Pipeline, task_id: str, n: int) -> None:
     command = Initialize(
         task_id=task_id,
         request=f"benchmark task {n}",
-        workspace=f"/nonexistent/worktrees/{task_id}",
+        repository="bench",
         branch=f"forgeline/{task_id}",
         base_commit=_commit(task_id, "base"),
         at=pipeline.services.clock(),

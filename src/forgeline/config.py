@@ -21,8 +21,9 @@ from pydantic_settings import (
 from forgeline.core.events import Budget
 from forgeline.errors import ConfigError
 
-Role = Literal["planner", "architect", "coder", "fixer", "reviewer"]
-ROLES: tuple[Role, ...] = ("planner", "architect", "coder", "fixer", "reviewer")
+ModelRole = Literal["planner", "architect", "coder", "fixer", "reviewer"]
+"""A role with a model chain of its own (``[models]``)."""
+MODEL_ROLES: tuple[ModelRole, ...] = ("planner", "architect", "coder", "fixer", "reviewer")
 CONFIG_FILE = "forgeline.toml"
 
 
@@ -46,7 +47,7 @@ class ModelsConfig(BaseModel):
     fixer: ModelChain | None = None
     reviewer: ModelChain | None = None
 
-    def for_role(self, role: Role) -> list[str]:
+    def for_role(self, role: ModelRole) -> list[str]:
         value: ModelChain | None = getattr(self, role) or self.default
         if value is None:
             return []
@@ -292,6 +293,10 @@ class Settings(BaseSettings):
     (``.forgeline/venv``) rather than forgeline's interpreter."""
     store: str | None = None
     """Event store URL; default ``sqlite:///<workspace>/.forgeline/forgeline.db``."""
+    workspaces_root: Path | None = None
+    """The directory the repositories tasks work on live in. Events name a task's
+    repository by its path relative to it, and its worktree follows from that and the
+    task id. Default (the CLI): the directory holding ``--workspace``."""
     mode: Literal["event", "sequential"] = "event"
     max_fix_rounds: int = Field(3, ge=0, le=50)
     max_review_rounds: int = Field(3, ge=0, le=50)

@@ -219,12 +219,12 @@ def test_without_a_sandbox_run_refuses_unless_the_user_opts_in(
     assert "a sandbox is required" in strict.output
 
 
-def test_the_sandbox_is_used_when_available(ws: Path) -> None:
-    from forgeline.cli.app import _spawner
-    from forgeline.config import load_settings
+async def test_the_sandbox_is_used_when_available(ws: Path) -> None:
+    from forgeline.cli.edge import cli_runtime
     from forgeline.sandbox.bwrap import BwrapSandbox
 
-    assert isinstance(_spawner(load_settings(ws)), BwrapSandbox)
+    async with cli_runtime(ws, None, None, agents=True) as runtime:
+        assert isinstance(runtime.spawner, BwrapSandbox)
 
 
 def _task_id(output: str) -> str:

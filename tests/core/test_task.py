@@ -20,9 +20,8 @@ from forgeline.core.task import (
     Answer,
     Cancel,
     CompactContext,
-    Continue,
-    HandleExecutorEvent,
     Initialize,
+    React,
     TaskState,
     decide,
     fold,
@@ -37,7 +36,7 @@ def started(max_fix: int = 3, max_review: int = 3) -> History:
     h.add(
         TaskInitiated(
             request="todo cli",
-            workspace="/ws",
+            repository="ws",
             branch="forgeline/t1",
             base_commit="c0",
             max_fix_rounds=max_fix,
@@ -58,7 +57,7 @@ def planned(items: tuple[PlanItem, ...], **kw: int) -> History:
 def react(h: History) -> list[str]:
     """The orchestrator's reaction to the last event, recorded; returns the new types."""
     state = fold("t1", h.events)
-    out = decide(state, HandleExecutorEvent(event=h.events[-1], at=AT))
+    out = decide(state, React(event=h.events[-1], at=AT))
     for new in out:
         h.record(new)
     return [e.type for e in out]
@@ -75,7 +74,7 @@ C = PlanItem(id="c", title="readme")
 
 def test_initialize_records_the_request_and_rejects_an_empty_one() -> None:
     cmd = Initialize(
-        task_id="t1", request="  todo cli ", workspace="/ws", branch="b", base_commit="c0", at=AT
+        task_id="t1", request="  todo cli ", repository="ws", branch="b", base_commit="c0", at=AT
     )
     [event] = decide(TaskState(task_id="t1"), cmd)
     assert event.type == "task.initiated"
@@ -92,7 +91,7 @@ def test_initialize_records_the_request_and_rejects_an_empty_one() -> None:
 def test_initialize_twice_is_refused() -> None:
     h = started()
     cmd = Initialize(
-        task_id="t1", request="x", workspace="/ws", branch="b", base_commit="c0", at=AT
+        task_id="t1", request="x", repository="ws", branch="b", base_commit="c0", at=AT
     )
     with pytest.raises(InvalidRequestError, match="already exists"):
         decide(state_of(h), cmd)
@@ -226,12 +225,6 @@ def test_cancel_stops_every_stage() -> None:
     assert react(h) == []
     with pytest.raises(InvalidRequestError, match="already cancelled"):
         decide(state, Cancel(at=AT))
-
-
-def test_continue_dispatches_what_is_ready() -> None:
-    h = planned((A, C))
-    out = decide(state_of(h), Continue(at=AT))
-    assert [e.type for e in out] == ["plan.item.dispatched"]
 
 
 def test_compact_context_records_a_summary() -> None:

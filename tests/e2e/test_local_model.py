@@ -13,12 +13,7 @@ import pytest
 
 from forgeline.config import Settings
 from forgeline.llm import local
-from forgeline.llm.gateway import ModelRegistry
-from forgeline.pipeline.base import Services
-from forgeline.pipeline.runner import Pipeline
-from forgeline.sandbox.select import choose_spawner
-from forgeline.store import SQLiteEventStore
-from forgeline.workspace.git import GitWorkspace
+from forgeline.runtime import open_runtime
 
 REQUEST = (
     "Create a Python module mathutils.py with a function add(a, b) that returns the sum "
@@ -35,33 +30,29 @@ async def test_the_local_model_builds_a_small_module_end_to_end(
     monkeypatch.setattr(pydantic_ai.models, "ALLOW_MODEL_REQUESTS", True)  # 127.0.0.1 only
     monkeypatch.setenv("FORGELINE_DATA_DIR", str(tmp_path / "data"))
     name = os.environ.get("FORGELINE_TEST_LOCAL_MODEL", local.DEFAULT_LOCAL_MODEL)
-    settings = Settings(local_model=name, mode="sequential", max_fix_rounds=2, candidates=2)
-    registry = ModelRegistry.from_settings(settings)  # nothing configured: local:<name>
-    assert registry.spec("coder") == f"local:{name}"
-    store = SQLiteEventStore(tmp_path / "events.db")
-    await store.open()
-    services = Services(
-        store=store,
-        settings=settings,
-        spawner=choose_spawner(require_sandbox=False, allow_unsafe=True),
-        models=registry,
+    settings = Settings(
+        local_model=name,
+        mode="sequential",
+        max_fix_rounds=2,
+        candidates=2,
+        workspaces_root=tmp_path,
+        store=f"sqlite:///{tmp_path / 'events.db'}",
+        unsafe_no_sandbox=True,  # the sandbox when it works, else plain processes
     )
-    try:
-        pipeline = Pipeline(services)
-        task_id = await pipeline.submit(REQUEST, GitWorkspace(tmp_path / "ws"))
-        state = await pipeline.run_sequential(task_id)
-        events = await store.read_stream(f"task-{task_id}")
-        usage = await store.read_stream(f"usage-{task_id}")
-    finally:
-        await registry.aclose()
-        await store.close()
-        local.server_for(name).stop()
+    # The runtime builds the registry (nothing configured: local:<name>) and stops the
+    # local model's server when it closes.
+    async with open_runtime(settings, warn=print) as runtime:
+        assert runtime.models.spec("coder") == f"local:{name}"
+        task_id = await runtime.submit(REQUEST, "ws")
+        state = await runtime.run_until_settled(task_id)
+        events = await runtime.store.read_stream(f"task-{task_id}")
+        usage = await runtime.store.read_stream(f"usage-{task_id}")
+        worktree = runtime.worktree(state).path
     trail = "\n".join(f"{e.actor} {e.type} {e.data!r:.300}" for e in events)
     assert state.status == "completed", f"{state.failure}\n{trail}"
     assert {e.data.role for e in usage} >= {"planner", "architect", "coder", "reviewer"}
     assert all(e.data.cost_usd == 0 for e in usage)  # a local model costs nothing
     # The module works when imported, outside forgeline.
-    worktree = Path(state.workspace)
     check = subprocess.run(
         [sys.executable, "-c", "import mathutils; assert mathutils.add(2, 3) == 5"],
         cwd=worktree,

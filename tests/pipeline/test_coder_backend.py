@@ -106,7 +106,7 @@ async def test_a_cli_back_end_chosen_by_config_writes_the_code(
     assert all(r["token"] == "s3cret-token" and r["other"] is None for r in runs)
     done = [e.data for e in events if isinstance(e.data, PlanItemCompleted)]
     assert sorted(f for d in done for f in d.files) == ["test_todo.py", "todo.py"]
-    workspace = Path(state.workspace)
+    workspace = p.worktree(state).path
     assert (workspace / "todo.py").read_text() == todo_project.TODO_PY
     assert not (workspace / ".aider.chat.history.md").exists()  # the CLI's scratch is no change
     # the secret from the configuration is in no event

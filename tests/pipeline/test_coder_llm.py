@@ -213,10 +213,10 @@ async def test_each_edit_format_lands_through_the_patch_engine(
         events = await task_events(p, task_id)
     assert state.status == "completed", state.failure
     assert state.fix_rounds == 1
-    assert (Path(state.workspace) / "todo.py").read_text() == fixed
+    assert (p.worktree(state).path / "todo.py").read_text() == fixed
     [attempt] = [e.data for e in events if isinstance(e.data, FixAttempted)]
     assert (attempt.outcome, attempt.files) == ("applied", ("todo.py",))
-    subjects = git(Path(state.workspace), "log", "--format=%s", f"{state.base_commit}..HEAD")
+    subjects = git(p.worktree(state).path, "log", "--format=%s", f"{state.base_commit}..HEAD")
     assert "forgeline fixer: fix round 1: index from 1" in subjects
 
 
@@ -375,7 +375,7 @@ async def test_a_change_rolled_back_after_writing_goes_back_to_the_model(tmp_pat
     assert state.status == "completed", state.failure
     assert len(later) == 1
     assert "todo.py does not compile (line 1)" in later[0]
-    subjects = git(Path(state.workspace), "log", "--format=%s", f"{state.base_commit}..HEAD")
+    subjects = git(p.worktree(state).path, "log", "--format=%s", f"{state.base_commit}..HEAD")
     assert "broken" not in subjects
 
 
@@ -386,4 +386,4 @@ async def test_a_change_that_stays_broken_fails_the_stage_with_the_reason(tmp_pa
         _, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
     assert state.status == "failed"
     assert "the change was rolled back: todo.py does not compile" in (state.failure or "")
-    assert not (Path(state.workspace) / "todo.py").exists()
+    assert not (p.worktree(state).path / "todo.py").exists()

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic_ai.messages import ModelMessage
 
 from forgeline.core.events import FixAttempted
-from forgeline.executors.fixgen import attempts_from_log, fix_rate, run_from_log
+from forgeline.core.fixes import attempts_from_log, fix_rate, run_from_log
 from forgeline.llm.scripted import prompt_text, scripted_model
 from tests.pipeline.harness import pipeline, run_task, task_events
 from tests.scripts import todo_project
@@ -117,7 +117,7 @@ async def test_a_fix_that_brings_back_earlier_code_stops_as_no_progress(tmp_path
     reason = recorded[1].reason
     assert "no progress, the code is the same as before fix round 1" in reason
     # the branch is back at the last recorded commit
-    assert head(Path(state.workspace)) == recorded[0].commit == state.head
+    assert head(p.worktree(state).path) == recorded[0].commit == state.head
 
 
 async def test_a_rejected_round_is_recorded_with_its_reason(tmp_path: Path) -> None:

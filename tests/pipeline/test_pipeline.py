@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from pydantic_ai.messages import ModelMessage
 from forgeline.core.changes import fold as fold_change
 from forgeline.core.events import TestResults
 from forgeline.llm.scripted import prompt_text, scripted_model
+from forgeline.pipeline.execution import SharedWorkers
 from tests.pipeline.harness import pipeline, run_task, task_events
 from tests.scripts import todo_project
 from tests.scripts.todo_project import EVENT_CHAIN
@@ -38,8 +40,9 @@ async def test_a_request_goes_through_every_stage(tmp_path: Path, mode: str) -> 
         # the task worked in its own worktree; the repository's checkout was not touched
         assert git(ws, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
         assert not (ws / "todo.py").exists()
-        ws = Path(state.workspace)
+        ws = p.worktree(state).path
         assert ws == tmp_path / "ws" / ".forgeline" / "worktrees" / task_id
+        assert state.repository == "ws"  # recorded by name, relative to the root
         assert git(ws, "rev-parse", "--abbrev-ref", "HEAD").strip() == f"forgeline/{task_id}"
         log = git(ws, "log", "--format=%s%n%b", f"{state.base_commit}..HEAD")
         subjects = git(
@@ -73,13 +76,16 @@ async def test_a_request_goes_through_every_stage(tmp_path: Path, mode: str) -> 
         assert actors[:3] == ["user", "planner", "architect"]
 
 
-async def test_both_modes_record_the_same_event_types_in_the_same_order(tmp_path: Path) -> None:
-    orders = []
+async def test_both_modes_complete_the_task_with_the_same_events_in_the_same_order(
+    tmp_path: Path,
+) -> None:
+    orders = {}
     for mode in ("sequential", "event"):
         async with pipeline(tmp_path / mode) as p:
-            task_id, _ = await run_task(p, "todo cli", mode, tmp_path / mode / "ws")
-            orders.append([e.type for e in await task_events(p, task_id)])
-    assert orders[0] == orders[1]
+            task_id, state = await run_task(p, "todo cli", mode, tmp_path / mode / "ws")
+            assert state.status == "completed", (mode, state.failure)
+            orders[mode] = [e.type for e in await task_events(p, task_id)]
+    assert orders["sequential"] == orders["event"] == EVENT_CHAIN
 
 
 @pytest.mark.parametrize("mode", ["sequential", "event"])
@@ -214,7 +220,7 @@ async def test_a_new_file_the_model_puts_elsewhere_goes_to_the_planned_path(
     async with pipeline(tmp_path, models) as p:
         _, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
     assert state.status == "completed", state.failure
-    worktree = Path(state.workspace)
+    worktree = p.worktree(state).path
     assert (worktree / "todo.py").is_file() and (worktree / "test_todo.py").is_file()
     assert not (worktree / "src").exists() and not (worktree / "tests").exists()
 
@@ -241,7 +247,7 @@ async def test_a_step_that_skips_its_new_file_is_asked_for_it(tmp_path: Path) ->
     assert state.status == "completed", state.failure
     assert len(asked) == 2
     assert "this step creates test_todo.py" in asked[1]
-    assert (Path(state.workspace) / "test_todo.py").is_file()
+    assert (p.worktree(state).path / "test_todo.py").is_file()
 
 
 async def test_a_plan_item_naming_a_pattern_runs_it_without_a_model(tmp_path: Path) -> None:
@@ -265,8 +271,8 @@ async def test_a_plan_item_naming_a_pattern_runs_it_without_a_model(tmp_path: Pa
     async with pipeline(tmp_path, models) as p:
         _, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
         assert state.status == "completed", state.failure
-        assert "todo.json" in (Path(state.workspace) / ".gitignore").read_text().splitlines()
-        subjects = git(Path(state.workspace), "log", "--format=%s", f"{state.base_commit}..HEAD")
+        assert "todo.json" in (p.worktree(state).path / ".gitignore").read_text().splitlines()
+        subjects = git(p.worktree(state).path, "log", "--format=%s", f"{state.base_commit}..HEAD")
         assert "[config_setup]" in subjects
 
 
@@ -292,7 +298,7 @@ async def test_requested_changes_go_back_to_the_coder(tmp_path: Path) -> None:
     prs = [e for e in events if e.type == "code.pr.opened"]
     assert [getattr(e.data, "reason") for e in prs] == ["plan", "review"]
     assert [e.actor for e in prs] == ["orchestrator", "coder"]
-    assert (Path(state.workspace) / "test_todo.py").read_text().startswith('"""Tests for the')
+    assert (p.worktree(state).path / "test_todo.py").read_text().startswith('"""Tests for the')
 
 
 @pytest.mark.parametrize(
@@ -357,18 +363,16 @@ async def test_a_clarification_pauses_the_task_until_answered(tmp_path: Path) ->
         await p.store.append(
             f"task-{task_id}", decide(state, Answer(answer="todo.json", at=datetime.now(UTC)))
         )
-        state = await p.run_sequential(task_id)
+        state = await p.run_until_settled(task_id, mode="sequential")
         assert state.status == "completed"
         assert state.items["q"].answer == "todo.json"
 
 
 async def test_cancel_stops_the_task(tmp_path: Path) -> None:
     async with pipeline(tmp_path) as p:
-        from forgeline.workspace.git import GitWorkspace
-
-        task_id = await p.submit("todo cli", GitWorkspace(tmp_path / "ws"))
+        task_id = await p.submit("todo cli", tmp_path / "ws")
         await p.cancel(task_id)
-        state = await p.run_sequential(task_id)
+        state = await p.run_until_settled(task_id, mode="sequential")
         assert state.status == "cancelled"
         assert [e.type for e in await task_events(p, task_id)] == [
             "task.initiated",
@@ -438,52 +442,27 @@ async def test_a_web_app_is_deployed_to_a_preview_url_and_stopped(tmp_path: Path
 
 
 async def test_workers_for_one_task_leave_other_tasks_alone(tmp_path: Path) -> None:
-    import asyncio
-
-    from forgeline.pipeline.workers import WorkerManager
-    from forgeline.workspace.git import GitWorkspace
-
     async with pipeline(tmp_path) as p:
-        other = await p.submit("another request", GitWorkspace(tmp_path / "other"))
-        mine = await p.submit("todo cli", GitWorkspace(tmp_path / "ws"))
-        async with WorkerManager(p, task_id=mine):
-            for _ in range(400):
-                if (await p.state(mine)).terminal:
-                    break
-                await asyncio.sleep(0.05)
-        assert (await p.state(mine)).status == "completed"
+        other = await p.submit("another request", tmp_path / "other")
+        mine = await p.submit("todo cli", tmp_path / "ws")
+        assert (await p.run_until_settled(mine, mode="event")).status == "completed"
         assert [e.type for e in await task_events(p, other)] == ["task.initiated"]
         # and a later run for the other task starts from its own beginning
-        async with WorkerManager(p, task_id=other):
-            for _ in range(400):
-                if (await p.state(other)).terminal:
-                    break
-                await asyncio.sleep(0.05)
-        assert (await p.state(other)).status == "completed"
+        assert (await p.run_until_settled(other, mode="event")).status == "completed"
 
 
-async def test_parallel_tasks_on_one_repository_use_separate_worktrees(tmp_path: Path) -> None:
-    import asyncio
-
-    from forgeline.pipeline.workers import WorkerManager
-    from forgeline.workspace.git import GitWorkspace
-
-    async with pipeline(tmp_path) as p:
-        repo = GitWorkspace(tmp_path / "ws")
-        first = await p.submit("todo cli", repo)
-        second = await p.submit("todo cli again", repo)
-        async with WorkerManager(p):
-            for _ in range(600):
-                states = [await p.state(t) for t in (first, second)]
-                if all(s.terminal for s in states):
-                    break
-                await asyncio.sleep(0.05)
+async def test_shared_workers_run_parallel_tasks_on_one_repository_in_separate_worktrees(
+    tmp_path: Path,
+) -> None:
+    """The serving execution (a server's): one set of workers for every task."""
+    async with pipeline(tmp_path, execution=SharedWorkers) as p:
+        first = await p.submit("todo cli", tmp_path / "ws")
+        second = await p.submit("todo cli again", "ws")  # by name, under the root
+        states = await asyncio.gather(p.run_until_settled(first), p.run_until_settled(second))
         assert [s.status for s in states] == ["completed", "completed"]
-        assert states[0].workspace != states[1].workspace
-        for state in states:
-            assert (
-                git(Path(state.workspace), "rev-parse", "--abbrev-ref", "HEAD").strip()
-                == state.branch
-            )
-        branches = git(repo.path, "branch", "--format=%(refname:short)").split()
+        trees = [p.worktree(state).path for state in states]
+        assert trees[0] != trees[1]
+        for state, tree in zip(states, trees, strict=True):
+            assert git(tree, "rev-parse", "--abbrev-ref", "HEAD").strip() == state.branch
+        branches = git(tmp_path / "ws", "branch", "--format=%(refname:short)").split()
         assert sorted(branches) == sorted(["main", f"forgeline/{first}", f"forgeline/{second}"])

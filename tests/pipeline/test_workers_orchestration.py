@@ -38,23 +38,16 @@ from forgeline.core.events import (
     TestResults,
     task_stream,
 )
-from forgeline.core.task import (
-    ORCHESTRATOR,
-    STAGES,
-    HandleExecutorEvent,
-    Stage,
-    decide,
-    fold,
-    next_stage,
-    orchestrator_reacts,
-)
+from forgeline.core.reactions import ORCHESTRATOR, STAGES, Role, Stage, orchestrator_reacts
+from forgeline.core.task import React, decide, fold, next_stage
 from forgeline.llm.gateway import ModelRegistry
 from forgeline.pipeline.base import Services, StageAgent, StageRun
-from forgeline.pipeline.runner import Pipeline, Role
+from forgeline.pipeline.runner import Pipeline
 from forgeline.pipeline.workers import Worker, WorkerManager, _Feed
 from forgeline.sandbox.local import LocalSpawner
 from forgeline.store import SQLiteEventStore
 from forgeline.store.base import AppendRequest, EventStore
+from forgeline.workspace.layout import Workspaces
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 ARCHITECTURE = ArchitectureProposed(
@@ -75,10 +68,18 @@ CHAIN = [
 
 
 def make_pipeline(store: EventStore, agents: Mapping[Stage, StageAgent] | None = None) -> Pipeline:
-    services = Services(
-        store=store, settings=Settings(), spawner=LocalSpawner(), models=ModelRegistry({})
+    return Pipeline(services := instant_services(store), agents or instant_agents(services))
+
+
+def instant_services(store: EventStore) -> Services:
+    """Services for the instant agents, which use no model, spawner or worktree."""
+    return Services(
+        store=store,
+        settings=Settings(),
+        spawner=LocalSpawner(),
+        models=ModelRegistry({}),
+        workspaces=Workspaces(Path("/nonexistent")),
     )
-    return Pipeline(services, agents or instant_agents(services))
 
 
 @asynccontextmanager
@@ -201,9 +202,7 @@ class CancellingCoder(InstantCoder):
 async def test_a_reaction_is_decided_again_when_the_task_moved_on(tmp_path: Path) -> None:
     db = tmp_path / "f.db"
     async with open_store(db) as store, open_store(db) as other:
-        services = Services(
-            store=store, settings=Settings(), spawner=LocalSpawner(), models=ModelRegistry({})
-        )
+        services = instant_services(store)
         coder = CancellingCoder(services)
         coder.other = other
         agents = {**instant_agents(services), "coder": coder}
@@ -260,9 +259,7 @@ async def test_the_orchestrator_reacts_to_its_own_dispatch_in_the_same_commit(
     tmp_path: Path,
 ) -> None:
     async with open_store(tmp_path / "f.db") as store:
-        services = Services(
-            store=store, settings=Settings(), spawner=LocalSpawner(), models=ModelRegistry({})
-        )
+        services = instant_services(store)
         p = make_pipeline(store, {**instant_agents(services), "planner": TwoItemPlanner(services)})
         await submit(p, "t1", 1)
         await p.handle((await store.read_stream(task_stream("t1")))[0], None)
@@ -312,7 +309,7 @@ def _event(data: object, actor: str = "coder") -> Event:
     ],
 )
 def test_orchestrator_interest(data: object, reacts: bool) -> None:
-    assert orchestrator_reacts(_event(data)) is reacts
+    assert orchestrator_reacts(_event(data).data) is reacts
 
 
 async def test_no_role_skips_an_event_it_would_act_on(tmp_path: Path) -> None:
@@ -338,7 +335,7 @@ async def test_no_role_skips_an_event_it_would_act_on(tmp_path: Path) -> None:
         running = base.model_copy(update={"status": "running"})
         for state in (base, running, running.model_copy(update=limits)):
             for event in candidates:
-                if decide(state, HandleExecutorEvent(event=event, at=AT)):
+                if decide(state, React(event=event, at=AT)):
                     assert p.concerns(ORCHESTRATOR, event), event.type
                     acted.add((ORCHESTRATOR, event.type))
                 if (stage := next_stage(state, event)) is not None:

@@ -22,7 +22,7 @@ from forgeline.store.base import AppendRequest, EventStore
 def initiated(task: str, request: str = "build a thing") -> NewEvent:
     return NewEvent(
         stream_id=f"task-{task}",
-        data=TaskInitiated(request=request, workspace="/w", branch=f"b/{task}", base_commit="c0"),
+        data=TaskInitiated(request=request, repository="w", branch=f"b/{task}", base_commit="c0"),
         correlation_id=task,
         actor="user",
     )

@@ -69,7 +69,7 @@ async def test_commit_names_only_real_changes_and_reset_drops_unrecorded_work(
     first = await ws.commit("add a", files)
     assert first is not None
     assert await ws.commit("nothing", files) is None
-    assert await ws.changed_files(base, first) == ["a.py"]
+    assert "a.py" in await ws.diff(base, first)
     assert len(await ws.diff_sha256(base, first)) == 64
     # work a crash left behind: a commit and a half-written file nobody recorded
     ws.write_files([("b.py", "y = 2\n")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape as e
@@ -184,10 +185,12 @@ def tasks_table(rows: list[TaskRow]) -> Table:
     return table
 
 
-def summary(console: Console, state: TaskState, commits: list[tuple[str, str]]) -> None:
+def summary(
+    console: Console, state: TaskState, commits: list[tuple[str, str]], worktree: Path
+) -> None:
     console.rule(f"task {state.task_id}: {state.status}")
     console.print(f"branch   {e(state.branch)}")
-    console.print(f"worktree {e(state.workspace)}")
+    console.print(f"worktree {e(str(worktree))}")
     for sha, subject in commits:
         console.print(f"commit   {sha} {e(subject)}", highlight=False)
     if state.last_test is not None:

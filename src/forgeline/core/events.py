@@ -1,7 +1,9 @@
 """The event envelope and every event payload forgeline records.
 
 Events are frozen pydantic models. The payload (``data``) is a discriminated union on its
-literal ``type``; a stored type name is forever, so new behaviour gets a new type.
+literal ``type``; a stored type name is forever, so new behaviour gets a new type. A
+payload whose shape changes gets a ``schema_version`` and an upcaster per older version
+(see "upcasting" below), so old stored events are read in the current shape.
 
 ``NewEvent`` is what a handler returns; the store assigns ``version`` (per stream) and
 ``position`` (global order) and hands back ``Event``.
@@ -9,12 +11,15 @@ literal ``type``; a stored type name is forever, so new behaviour gets a new typ
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from pathlib import PurePath
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 
 class Frozen(BaseModel):
@@ -101,13 +106,20 @@ class RunUsage(Frozen):
 
 class TaskInitiated(Frozen):
     type: Literal["task.initiated"] = "task.initiated"
+    schema_version: Literal[2] = 2
     request: str
-    workspace: str
+    repository: str
+    """The repository the task works on, by its path relative to the workspaces root
+    (``Settings.workspaces_root``); the task's worktree follows from it and the task id
+    (``workspace.layout.Workspaces``), so the event names no machine's path."""
     branch: str
     base_commit: str
     max_fix_rounds: int = 3
     max_review_rounds: int = 3
     budget: Budget = Budget()
+    checkout: str | None = None
+    """Only in events recorded as version 1, which named the task's checkout by its
+    absolute path: that checkout, used as it is."""
 
 
 class PlanCreated(Frozen):
@@ -405,10 +417,80 @@ EventData = Annotated[
 DATA_ADAPTER: TypeAdapter[EventData] = TypeAdapter(EventData)
 
 
+# ----------------------------------------------------------------------- upcasting
+#
+# A stored payload keeps the shape it was written in. When a payload's shape changes,
+# its model gets ``schema_version: Literal[N] = N`` (version 1 has no such field) and an
+# upcaster is registered for each older version: a function from the stored dict of
+# version n to the dict of version n + 1. ``parse_data`` applies them in turn, so every
+# reader sees the current shape and a store written by an older forgeline stays
+# readable. The SQL schema has its own migrations in ``store/``; this is the payloads'.
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def _current_versions() -> dict[str, int]:
+    """Event type -> the current payload version, for types past version 1."""
+    union = get_args(get_args(EventData)[0])
+    versions: dict[str, int] = {}
+    for model in union:
+        field = model.model_fields.get("schema_version")
+        if field is not None:
+            versions[model.model_fields["type"].default] = field.default
+    return versions
+
+
+PAYLOAD_VERSIONS: dict[str, int] = _current_versions()
+
+
+def upcaster(event_type: str, version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register the decorated function as the upcaster of ``event_type`` payloads stored
+    as ``version``: it returns the payload as version ``version + 1``."""
+
+    def register(fn: Upcaster) -> Upcaster:
+        _UPCASTERS[(event_type, version)] = fn
+        return fn
+
+    return register
+
+
+def upcast(raw: dict[str, Any]) -> dict[str, Any]:
+    """A stored payload (a dict) in the current shape of its type."""
+    current = PAYLOAD_VERSIONS.get(raw.get("type", ""))
+    if current is None:
+        return raw
+    version = raw.get("schema_version", 1)
+    while isinstance(version, int) and version < current:
+        raw = {**_UPCASTERS[(raw["type"], version)](dict(raw)), "schema_version": version + 1}
+        version += 1
+    return raw
+
+
+@upcaster("task.initiated", 1)
+def _task_initiated_v1(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 named the task's checkout by its absolute path (``workspace``): the
+    repository's worktree ``<repo>/.forgeline/worktrees/<id>``, or before worktrees the
+    repository itself. The repository keeps its directory name; the path is kept as it
+    was, to be used as it is."""
+    path = PurePath(raw.pop("workspace"))
+    in_worktree = len(path.parts) > 3 and path.parts[-3:-1] == (".forgeline", "worktrees")
+    repository = path.parents[2] if in_worktree else path
+    return {**raw, "repository": repository.name or str(repository), "checkout": str(path)}
+
+
 def parse_data(raw: str | bytes | dict[str, Any]) -> EventData:
+    """A stored payload as its current model (upcast first when it is older)."""
     if isinstance(raw, dict):
-        return DATA_ADAPTER.validate_python(raw)
-    return DATA_ADAPTER.validate_json(raw)
+        return DATA_ADAPTER.validate_python(upcast(raw))
+    try:
+        data = DATA_ADAPTER.validate_json(raw)
+    except ValidationError:
+        pass  # perhaps an older shape
+    else:
+        if data.type not in PAYLOAD_VERSIONS:
+            return data  # the common case: a type whose shape never changed
+    return DATA_ADAPTER.validate_python(upcast(json.loads(raw)))
 
 
 def dump_data(data: EventData) -> str:

@@ -4,8 +4,10 @@ Pure: no I/O, no clock (time arrives in the command), deterministic event ids (d
 from the causing event), so deciding twice yields the same events and the store's
 idempotency guard turns a repeated decision into a no-op.
 
-``next_stage`` says which agent acts on an event; ``decide`` produces the orchestration
-events no agent owns (dispatching plan items, closing the task, enforcing round limits).
+``next_stage`` says which agent acts on an event (the stage ``core.reactions`` gives it,
+within the round limits); ``decide`` produces the orchestration events no agent owns
+(dispatching plan items, closing the task, enforcing round limits), for the events the
+same table gives the orchestrator.
 Both read the same folded state, so they always agree. Runners pass the *latest* state of
 the stream, so a cancelled task stops every agent, and decisions are guarded by state
 (an item already dispatched is not dispatched again).
@@ -20,7 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Final, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -52,7 +54,7 @@ from forgeline.core.events import (
     TestResults,
     task_stream,
 )
-from forgeline.core.planner import (
+from forgeline.core.plan import (
     ItemState,
     ItemStatus,
     NodeKind,
@@ -61,6 +63,7 @@ from forgeline.core.planner import (
     waiting_for_answer,
     with_status,
 )
+from forgeline.core.reactions import ORCHESTRATOR, Stage, orchestrator_reacts, routed_stage
 from forgeline.errors import InvalidRequestError
 
 TaskStatus = Literal[
@@ -73,24 +76,16 @@ TaskStatus = Literal[
     "cancelled",
 ]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
-Stage = Literal["planner", "architect", "coder", "tester", "fixer", "reviewer", "deployer"]
-STAGES: tuple[Stage, ...] = (
-    "planner",
-    "architect",
-    "coder",
-    "tester",
-    "fixer",
-    "reviewer",
-    "deployer",
-)
-ORCHESTRATOR: Final = "orchestrator"
 
 
 class TaskState(Frozen):
     task_id: str
     status: TaskStatus = "new"
     request: str = ""
-    workspace: str = ""
+    repository: str = ""
+    """The repository, relative to the workspaces root (``TaskInitiated.repository``)."""
+    checkout: str | None = None
+    """The checkout's absolute path, for tasks recorded before repositories had names."""
     branch: str = ""
     base_commit: str = ""
     head: str = ""
@@ -122,6 +117,12 @@ class TaskState(Frozen):
         return self.status in TERMINAL
 
 
+def settled(state: TaskState) -> bool:
+    """The task needs nobody but a person now: finished, or waiting for an answer or for
+    a budget approval."""
+    return state.terminal or state.status in ("needs_clarification", "awaiting_approval")
+
+
 # ----------------------------------------------------------------------- evolve
 
 
@@ -133,7 +134,8 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             u |= {
                 "status": "running",
                 "request": data.request,
-                "workspace": data.workspace,
+                "repository": data.repository,
+                "checkout": data.checkout,
                 "branch": data.branch,
                 "base_commit": data.base_commit,
                 "head": data.base_commit,
@@ -234,7 +236,7 @@ def next_stage(state: TaskState, event: Event) -> Stage | None:
     ``event``); ``None`` when no agent does, including once the task has ended."""
     if state.terminal:
         return None
-    stage = routed_stage(event)
+    stage = routed_stage(event.data)  # the reaction table's stage for the event
     match event.data:
         case TestResults(ok=False) if state.fix_rounds >= state.max_fix_rounds:
             return None
@@ -243,34 +245,13 @@ def next_stage(state: TaskState, event: Event) -> Stage | None:
     return stage
 
 
-def routed_stage(event: Event) -> Stage | None:
-    """The only stage that may act on ``event``, whatever the state: ``next_stage`` names
-    it or nobody. Lets a worker skip what is never its stage's without reading the task."""
-    data = event.data
-    match data:
-        case TaskInitiated():
-            return "planner"
-        case PlanCreated():
-            return "architect"
-        case PlanItemDispatched():
-            return "coder"
-        case CodePrOpened():
-            return "tester"
-        case TestResults():
-            return "reviewer" if data.ok else "fixer"
-        case ReviewDecision():
-            return "deployer" if data.approved else "coder"
-        case _:
-            return None
-
-
 # -------------------------------------------------------------------- commands
 
 
 class Initialize(Frozen):
     task_id: str
     request: str
-    workspace: str
+    repository: str
     branch: str
     base_commit: str
     max_fix_rounds: int = 3
@@ -279,16 +260,11 @@ class Initialize(Frozen):
     at: datetime
 
 
-class HandleExecutorEvent(Frozen):
-    """React to an event an agent (or the user) recorded."""
+class React(Frozen):
+    """React to an event a stage, the user or the orchestrator itself recorded (note 004's
+    ``HandleExecutorEvent``)."""
 
     event: Event
-    at: datetime
-
-
-class Continue(Frozen):
-    """Dispatch whatever is ready now (after a resume)."""
-
     at: datetime
 
 
@@ -315,21 +291,17 @@ class CompactContext(Frozen):
     at: datetime
 
 
-Command = Initialize | HandleExecutorEvent | Continue | Answer | Approve | Cancel | CompactContext
+Command = Initialize | React | Answer | Approve | Cancel | CompactContext
 
 
 def decide(state: TaskState, command: Command) -> list[NewEvent]:
     match command:
         case Initialize():
             return _initialize(state, command)
-        case HandleExecutorEvent():
-            if state.terminal:
+        case React():
+            if state.terminal or not orchestrator_reacts(command.event.data):
                 return []
             return _emit(state, command.event.id, command.at, _react(state, command.event))
-        case Continue():
-            if state.status != "running":
-                return []
-            return _emit(state, None, command.at, _dispatch(state))
         case Answer():
             return _answer(state, command)
         case Approve():
@@ -353,7 +325,7 @@ def _initialize(state: TaskState, command: Initialize) -> list[NewEvent]:
         raise InvalidRequestError("round limits must be zero or more")
     data = TaskInitiated(
         request=request,
-        workspace=command.workspace,
+        repository=command.repository,
         branch=command.branch,
         base_commit=command.base_commit,
         max_fix_rounds=command.max_fix_rounds,
@@ -412,38 +384,9 @@ def _approve(state: TaskState, command: Approve) -> list[NewEvent]:
     ]
 
 
-#: The event types ``decide`` reacts to with ``HandleExecutorEvent`` in some state.
-ORCHESTRATOR_INTERESTS: Final = frozenset(
-    {
-        "architecture.proposed",
-        "plan.item.dispatched",
-        "clarification.requested",
-        "clarification.answered",
-        "plan.item.completed",
-        "stage.failed",
-        "test.results",
-        "review.decision",
-        "deploy.status",
-    }
-)
-
-
-def orchestrator_reacts(event: Event) -> bool:
-    """Whether the orchestrator can react to ``event`` in some state (``decide`` with
-    ``HandleExecutorEvent`` may return events). ``False`` means it never does, whatever
-    the state: a worker skips such an event without reading the task. Kept next to
-    ``_react``, which it must over-approximate."""
-    data = event.data
-    if data.type not in ORCHESTRATOR_INTERESTS:
-        return False
-    if isinstance(data, TestResults):
-        return not data.ok
-    if isinstance(data, ReviewDecision):
-        return not data.approved
-    return True
-
-
 def _react(state: TaskState, event: Event) -> list[EventData]:
+    """What the orchestrator records after ``event`` (only events the reaction table
+    gives it reach here)."""
     data = event.data
     match data:
         case (

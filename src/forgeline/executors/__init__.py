@@ -5,8 +5,6 @@
 - ``adapters``: coding CLIs (aider, codex, claude) behind one ``ToolAdapter`` protocol.
 - ``patterns``: deterministic pattern executors (no model) and ``router``: which plan items
   they take instead of the configured coder back-end.
-- ``fixgen``: the fix generator loop (failing tests -> change -> validate -> re-test), and
-  its records read back from a task's log (``fix.attempt`` events).
 """
 
 from __future__ import annotations
@@ -21,14 +19,6 @@ from forgeline.executors.adapters import (
     CodexAdapter,
     ToolAdapter,
     adapter_for,
-)
-from forgeline.executors.fixgen import (
-    FixAttempt,
-    FixRun,
-    attempts_from_log,
-    fix_rate,
-    generate_fix,
-    run_from_log,
 )
 from forgeline.executors.patch import (
     AppliedChange,
@@ -67,8 +57,6 @@ __all__ = [
     "DiffChange",
     "EditChange",
     "EmptyChangeError",
-    "FixAttempt",
-    "FixRun",
     "PatchError",
     "PatternContext",
     "PatternError",
@@ -82,13 +70,9 @@ __all__ = [
     "Validator",
     "adapter_for",
     "apply_change",
-    "attempts_from_log",
     "change_fingerprint",
     "default_patterns",
-    "fix_rate",
-    "generate_fix",
     "plan_change",
     "revert_change",
     "route",
-    "run_from_log",
 ]

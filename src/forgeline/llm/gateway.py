@@ -27,7 +27,7 @@ from pydantic_ai.models.fallback import FallbackModel
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
-from forgeline.config import ROLES, Role, Settings
+from forgeline.config import MODEL_ROLES, ModelRole, Settings
 from forgeline.errors import ConfigError
 from forgeline.llm.local import local_model
 from forgeline.llm.metered import Meter, MeteredModel
@@ -126,7 +126,9 @@ def _load_function_model(target: str) -> Model:
 class ModelRegistry:
     """The model chain for each role, built once from settings (or given in tests)."""
 
-    def __init__(self, models: Mapping[Role, Model], specs: Mapping[Role, str] | None = None):
+    def __init__(
+        self, models: Mapping[ModelRole, Model], specs: Mapping[ModelRole, str] | None = None
+    ):
         self._models = dict(models)
         self._specs = dict(specs or {})
 
@@ -135,9 +137,9 @@ class ModelRegistry:
         """Every role's chain; with none configured at all, the offline local model."""
         fallback = [f"local:{settings.local_model}"]
         built: dict[str, Model] = {}
-        models: dict[Role, Model] = {}
-        specs: dict[Role, str] = {}
-        for role in ROLES:
+        models: dict[ModelRole, Model] = {}
+        specs: dict[ModelRole, str] = {}
+        for role in MODEL_ROLES:
             chain = settings.models.for_role(role) or fallback
             spec = ", ".join(chain)
             if spec not in built:
@@ -146,14 +148,14 @@ class ModelRegistry:
             specs[role] = spec
         return cls(models, specs)
 
-    def __getitem__(self, role: Role) -> Model:
+    def __getitem__(self, role: ModelRole) -> Model:
         return self._models[role]
 
-    def spec(self, role: Role) -> str:
+    def spec(self, role: ModelRole) -> str:
         """The configured chain as written (``a, b``), or the model's own name."""
         return self._specs.get(role) or self._models[role].model_name
 
-    def is_local(self, role: Role) -> bool:
+    def is_local(self, role: ModelRole) -> bool:
         """Whether ``role``'s chain has a local model (``local:``) in it."""
         return has_local(self.spec(role).split(","))
 
@@ -161,5 +163,5 @@ class ModelRegistry:
         """Close the HTTP connections the chains' OpenAI-compatible clients hold open."""
         await close_models(self._models.values())
 
-    def metered(self, role: Role, meter: Meter) -> MeteredModel:
+    def metered(self, role: ModelRole, meter: Meter) -> MeteredModel:
         return MeteredModel(self[role], self.spec(role), meter)

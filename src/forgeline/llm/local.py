@@ -361,14 +361,16 @@ _servers: dict[str, LocalServer] = {}
 _servers_lock = threading.Lock()
 
 
-def _stop_all() -> None:
+def stop_servers() -> None:
+    """Stop every local model server this process started (the runtime's shutdown, and
+    at exit)."""
     with _servers_lock:
         for server in _servers.values():
             server.stop()
         _servers.clear()
 
 
-atexit.register(_stop_all)
+atexit.register(stop_servers)
 
 
 def _runtime_available() -> bool:

@@ -1,9 +1,8 @@
-"""What every stage agent shares: the services it uses and the dual interface of note 001.
+"""What every stage agent shares: the services it uses and how one stage run goes.
 
-``process_event(event)`` loads the task's state from the store (event-driven mode);
-``process_direct(state, trigger)`` does the work with the state it is given (sequential
-mode). Both return the events to record; the runner records them, so an agent never
-appends its own result (only the opening steps of a tracked change).
+``process_direct(state, trigger)`` does the work with the state it is given (the runner
+folds it, in every mode) and returns the events to record; the runner records them, so
+an agent never appends its own result (only the opening steps of a tracked change).
 
 Anything an agent raises on purpose (``ForgelineError``) or a model that keeps answering
 badly (pydantic-ai's ``AgentRunError``) becomes a ``stage.failed`` event with the reason,
@@ -19,7 +18,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic_ai import Agent
@@ -27,7 +25,7 @@ from pydantic_ai.capabilities import ProcessHistory
 from pydantic_ai.exceptions import AgentRunError
 from pydantic_ai.models import Model
 
-from forgeline.config import Role, Settings
+from forgeline.config import ModelRole, Settings
 from forgeline.core import changes
 from forgeline.core.events import (
     ChangeCompleted,
@@ -43,29 +41,31 @@ from forgeline.core.events import (
     change_stream,
     utcnow,
 )
-from forgeline.core.task import Stage, TaskState, fold
+from forgeline.core.reactions import Stage
+from forgeline.core.task import TaskState
 from forgeline.errors import DuplicateEventError, ForgelineError
 from forgeline.llm.gateway import ModelRegistry
 from forgeline.llm.metered import BudgetExceeded, Compactor, Meter, merged_compaction
 from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess
 from forgeline.store.base import EventStore
 from forgeline.workspace.git import GitWorkspace
+from forgeline.workspace.layout import Workspaces
 from forgeline.workspace.venv import WorkspaceVenv, workspace_venv
 
 
 @dataclass
 class Services:
+    """What the stages use. ``forgeline.runtime.open_runtime`` builds them for a run;
+    tests of one stage may build their own."""
+
     store: EventStore
     settings: Settings
     spawner: ProcessSpawner
     models: ModelRegistry
+    workspaces: Workspaces
     clock: Callable[[], datetime] = utcnow
     previews: dict[str, SpawnedProcess] = field(default_factory=dict)
     """Web previews this process started, by task id."""
-
-
-async def load_state(store: EventStore, task_id: str) -> TaskState:
-    return fold(task_id, await store.read_stream(f"task-{task_id}"))
 
 
 _current_run: ContextVar[StageRun] = ContextVar("forgeline_stage_run")
@@ -87,13 +87,13 @@ class StageRun:
         self.cause = cause or trigger
         self.change: changes.ChangeState | None = None
         self.compactions: list[ContextCompacted] = []
-        self.meters: dict[Role, Meter] = {}
+        self.meters: dict[ModelRole, Meter] = {}
 
     @cached_property
     def workspace(self) -> GitWorkspace:
-        """The task's checkout, built on first use (resolving its path touches the disk,
+        """The task's worktree, built on first use (resolving its path touches the disk,
         and a stage that records its result without git never needs it)."""
-        return GitWorkspace(Path(self.state.workspace))
+        return self.agent.services.workspaces.worktree(self.state)
 
     async def venv(self) -> WorkspaceVenv | None:
         """The repository's own venv for running its code (``workspace_venv`` setting)."""
@@ -101,7 +101,7 @@ class StageRun:
             return None
         return await workspace_venv(self.workspace.path)
 
-    def meter(self, role: Role) -> Meter:
+    def meter(self, role: ModelRole) -> Meter:
         if role not in self.meters:
             services = self.agent.services
             settings = services.settings
@@ -210,10 +210,6 @@ class StageAgent(ABC):
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def process_event(self, event: Event) -> list[NewEvent]:
-        state = await load_state(self.services.store, event.correlation_id)
-        return await self.process_direct(state, event)
-
     async def process_direct(
         self, state: TaskState, trigger: Event, *, cause: Event | None = None
     ) -> list[NewEvent]:
@@ -236,7 +232,7 @@ class StageAgent(ABC):
     async def run(self, run: StageRun) -> list[NewEvent]: ...
 
     def model_agent(
-        self, role: Role, output_type: Any, instructions: str, **kwargs: Any
+        self, role: ModelRole, output_type: Any, instructions: str, **kwargs: Any
     ) -> Agent[Any, Any]:
         """A pydantic-ai agent on ``role``'s model chain, metered for the current stage run
         (usage events, cache, budget, loop detection) and kept under the context budget."""

@@ -34,7 +34,8 @@ from pydantic_ai.exceptions import AgentRunError
 from pydantic_ai.messages import ModelMessage
 from pydantic_ai.settings import ModelSettings
 
-from forgeline.config import CoderConfig, EditFormat, Role
+from forgeline.config import CoderConfig, EditFormat
+from forgeline.config import ModelRole as Role
 from forgeline.core.events import (
     CodePrOpened,
     NewEvent,

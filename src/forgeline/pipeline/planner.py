@@ -6,7 +6,7 @@ import yaml
 from pydantic_ai import ModelRetry
 
 from forgeline.core.events import NewEvent, PlanCreated
-from forgeline.core.planner import PlanError, repair_plan, validate_plan
+from forgeline.core.plan import PlanError, repair_plan, validate_plan
 from forgeline.errors import WorkspaceError
 from forgeline.llm.outputs import PlanOutput
 from forgeline.pipeline import prompts

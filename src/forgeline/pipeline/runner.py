@@ -9,6 +9,9 @@ the routed agent work, and record the output (several streams, one transaction).
 - Event mode: ``WorkerManager`` (workers.py) runs one worker per role, each fed by its own
   store subscription with a persisted checkpoint.
 
+Which role acts on an event comes from the reaction table (``core/reactions.py``); which
+of the modes runs a task is the runtime's ``Execution`` (``execution.py``).
+
 Because a role's result names its cause, handling an event twice (a crash before the
 checkpoint, a mode switch on resume) has one effect, and completed stages never re-run.
 
@@ -32,7 +35,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 from forgeline.core.events import (
     Budget,
@@ -43,26 +46,31 @@ from forgeline.core.events import (
     task_id_of,
     task_stream,
 )
-from forgeline.core.task import (
+from forgeline.core.reactions import (
+    INTERESTS,
     ORCHESTRATOR,
-    ORCHESTRATOR_INTERESTS,
+    Role,
+    Stage,
+    orchestrator_reacts,
+    reacting_stages,
+)
+from forgeline.core.task import (
     Answer,
     Approve,
     Cancel,
-    HandleExecutorEvent,
     Initialize,
-    Stage,
+    React,
     TaskState,
     decide,
     evolve,
     fold,
     next_stage,
-    orchestrator_reacts,
-    routed_stage,
+    settled,
 )
 from forgeline.errors import (
     ConcurrencyError,
     DuplicateEventError,
+    ForgelineError,
     InvalidRequestError,
     TaskNotFoundError,
 )
@@ -76,9 +84,7 @@ from forgeline.pipeline.reviewer import ReviewerAgent
 from forgeline.pipeline.tester import TesterAgent
 from forgeline.runs import preview_record
 from forgeline.store.base import AppendRequest, EventStore, recorded_event
-from forgeline.workspace.git import GitWorkspace
 
-Role = Stage | Literal["orchestrator"]
 AGENTS: tuple[type[StageAgent], ...] = (
     PlannerAgent,
     ArchitectAgent,
@@ -88,36 +94,27 @@ AGENTS: tuple[type[StageAgent], ...] = (
     ReviewerAgent,
     DeployerAgent,
 )
-# Which event types can concern each role: lets workers skip the rest without a read
-# (``Pipeline.concerns`` narrows it further by the event's data).
-INTERESTS: dict[str, frozenset[str]] = {
-    ORCHESTRATOR: ORCHESTRATOR_INTERESTS,
-    "planner": frozenset({"task.initiated"}),
-    "architect": frozenset({"plan.created"}),
-    "coder": frozenset({"plan.item.dispatched", "review.decision"}),
-    "tester": frozenset({"code.pr.opened"}),
-    "fixer": frozenset({"test.results"}),
-    "reviewer": frozenset({"test.results"}),
-    "deployer": frozenset({"review.decision"}),
-}
-for _role in ("planner", "architect", "coder", "fixer", "reviewer"):
-    INTERESTS[_role] |= {"budget.approved"}
 
 Until = Callable[[TaskState], bool]
 
 
-def settled(state: TaskState) -> bool:
-    """The task needs nobody but a person now: finished, or waiting for an answer or for
-    a budget approval."""
-    return state.terminal or state.status in ("needs_clarification", "awaiting_approval")
+class StageInterrupted(ForgelineError):
+    """A stage's work for a task was stopped (``Pipeline.interrupt``); nothing of it was
+    recorded, and the event it was handling is handled again on the next start."""
+
+
+class _StageRun:
+    """A stage run in flight: the asyncio task running it, and whether it was told to
+    stop."""
+
+    def __init__(self, task: asyncio.Task[object]) -> None:
+        self.task = task
+        self.interrupted = False
+        self.done = asyncio.Event()
 
 
 def new_task_id() -> str:
     return uuid.uuid4().hex[:12]
-
-
-def worktree_path(repository: GitWorkspace, task_id: str) -> Path:
-    return repository.path / ".forgeline" / "worktrees" / task_id
 
 
 class Pipeline:
@@ -138,20 +135,23 @@ class Pipeline:
         )
         self._states: OrderedDict[str, tuple[TaskState, str]] = OrderedDict()
         """Per task: its folded state and the id of the last event folded into it."""
+        self._running: dict[str, list[_StageRun]] = {}
+        """Per task: the stage runs in flight in this process (see ``interrupt``)."""
 
     @property
     def store(self) -> EventStore:
         return self.services.store
 
     def concerns(self, role: Role, event: Event) -> bool:
+        """Whether ``role`` may act on ``event`` in some state (``core.reactions``): a
+        worker skips the rest without reading the task."""
         if event.data.type not in INTERESTS[role]:
             return False  # the cheap test first: most events are not this role's
         if task_id_of(event.stream_id) is None:
             return False
         if role == ORCHESTRATOR:
-            return orchestrator_reacts(event)
-        stage = routed_stage(event)
-        return stage is None or stage == role  # None: a budget approval (any paused stage)
+            return orchestrator_reacts(event.data)
+        return role in reacting_stages(event.data)
 
     async def state(self, task_id: str) -> TaskState:
         state, _ = await self._latest(task_id)
@@ -191,29 +191,49 @@ class Pipeline:
 
     # ------------------------------------------------------------------ commands
 
-    async def submit(self, request: str, workspace: GitWorkspace) -> str:
-        """Start a task: a worktree on branch ``forgeline/<id>`` (under the repository's
-        ``.forgeline/worktrees/``) from the repository's HEAD, and the request recorded."""
+    async def submit(
+        self,
+        request: str,
+        repository: str | Path,
+        *,
+        max_fix_rounds: int | None = None,
+        max_review_rounds: int | None = None,
+        budget: Budget | None = None,
+    ) -> str:
+        """Record a new task on ``repository`` (a name under the workspaces root, or a
+        path inside it; created if absent) and return its id. Limits not given come from
+        the settings. Its worktree is made on branch ``forgeline/<id>`` from the
+        repository's HEAD; nothing runs yet (that is an ``Execution``'s job)."""
         if not request.strip():
             raise InvalidRequestError("the request is empty: say what to build")
-        await workspace.ensure()
+        workspaces = self.services.workspaces
+        name = workspaces.name_of(repository)
+        repo = workspaces.repository(name)
+        await repo.ensure()
+        settings = self.services.settings
         task_id = new_task_id()
         branch = f"forgeline/{task_id}"
-        worktree, base = await workspace.add_worktree(branch, worktree_path(workspace, task_id))
-        settings = self.services.settings
         command = Initialize(
             task_id=task_id,
             request=request,
-            workspace=str(worktree.path),
+            repository=name,
             branch=branch,
-            base_commit=base,
-            max_fix_rounds=settings.max_fix_rounds,
-            max_review_rounds=settings.max_review_rounds,
-            budget=settings.budget,
+            base_commit=await repo.head(),
+            max_fix_rounds=(settings.max_fix_rounds if max_fix_rounds is None else max_fix_rounds),
+            max_review_rounds=(
+                settings.max_review_rounds if max_review_rounds is None else max_review_rounds
+            ),
+            budget=settings.budget if budget is None else budget,
             at=self.services.clock(),
         )
-        events = decide(TaskState(task_id=task_id), command)
-        await self.store.append(task_stream(task_id), events, expected_version=0)
+        events = decide(TaskState(task_id=task_id), command)  # validates before any change
+        path = workspaces.worktree_path(name, task_id)
+        await repo.add_worktree(branch, path, command.base_commit)
+        try:
+            await self.store.append(task_stream(task_id), events, expected_version=0)
+        except Exception:  # not recorded (a cancelled append may still be: kept then)
+            await repo.remove_worktree(branch, path)  # no worktree that no task owns
+            raise
         return task_id
 
     async def answer(self, task_id: str, answer: str) -> None:
@@ -229,16 +249,39 @@ class Pipeline:
         await self.store.append(task_stream(task_id), events)
 
     async def cancel(self, task_id: str, reason: str = "cancelled by user") -> None:
+        """Record ``task.cancelled``, stop the task's stage runs in this process (nothing
+        they would record is recorded) and its web preview."""
         state = await self.state(task_id)
         events = decide(state, Cancel(reason=reason, at=self.services.clock()))
         await self.store.append(task_stream(task_id), events)
+        await self.interrupt(task_id)
         await self.stop_preview(task_id)
 
+    async def interrupt(self, task_id: str) -> int:
+        """Stop the task's stage runs in flight in this process and wait until they have
+        stopped; return how many there were. Nothing an interrupted run would have
+        recorded is recorded: ``handle`` raises ``StageInterrupted`` instead, so a worker
+        leaves the event unacknowledged and the next start handles it again.
+
+        This is the hook for stopping work promptly: ``cancel`` calls it here; Ctrl-C
+        (and a cancel recorded by another process, seen by the runtime's drive loop) can
+        call it before draining. A stage's processes in the sandbox are killed when its
+        run is cancelled (the spawner kills the group); a model call is abandoned."""
+        runs = list(self._running.get(task_id, ()))
+        for run in runs:
+            run.interrupted = True
+            run.task.cancel()
+        for run in runs:
+            await run.done.wait()
+        return len(runs)
+
     async def recover(self, task_id: str) -> TaskState:
-        """Before resuming: put the workspace back at the last recorded commit."""
+        """Before resuming: put the worktree back at the last recorded commit."""
         state = await self.state(task_id)
         if not state.terminal:
-            await GitWorkspace(Path(state.workspace)).reset_to(state.branch, state.head)
+            worktree = self.services.workspaces.worktree(state)
+            async with worktree.lock:
+                await worktree.reset_to(state.branch, state.head)
         return state
 
     async def stop_preview(self, task_id: str) -> int | None:
@@ -251,7 +294,7 @@ class Pipeline:
         preview_id = state.deploy.preview_id if state.deploy is not None else None
         process = self.services.previews.pop(task_id, None)
         stopped = await preview_record.stop_preview(
-            Path(state.workspace), task_id, preview_id, process
+            self.services.workspaces.worktree(state).path, task_id, preview_id, process
         )
         stop = NewEvent(
             stream_id=task_stream(task_id),
@@ -273,7 +316,7 @@ class Pipeline:
         task_id = task_id_of(event.stream_id)
         if task_id is None:
             return []
-        if role == ORCHESTRATOR and not orchestrator_reacts(event):
+        if role == ORCHESTRATOR and not orchestrator_reacts(event.data):
             return await self.record([], checkpoint)  # decide never reacts to it
         for _ in range(self.attempts):
             state, history = await self._latest(task_id)
@@ -286,14 +329,14 @@ class Pipeline:
             ):
                 return []  # nobody's, or done before (a crash, a resume, a second worker)
             if actor == ORCHESTRATOR:
-                out = decide(state, HandleExecutorEvent(event=event, at=self.services.clock()))
+                out = decide(state, React(event=event, at=self.services.clock()))
                 try:
                     return await self.record(out, checkpoint, state=state)
                 except ConcurrencyError:
                     continue  # the task moved on meanwhile: decide on its latest state
             if actor != stage:
                 return []
-            out = await self.agents[stage].process_direct(state, event)
+            out = await self._work(stage, state, event)
             return await self._record_result(state, out, checkpoint)
         # Still racing other writers of this task after every attempt: record the last
         # decision without the version check (as every decision was recorded once).
@@ -336,8 +379,36 @@ class Pipeline:
                 for e in history
             ):
                 continue  # resumed before (a crash after recording, a second worker)
-            out += await self.agents[stage].process_direct(state, trigger, cause=approval)
+            out += await self._work(stage, state, trigger, cause=approval)
         return await self.record(out, checkpoint)
+
+    async def _work(
+        self, stage: Stage, state: TaskState, trigger: Event, cause: Event | None = None
+    ) -> list[NewEvent]:
+        """The stage's run on ``trigger``, registered so that ``interrupt`` can stop it (by
+        cancelling the task running it, which goes on with ``StageInterrupted``; a task
+        of its own per run would cost a scheduling step on every stage)."""
+        current = asyncio.current_task()
+        assert current is not None
+        run = _StageRun(current)
+        runs = self._running.setdefault(state.task_id, [])
+        runs.append(run)
+        try:
+            out = await self.agents[stage].process_direct(state, trigger, cause=cause)
+        except asyncio.CancelledError:
+            if run.interrupted and current.uncancel() == 0:
+                raise StageInterrupted(f"{stage} was interrupted on {trigger.type}") from None
+            raise  # (also) cancelled by someone else
+        finally:
+            runs.remove(run)
+            if not runs:
+                self._running.pop(state.task_id, None)
+            run.done.set()
+        if run.interrupted:  # it finished before the cancellation reached it
+            if current.cancelling():
+                current.uncancel()
+            raise StageInterrupted(f"{stage} was interrupted on {trigger.type}")
+        return out
 
     def reactions(
         self, state: TaskState, events: Sequence[NewEvent]
@@ -360,10 +431,10 @@ class Pipeline:
         decided = 0
         while pending and decided < self.reaction_limit:
             trigger = pending.popleft()
-            if not orchestrator_reacts(trigger):
+            if not orchestrator_reacts(trigger.data):
                 continue
             decided += 1
-            for reaction in decide(state, HandleExecutorEvent(event=trigger, at=at)):
+            for reaction in decide(state, React(event=trigger, at=at)):
                 version += 1
                 recorded = recorded_event(reaction, version, 0)
                 state = evolve(state, recorded)
@@ -436,7 +507,10 @@ class Pipeline:
                 if stop is not None and stop.is_set():
                     break
                 await self.handle(event, ORCHESTRATOR)
-                await self.handle(event, None)
+                try:
+                    await self.handle(event, None)
+                except StageInterrupted:
+                    return await self.state(task_id)  # stopped on purpose (``interrupt``)
                 seen = event.version
             if until(state := await self.state(task_id)):
                 return state

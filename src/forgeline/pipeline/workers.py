@@ -32,8 +32,8 @@ from collections import deque
 from collections.abc import Sequence
 
 from forgeline.core.events import Event, task_stream
-from forgeline.core.task import ORCHESTRATOR, STAGES
-from forgeline.pipeline.runner import Pipeline, Role
+from forgeline.core.reactions import ORCHESTRATOR, ROLES, Role
+from forgeline.pipeline.runner import Pipeline, StageInterrupted
 from forgeline.store.base import EventStore
 
 log = logging.getLogger(__name__)
@@ -281,6 +281,11 @@ class Worker:
             await asyncio.wait([before])
         try:
             await self.pipeline.handle(event, self.role)
+        except StageInterrupted as exc:
+            # Stopped on purpose (``Pipeline.interrupt``): nothing was recorded, and the
+            # event stays unacknowledged for the next start.
+            log.info("%s: %s", self.name, exc)
+            self._failed.add(event.position)
         except Exception as exc:
             # The store or a tool failed outside the agent's own error handling: the
             # event stays unacknowledged and is handled again on the next start. The
@@ -348,7 +353,7 @@ class WorkerManager:
         (each task's events still one at a time, in order)."""
         self.pipeline = pipeline
         self.task_id = task_id
-        self.roles: tuple[Role, ...] = tuple(roles or (ORCHESTRATOR, *STAGES))
+        self.roles: tuple[Role, ...] = tuple(roles or ROLES)
         self.concurrency = concurrency
         self.orchestrator_concurrency = orchestrator_concurrency
         self.stop_event = asyncio.Event()
@@ -376,11 +381,6 @@ class WorkerManager:
                 asyncio.create_task(worker.run(self.stop_event, feed), name=worker.name)
             )
         self._tasks.append(asyncio.create_task(feed.run(min(starts)), name="forgeline-feed"))
-
-    @property
-    def running(self) -> bool:
-        starting = self._starting is not None and not self._starting.done()
-        return starting or any(not t.done() for t in self._tasks)
 
     def failure(self) -> BaseException | None:
         for task in (self._starting, *self._tasks):

@@ -13,13 +13,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 from forgeline.errors import WorkspaceError
+from forgeline.workspace.lock import CheckoutLock
 
 IDENTITY = ("-c", "user.name=forgeline", "-c", "user.email=forgeline@localhost")
 IGNORED = (".forgeline/", "__pycache__/", ".pytest_cache/", "*.pyc")
 # Paths an agent may never write, whatever the model says.
 PROTECTED = (".git", ".forgeline")
-
-_locks: dict[Path, asyncio.Lock] = {}
 
 
 def confined_path(root: Path, relative: str) -> Path:
@@ -50,9 +49,10 @@ class GitWorkspace:
         return f"GitWorkspace({str(self.path)!r})"
 
     @property
-    def lock(self) -> asyncio.Lock:
-        """Serializes changes to this checkout within the process."""
-        return _locks.setdefault(self.path, asyncio.Lock())
+    def lock(self) -> CheckoutLock:
+        """Serializes checkout, writes, commits and test runs in this checkout, within the
+        process and across processes (``async with workspace.lock:``)."""
+        return CheckoutLock(self.path)
 
     async def git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
         proc = await asyncio.create_subprocess_exec(
@@ -129,16 +129,25 @@ class GitWorkspace:
     async def dirty_files(self) -> list[str]:
         return list(await self.status())
 
-    async def add_worktree(self, branch: str, path: Path) -> tuple[GitWorkspace, str]:
-        """A new worktree at ``path`` on a new ``branch`` from HEAD; returns it and the base.
+    async def add_worktree(
+        self, branch: str, path: Path, base: str | None = None
+    ) -> tuple[GitWorkspace, str]:
+        """A new worktree at ``path`` on a new ``branch`` from ``base`` (default HEAD);
+        returns it and the base.
 
         Each task works in its own worktree, so parallel tasks on one repository never
         touch each other's files or branches, and the user's own checkout is left alone
         (its uncommitted changes are simply not part of the task).
         """
-        base = await self.head()
+        base = base or await self.head()
         await self.git("worktree", "add", "-q", "-b", branch, str(path), base)
         return GitWorkspace(path), base
+
+    async def remove_worktree(self, branch: str, path: Path) -> None:
+        """Remove a worktree made by ``add_worktree`` and its branch (as far as they
+        exist): what a task that was never recorded left behind."""
+        await self.git("worktree", "remove", "--force", str(path), check=False)
+        await self.git("branch", "-q", "-D", branch, check=False)
 
     async def checkout(self, branch: str) -> None:
         if await self.current_branch() != branch:
@@ -186,24 +195,6 @@ class GitWorkspace:
     async def diff_sha256(self, base: str, head: str) -> str:
         return hashlib.sha256((await self.diff(base, head)).encode()).hexdigest()
 
-    async def changed_files(self, base: str, head: str = "HEAD") -> list[str]:
-        return (await self.git("diff", "--name-only", base, head)).split()
-
     async def log(self, base: str, head: str = "HEAD") -> list[tuple[str, str]]:
         out = await self.git("log", "--reverse", "--format=%h %s", f"{base}..{head}")
         return [tuple(line.split(" ", 1)) for line in out.splitlines() if line]  # type: ignore[misc]
-
-    def tracked_text_files(self, names: Iterable[str], budget: int = 40_000) -> dict[str, str]:
-        """Current content of ``names`` that exist, within a character budget."""
-        out: dict[str, str] = {}
-        for name in names:
-            try:
-                text = self.read_file(name)
-            except WorkspaceError:
-                continue
-            if text is None:
-                continue
-            if sum(map(len, out.values())) + len(text) > budget:
-                break
-            out[name] = text
-        return out

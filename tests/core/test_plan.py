@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from forgeline.core.events import PlanItem
-from forgeline.core.planner import (
+from forgeline.core.plan import (
     ItemState,
     ItemStatus,
     PlanError,

@@ -1,9 +1,10 @@
 """The plan as a DAG (note 004's handler-based planner), as pure functions.
 
 Each plan item is a node with a kind (``Processing``, ``ToolCall``, ``Clarification``)
-and a status (``Planned``, ``Running``, ``Completed``, ``NeedsClarification``,
-``Failed``). Items whose dependencies are all completed are *ready* and may run
-concurrently; a ready ``Clarification`` item pauses the plan until it is answered.
+and a status (``Planned``, ``Running``, ``Completed``, ``NeedsClarification``; an item
+does not fail on its own, its task does). Items whose dependencies are all completed are
+*ready* and may run concurrently; a ready ``Clarification`` item pauses the plan until it
+is answered.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ class ItemStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     NEEDS_CLARIFICATION = "needs_clarification"
-    FAILED = "failed"
 
 
 class ItemState(Frozen):

@@ -1,0 +1,100 @@
+"""The commands that read a store: ``tasks``, ``status``, ``events``, ``usage``."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from forgeline.cli.edge import cli_runtime, console, run_async
+from forgeline.cli.options import ConfigFile, Store, TaskArg, Workspace
+from forgeline.cli.render import print_event, summary, tasks_table, usage_table
+from forgeline.core.events import usage_stream
+from forgeline.core.task import TaskState, settled
+from forgeline.llm.metered import usage_rows
+
+
+def tasks(workspace: Workspace = Path("."), store: Store = None, config: ConfigFile = None) -> None:
+    """List the tasks in this workspace's store."""
+
+    async def go() -> None:
+        async with cli_runtime(workspace, store, config, agents=False) as runtime:
+            rows = await runtime.store.tasks()
+        if rows:
+            console.print(tasks_table(rows))
+        else:
+            console.print('no tasks yet: forgeline run "what to build"')
+
+    run_async(go())
+
+
+def status(
+    task: TaskArg, workspace: Workspace = Path("."), store: Store = None, config: ConfigFile = None
+) -> None:
+    """Show where a task stands: phase, branch, commits, tests, review, deploy."""
+
+    async def go() -> int:
+        async with cli_runtime(workspace, store, config, agents=False) as runtime:
+            state = await runtime.state(task)
+            row = await runtime.store.task(task)
+            if row is not None:
+                console.print(f"phase    {row.current_phase}")
+            summary(console, state, await runtime.commits(state), runtime.worktree(state).path)
+            return 0
+
+    raise typer.Exit(run_async(go()))
+
+
+def events(
+    task: TaskArg,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events until the task ends.")
+    ] = False,
+    workspace: Workspace = Path("."),
+    store: Store = None,
+    config: ConfigFile = None,
+) -> None:
+    """Print a task's events (the audit log), optionally following new ones."""
+
+    def now(state: TaskState) -> bool:
+        return True
+
+    async def go() -> None:
+        async with cli_runtime(workspace, store, config, agents=False) as runtime:
+            await runtime.state(task)  # a clear error for an unknown id
+            async for event in runtime.follow(task, until=settled if follow else now):
+                print_event(console, event)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(go())
+
+
+def usage(
+    task: Annotated[
+        str | None, typer.Argument(help="A task id; all tasks in the store when left out.")
+    ] = None,
+    workspace: Workspace = Path("."),
+    store: Store = None,
+    config: ConfigFile = None,
+) -> None:
+    """Model usage and cost per task, per role and per model (from llm.usage events)."""
+
+    async def go() -> None:
+        async with cli_runtime(workspace, store, config, agents=False) as runtime:
+            if task is not None:
+                await runtime.state(task)  # a clear error for an unknown id
+                ids = [task]
+            else:
+                ids = [row.id for row in await runtime.store.tasks()]
+            rows = []
+            for task_id in ids:
+                recorded = await runtime.store.read_stream(usage_stream(task_id))
+                rows += usage_rows(task_id, recorded)
+        if rows:
+            console.print(usage_table(rows, "model usage (cached calls cost nothing)"))
+        else:
+            console.print("no model calls recorded yet")
+
+    run_async(go())

@@ -1,0 +1,256 @@
+"""One runtime for every entry point: forgeline's services built once, work driven, shut
+down cleanly.
+
+``open_runtime(settings)`` builds the store, the model registry, the process spawner and
+the pipeline, and an ``Execution`` (``pipeline/execution.py``) that does the recorded
+work; the CLI, the test harness and the benchmarks enter through it, and the server, the
+distributed worker and the evolution daemon are meant to. Nothing else builds these for
+a run. Leaving the context drains the execution (work in flight is finished and
+recorded), stops the web previews this process started (unless ``keep_previews``), closes
+the models' connections and the local model's server, and closes the store.
+
+Submitting and running are apart: ``submit`` only records a task; ``run_until_settled``
+has the execution work on it until it needs a person; ``follow`` yields a task's events
+as they are recorded, whoever records them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import warnings
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from forgeline.config import Settings
+from forgeline.core.events import Budget, Event, task_stream
+from forgeline.core.task import TaskState, settled
+from forgeline.errors import ConfigError, ForgelineError
+from forgeline.llm import local
+from forgeline.llm.gateway import ModelRegistry
+from forgeline.pipeline.base import Services
+from forgeline.pipeline.execution import Execution, ExecutionFactory, Mode, for_mode
+from forgeline.pipeline.runner import Pipeline, Until
+from forgeline.sandbox.local import LocalSpawner
+from forgeline.sandbox.select import UnsafeSpawnerWarning, choose_spawner
+from forgeline.sandbox.spawner import ProcessSpawner
+from forgeline.store import open_store
+from forgeline.store.base import EventStore
+from forgeline.workspace.git import GitWorkspace
+from forgeline.workspace.layout import Workspaces
+
+__all__ = ["Runtime", "open_runtime"]
+
+
+class Runtime:
+    """forgeline's services and pipeline, open; built by ``open_runtime``."""
+
+    def __init__(self, services: Services, pipeline: Pipeline, execution: Execution) -> None:
+        self.services = services
+        self.pipeline = pipeline
+        self.execution = execution
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def store(self) -> EventStore:
+        return self.services.store
+
+    @property
+    def models(self) -> ModelRegistry:
+        return self.services.models
+
+    @property
+    def spawner(self) -> ProcessSpawner:
+        return self.services.spawner
+
+    @property
+    def workspaces(self) -> Workspaces:
+        return self.services.workspaces
+
+    # ------------------------------------------------------------------- tasks
+
+    async def submit(
+        self,
+        request: str,
+        repository: str | Path,
+        *,
+        max_fix_rounds: int | None = None,
+        max_review_rounds: int | None = None,
+        budget: Budget | None = None,
+    ) -> str:
+        """Record a new task on ``repository`` (a name under the workspaces root, or a path
+        inside it) and return its id; see ``Pipeline.submit``. Nothing runs yet."""
+        return await self.pipeline.submit(
+            request,
+            repository,
+            max_fix_rounds=max_fix_rounds,
+            max_review_rounds=max_review_rounds,
+            budget=budget,
+        )
+
+    async def state(self, task_id: str) -> TaskState:
+        """The task's latest state (``TaskNotFoundError`` for an unknown id)."""
+        return await self.pipeline.state(task_id)
+
+    async def run_until_settled(
+        self, task_id: str, *, stop: asyncio.Event | None = None, mode: Mode | None = None
+    ) -> TaskState:
+        """Have the execution work on the task until it is settled (finished, or waiting
+        for an answer or an approval) or ``stop`` is set, and return its state. The work
+        in flight when ``stop`` is set is finished and recorded first.
+
+        ``mode`` drives this one task in this process in that mode instead of with the
+        runtime's execution (tests compare the modes this way)."""
+        stop = stop or asyncio.Event()
+        execution = self.execution if mode is None else for_mode(mode)(self.pipeline)
+        state = await self.pipeline.state(task_id)
+        if settled(state):
+            return state
+        if execution.owns_task:
+            await self.pipeline.recover(task_id)
+        await execution.drive(task_id, stop)
+        return await self.pipeline.state(task_id)
+
+    async def follow(
+        self,
+        task_id: str,
+        *,
+        after_version: int = 0,
+        until: Until | None = settled,
+        stop: asyncio.Event | None = None,
+    ) -> AsyncIterator[Event]:
+        """The task's events after ``after_version``, as they are recorded (by this
+        process or another), until ``until(state)`` holds (None: forever) or ``stop`` is
+        set; every event recorded before that is yielded."""
+        store = self.store
+        stream = task_stream(task_id)
+        seen = after_version
+        while True:
+            mark = store.commit_count  # before reading: no append slips between the two
+            done = (stop is not None and stop.is_set()) or (
+                until is not None and until(await self.pipeline.state(task_id))
+            )
+            for event in await store.read_stream(stream, after_version=seen):
+                seen = event.version
+                yield event
+            if done:
+                return
+            await store.wait_for_append(mark)
+
+    async def answer(self, task_id: str, text: str) -> None:
+        await self.pipeline.answer(task_id, text)
+
+    async def approve(self, task_id: str, budget: Budget) -> None:
+        """Give a task paused by its budget a new budget (totals for the whole task); its
+        paused stages then run again."""
+        await self.pipeline.approve(task_id, budget)
+
+    async def cancel(self, task_id: str, reason: str = "cancelled by user") -> None:
+        await self.pipeline.cancel(task_id, reason)
+
+    async def stop_preview(self, task_id: str) -> int | None:
+        """Stop the task's web preview (started here or elsewhere); its pid, or None."""
+        return await self.pipeline.stop_preview(task_id)
+
+    def worktree(self, state: TaskState) -> GitWorkspace:
+        return self.workspaces.worktree(state)
+
+    async def commits(self, state: TaskState) -> list[tuple[str, str]]:
+        """The task branch's commits (short sha, subject), oldest first; none if its
+        worktree is gone."""
+        try:
+            return await self.worktree(state).log(state.base_commit, state.head)
+        except ForgelineError:
+            return []
+
+    # ---------------------------------------------------------------- shutdown
+
+    async def _stop_previews(self) -> None:
+        for task_id in list(self.services.previews):
+            with contextlib.suppress(ForgelineError):
+                await self.pipeline.stop_preview(task_id)
+        for process in self.services.previews.values():  # any left: not recorded as ours
+            await process.stop()
+        self.services.previews.clear()
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    agents: bool = True,
+    execution: ExecutionFactory | None = None,
+    models: ModelRegistry | None = None,
+    spawner: ProcessSpawner | None = None,
+    pipeline: Callable[[Services], Pipeline] = Pipeline,
+    keep_previews: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> AsyncIterator[Runtime]:
+    """Build forgeline for ``settings`` and yield it; shut it down on the way out.
+
+    - ``agents=False``: for commands that only read or record a person's command
+      (``tasks``, ``status``, ``cancel`` ...): no model chains are built and no sandbox
+      is looked for.
+    - ``execution``: how work gets done; default the task-scoped execution of
+      ``settings.mode`` (``Sequential`` or ``TaskWorkers``). A server or daemon passes
+      ``SharedWorkers`` (every task in the store, for the runtime's life).
+    - ``models``, ``spawner``: given instead of built from the settings (tests, scripted
+      models); ``pipeline``: builds the pipeline from the services (a benchmark's
+      instant agents).
+    - ``keep_previews``: leave the web previews this process started running.
+    - ``warn``: receives the loud warning of running untrusted code unsandboxed
+      (default: a Python warning).
+
+    Errors in the settings (a model that cannot be built, no sandbox, no workspaces root)
+    raise ``ForgelineError``s before anything is created.
+    """
+    if settings.workspaces_root is None:
+        raise ConfigError(
+            "no workspaces root: set workspaces_root (FORGELINE_WORKSPACES_ROOT) to the "
+            "directory that holds the repositories tasks work on"
+        )
+    workspaces = Workspaces(settings.workspaces_root)
+    if models is None:
+        models = ModelRegistry.from_settings(settings) if agents else ModelRegistry({})
+    try:
+        if spawner is None:
+            spawner = _spawner(settings, warn) if agents else LocalSpawner()
+        store = open_store(settings.store_url(workspaces.root))
+        await store.open()
+    except BaseException:
+        await models.aclose()
+        raise
+    services = Services(
+        store=store, settings=settings, spawner=spawner, models=models, workspaces=workspaces
+    )
+    built = pipeline(services)
+    runtime = Runtime(services, built, (execution or for_mode(settings.mode))(built))
+    try:
+        await runtime.execution.start()
+        yield runtime
+    finally:
+        try:
+            await runtime.execution.close()
+            if not keep_previews:
+                await runtime._stop_previews()
+        finally:
+            await models.aclose()
+            await asyncio.to_thread(local.stop_servers)
+            await store.close()
+
+
+def _spawner(settings: Settings, warn: Callable[[str], None] | None) -> ProcessSpawner:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnsafeSpawnerWarning)
+        spawner = choose_spawner(
+            require_sandbox=settings.require_sandbox, allow_unsafe=settings.unsafe_no_sandbox
+        )
+    for warning in caught:
+        if warn is not None:
+            warn(str(warning.message))
+        else:
+            warnings.warn(warning.message, stacklevel=3)
+    return spawner
