@@ -156,17 +156,22 @@ def interface_bodies(spec: Spec) -> list[tuple[str, str, str]]:
     """``(test name, label, code)`` for each interface check."""
     out: list[tuple[str, str, str]] = []
 
-    def add(label: str, code: str) -> None:
-        out.append((f"test_interface_{len(out) + 1}_{_slug(label)}", label, code))
+    def add(short: str, label: str, code: str) -> None:
+        out.append((f"test_interface_{len(out) + 1}_{_slug(short)}", label, code))
 
     for module in spec.modules:
         verb = "imports" if module.importable else "compiles"
-        add(f"{module.path} {verb}", f"check_file({module.path!r}, {module.importable})")
+        add(
+            f"file {module.module}",
+            f"{module.path} {verb}",
+            f"check_file({module.path!r}, {module.importable})",
+        )
     for c in spec.callables:
         params = None
         if c.params is not None:
             params = [(p.name, p.kind, p.default) for p in c.params]
         add(
+            f"signature {c.name}",
             f"{c.module}.{c.name} accepts the stated parameters",
             f"check_callable({c.module!r}, {c.name!r}, {c.kind!r}, {params!r})",
         )
@@ -176,10 +181,14 @@ def interface_bodies(spec: Spec) -> list[tuple[str, str, str]]:
         if values is not None and "--port" not in command.args:
             runnable.append((command.script, values))
     if runnable:
-        add("the command lines run without a traceback", f"check_commands({runnable!r})")
+        add(
+            "commands",
+            "the command lines run without a traceback and do something",
+            f"check_commands({runnable!r})",
+        )
     if spec.server is not None and spec.routes:
         routes = list(dict.fromkeys((r.method, route_path(r.path)) for r in spec.routes))
-        add("every route answers", f"check_routes({routes!r})")
+        add("routes", "every route answers", f"check_routes({routes!r})")
     return out
 
 

@@ -50,8 +50,8 @@ def literal_prefix(text: str, limit: int = 300) -> str | None:
         if stop < len(text) and (text[stop].isalnum() or text[stop] in "_"):
             continue
         piece = text[:stop].strip()
-        if not piece:
-            continue
+        if not piece or piece.endswith("."):
+            continue  # "== 3." ends a sentence; it is not the float 3.0
         try:
             node = ast.parse(piece, mode="eval").body
         except SyntaxError:

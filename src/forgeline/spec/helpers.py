@@ -195,12 +195,17 @@ def check_callable(module, name, kind, params):
 def check_commands(commands):
     Path("input.txt").write_text("alpha beta\nalpha\ngamma\n")
     Path("input.csv").write_text("name,age\nada,36\n")
+    before = sorted(Path.cwd().iterdir())
+    effect = False
     for script, args in commands:
         done = run(script, *args)
         shown = " ".join([script, *args])
         assert "Traceback (most recent call last)" not in done.stderr, (
             f"python {shown} crashed:\n{done.stderr[-2000:]}"
         )
+        effect = effect or bool(done.stdout.strip() or done.stderr.strip() or done.returncode)
+    effect = effect or sorted(Path.cwd().iterdir()) != before
+    assert effect, "the command lines printed nothing, wrote no file and never failed"
 
 
 def check_routes(routes):
