@@ -8,7 +8,8 @@ from forgeline.spec import derive_spec
 from forgeline.spec.copier import COPIER_INSTRUCTIONS, copier_prompt, copy_examples, with_copies
 
 ROMAN = (
-    "Write roman.py (the year MMXX is one such number) with to_roman(number: int) -> str and from_roman(text: str) -> int "
+    "Write roman.py (the year MMXX is one such number) with to_roman(number: int) -> str "
+    "and from_roman(text: str) -> int "
     "for the numbers 1 to 3999 in the usual subtractive notation (4 is IV, 9 is IX, 40 is "
     "XL, 1994 is MCMXCIV). to_roman raises ValueError for numbers outside 1..3999. "
     "Any answer must fit in a tweet of 280 characters."
@@ -55,7 +56,7 @@ async def test_only_asserts_the_text_backs_are_kept() -> None:
         "its values are not from one place in the request"
     )
     assert reasons['assert parse_roman("IX") == 9'] == (
-        "it calls parse_roman, which the request does not name"
+        "it uses parse_roman, which the request does not name"
     )
     assert reasons["import os"] == "a Import statement is not an example"
     raises = [code for code in reasons if "raises" in code]
