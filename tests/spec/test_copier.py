@@ -40,7 +40,7 @@ async def test_only_asserts_the_text_backs_are_kept() -> None:
     seen: list[str] = []
 
     def answer(messages: list) -> str:
-        seen.append(prompt_text(messages))
+        seen.append(prompt_text(messages) + (messages[-1].instructions or ""))
         return ANSWER
 
     result = await copy_examples(scripted_model([answer]), spec)
