@@ -142,6 +142,8 @@ def read_copies(answer: str, spec: Spec) -> CopyResult:
     kept: list[Trial] = []
     refused: list[tuple[str, str]] = []
     known = {t.code for t in spec.trials}
+    if answer.strip().strip(".").upper() == "NONE":
+        return CopyResult()
     for code in (unit for block in snippets(answer) for unit in check_units(block)):
         reason = check_copy(code, spec, text)
         if reason is None and code in known:
