@@ -19,5 +19,5 @@ def test_fizzbuzz_at_15():
 
 def test_zero_and_negative():
     assert fizzbuzz(0) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # noqa: PT011
         fizzbuzz(-1)

@@ -10,7 +10,7 @@ def test_shape_and_rows():
 
 def test_bad_rows():
     for rows in ([], [[]], [[1, 2], [3]]):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError):  # noqa: PT011
             Matrix(rows)
 
 
@@ -19,7 +19,7 @@ def test_add_and_equality():
     b = Matrix([[10, 20], [30, 40]])
     assert a + b == Matrix([[11, 22], [33, 44]])
     assert a != b
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # noqa: PT011
         a + Matrix([[1, 2, 3]])
 
 
@@ -28,7 +28,7 @@ def test_product():
     b = Matrix([[5], [6]])
     assert a @ b == Matrix([[17], [39]])
     assert (a @ b).shape == (2, 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # noqa: PT011
         b @ a
 
 

@@ -21,5 +21,5 @@ def test_factorize():
     assert factorize(360) == [2, 2, 2, 3, 3, 5]
     assert factorize(2 * 9973) == [2, 9973]
     for bad in (1, 0, -5):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError):  # noqa: PT011
             factorize(bad)

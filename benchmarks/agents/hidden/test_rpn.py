@@ -28,7 +28,7 @@ def test_evaluate():
 
 def test_errors():
     for bad in ("1 +", "1 2", "1 x +", "4 0 /", ""):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError):  # noqa: PT011
             evaluate_rpn(bad)
 
 

@@ -20,5 +20,5 @@ def test_long_words_and_empty():
 
 
 def test_bad_width():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # noqa: PT011
         wrap_text("abc", 0)
