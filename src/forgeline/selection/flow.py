@@ -9,7 +9,7 @@ call is one of the small functions of ``spec.copier``, ``selection.candidate``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from forgeline.selection.agreement import Choice, choose
 from forgeline.selection.candidate import TEMPERATURE, Candidate, sample_candidates
@@ -87,18 +87,22 @@ async def select(
     temperature: float = TEMPERATURE,
     copy: bool = True,
     extra: Mapping[str, str] | None = None,
+    prepare: Callable[[Candidate], Candidate] | None = None,
     timeout: float | None = None,
 ) -> Selection:
     """Sample ``candidates``, check and rank them, repair the closest while none passes
     the spec (at most ``repairs`` times). ``extra`` test files (a benchmark's hidden
-    tests) run with the others and never take part in the choice."""
+    tests) run with the others and never take part in the choice. ``prepare`` reshapes
+    every answer before it is checked (a named filter for a model's habits)."""
+    shape = prepare or (lambda candidate: candidate)
     copies = None
     if copy:
         copies = await copy_examples(model, spec, timeout=timeout)
         spec = with_copies(spec, [copies])
-    pool = await sample_candidates(
+    sampled = await sample_candidates(
         model, spec, candidates, temperature=temperature, timeout=timeout
     )
+    pool = [shape(c) for c in sampled]
     designed = [
         await design_tests(model, spec, i, temperature=temperature, seed=i, timeout=timeout)
         for i in range(1, designers + 1)
@@ -112,6 +116,7 @@ async def select(
         fixed = await repair(
             model, spec, base, evaluations[choice.index].error, seed=rounds, timeout=timeout
         )
+        fixed = shape(fixed)
         pool.append(fixed)
         evaluations.append(await runner.evaluate(fixed, suite))
         choice = choose(evaluations)

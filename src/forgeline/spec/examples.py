@@ -25,7 +25,9 @@ from collections.abc import Iterable, Sequence
 from forgeline.spec.model import CommandSpec, RouteSpec, Spec, Trial
 from forgeline.spec.spans import call_spans, closing, placeholder
 
-_VERB = re.compile(r"\s*`?\s*(?:==|gives|returns|is|evaluates to|→|➞|=>|->)\s*`?\s*")
+_VERB = re.compile(
+    r"\s*`?\s*(?:==>|==|should return|gives|returns|is|evaluates to|→|➞|=>|->)\s*`?\s*"
+)
 _BEFORE = re.compile(r"(?:returns|gives)\s+`?(?P<lit>[^`]{1,80}?)`?\s+for\s+`?$")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 _QUOTED_VERB = re.compile(r"\s+(?:gives|is|returns|evaluates to)\s+")

@@ -60,7 +60,7 @@ def _signature(source: str) -> ast.arguments | None:
     return node.args if isinstance(node, ast.FunctionDef) else None
 
 
-def _params(args: ast.arguments) -> tuple[Param, ...]:
+def params_of(args: ast.arguments) -> tuple[Param, ...]:
     def text(node: ast.expr | None) -> str | None:
         return None if node is None else ast.unparse(node)
 
@@ -166,7 +166,7 @@ def signatures(text: str, named: list[tuple[int, str]]) -> list[CallableSpec]:
         args = _signature(span.source)
         if args is None or span.name in found:
             continue
-        params = _params(args)
+        params = params_of(args)
         if span.name in dir(builtins) and params:
             continue  # len(cache), round(result, 2): a use, not a definition
         before = text[max(0, span.start - 6) : span.start]
