@@ -8,6 +8,9 @@ the scripted model's answers). Neither is ever shown to the agents: they are cop
 a finished workspace only after its run.
 
 The first five cover one request of each kind, so ``--requests 5`` is a balanced sample.
+The last 16 (``HELD_OUT``, ``held_out=True``) were written before any prompt of the
+specification and selection flow was tuned, and are kept out of every tuning loop: the
+harnesses report them apart from the 24 tuned ones (``TUNED``).
 """
 
 from __future__ import annotations

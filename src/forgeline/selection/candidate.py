@@ -27,11 +27,24 @@ standard library unless the request says otherwise. Python files must be valid."
 TEMPERATURE = 0.7
 
 _TEST_FILE = re.compile(r"(^|/)(test_[^/]*\.py|[^/]*_test\.py|conftest\.py)$")
+#: Files that configure pytest: a candidate's would change how the checks run.
+_PYTEST_CONFIG = frozenset(
+    {
+        "pytest.ini",
+        ".pytest.ini",
+        "pytest.toml",
+        ".pytest.toml",
+        "tox.ini",
+        "setup.cfg",
+        "pyproject.toml",
+    }
+)
 
 
 def is_test_file(path: str) -> bool:
-    """Test files and conftest: a candidate's own tests never take part in selection."""
-    return bool(_TEST_FILE.search(path))
+    """Test files, conftest and pytest's configuration: a candidate's own tests never take
+    part in selection, nor anything that would change how the checks run."""
+    return bool(_TEST_FILE.search(path)) or path in _PYTEST_CONFIG
 
 
 class Candidate(SpecModel):
@@ -54,7 +67,7 @@ class Candidate(SpecModel):
 
     @property
     def code_files(self) -> dict[str, str]:
-        """The files that are not tests."""
+        """The files that are not tests (nor pytest's configuration)."""
         return {p: t for p, t in self.files.items() if not is_test_file(p)}
 
 
