@@ -41,7 +41,7 @@ from forgeline.selection.candidate import Candidate, sample_candidate
 from forgeline.selection.execution import CandidateRunner, build_suite
 from forgeline.spec import CallableSpec, ModuleSpec, Spec, Trial
 from forgeline.spec.examples import find_trials, is_literal
-from forgeline.spec.extractor import params_of
+from forgeline.spec.extractor import one_line, params_of
 
 SOLUTION = "solution.py"
 HIDDEN = "test_humaneval_check.py"
@@ -111,7 +111,7 @@ def problem_spec(problem: dict[str, Any]) -> Spec:
         modules=(ModuleSpec(path=SOLUTION, importable=True),),
         callables=callables,
     )
-    docstring = " ".join(prompt.split())
+    docstring = one_line(prompt)
     found = [*doctest_trials(prompt, entry), *find_trials(docstring, spec, (), ())]
     return spec.with_trials(tuple({t.code: t for t in found}.values()))
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 
 from forgeline.spec.asking import AnyModel, ModelAnswer, ask
 from forgeline.spec.checks import free_names
+from forgeline.spec.extractor import one_line
 from forgeline.spec.helpers import HELPER_NAMES
 from forgeline.spec.model import Spec, SpecModel, Trial
 from forgeline.spec.snippets import asserts_of, check_units, raises_of, snippets
@@ -138,7 +139,7 @@ def _quote(code: str, text: str) -> str:
 
 def read_copies(answer: str, spec: Spec) -> CopyResult:
     """The trials kept from the copier's ``answer`` (see the module's rules)."""
-    text = " ".join(spec.request.split())
+    text = one_line(spec.request)
     kept: list[Trial] = []
     refused: list[tuple[str, str]] = []
     known = {t.code for t in spec.trials}

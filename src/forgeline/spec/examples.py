@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import ast
 import builtins
+import io
 import json
 import re
+import tokenize
 from collections.abc import Iterable, Sequence
 
 from forgeline.spec.model import CommandSpec, RouteSpec, Spec, Trial
@@ -44,8 +46,24 @@ def is_literal(node: ast.expr) -> bool:
     return True
 
 
+def _one_literal(piece: str, node: ast.expr) -> bool:
+    """Whether ``piece`` is written as one literal: not a bare tuple (``1, 2``), not a
+    scalar in parentheses (``("Venus")``, meant as a tuple), not strings run together
+    (``"a" ""``, a docstring's closing quotes)."""
+    if isinstance(node, ast.Tuple):
+        return piece.startswith("(")
+    if piece.startswith("(") and not isinstance(node, ast.List | ast.Dict | ast.Set):
+        return False
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(piece).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return sum(t.type == tokenize.STRING for t in tokens) <= 1 or not isinstance(node, ast.Constant)
+
+
 def literal_prefix(text: str, limit: int = 300) -> str | None:
-    """The longest start of ``text`` that is one Python literal (not a bare tuple)."""
+    """The longest start of ``text`` that is one Python literal, when nothing after it
+    continues an expression (``19 - 5 - 6 = 8`` is no literal 19)."""
     best: str | None = None
     text = text[:limit]
     for stop in range(1, len(text) + 1):
@@ -58,10 +76,12 @@ def literal_prefix(text: str, limit: int = 300) -> str | None:
             node = ast.parse(piece, mode="eval").body
         except SyntaxError:
             continue
-        if isinstance(node, ast.Tuple) and not piece.startswith("("):
-            continue
-        if is_literal(node):
+        if is_literal(node) and _one_literal(piece, node):
             best = piece
+    if best is not None:
+        after = text[text.find(best) + len(best) :].lstrip()
+        if after[:1] and after[0] in "+-*/%=<>&|^@" and not after.startswith(">>>"):
+            return None
     return best
 
 

@@ -241,9 +241,15 @@ def server(found: list[CallableSpec], cmds: list[CommandSpec]) -> ServerSpec | N
     return None
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line: each line break, with the indentation around it, becomes one
+    space; spaces inside a line (and so inside a quoted example) stay."""
+    return re.sub(r"[ \t]*\r?\n[ \t]*", " ", text.strip())
+
+
 def derive_spec(request: str) -> Spec:
     """The spec of ``request``: everything checkable it states literally."""
-    text = " ".join(request.split())
+    text = one_line(request)
     named = modules(text)
     found = signatures(text, named)
     owning = {c.module for c in found}
