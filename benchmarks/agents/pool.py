@@ -32,7 +32,7 @@ from benchmarks.agents.suite import BenchRequest, select
 from forgeline.errors import ForgelineError
 from forgeline.sandbox.select import UnsafeSpawnerWarning, choose_spawner
 from forgeline.selection.candidate import Candidate, sample_candidate
-from forgeline.selection.designer import DesignedTests, design_tests
+from forgeline.selection.designer import DesignedTests, design_tests, read_designed
 from forgeline.selection.execution import CandidateRunner, build_suite
 from forgeline.selection.flow import evaluate_all
 from forgeline.selection.repair import repair
@@ -69,7 +69,19 @@ class Pool:
 
     @property
     def designed(self) -> list[DesignedTests]:
-        return [DesignedTests.model_validate(d) for d in self.data["designed"]]
+        """The designer answers, read again (a better reader applies to a stored pool)."""
+        out = []
+        for index, stored in enumerate(self.data["designed"], 1):
+            answer = DesignedTests.model_validate(stored).answer
+            if answer is None:
+                out.append(DesignedTests.model_validate(stored))
+            else:
+                out.append(
+                    read_designed(answer.text, self.spec, index).model_copy(
+                        update={"answer": answer}
+                    )
+                )
+        return out
 
     @property
     def repairs(self) -> dict[str, Candidate]:

@@ -141,3 +141,25 @@ this is not python
         's = slugify("C D")\nassert len(s) == 3',
     ]
     assert 'slugify = find("slugify")' in designed.source
+
+
+def test_a_designer_that_writes_the_program_too() -> None:
+    """What the local model answered in a probe: the program and a test function. The
+    program is dropped (it would replace the candidate's), the test's asserts kept."""
+    answer = """```python
+from typing import *
+import re
+
+def slugify(text: str) -> str:
+    return re.sub(r'[^a-zA-Z0-9]', '-', text.lower()).strip('-')
+
+def test_slugify():
+    assert slugify("Hello, World!") == "hello-world"
+    assert slugify("!!!") == ""
+```"""
+    designed = read_designed(answer, derive_spec(REQUEST), 1)
+    assert [t.code for t in designed.tests] == [
+        'assert slugify("Hello, World!") == "hello-world"',
+        'assert slugify("!!!") == ""',
+    ]
+    assert "def slugify" not in designed.source

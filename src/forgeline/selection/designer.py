@@ -8,6 +8,9 @@ assert with the statements before it), so every assert votes on its own.
 
 from __future__ import annotations
 
+import ast
+import textwrap
+
 from forgeline.spec.asking import AnyModel, ModelAnswer, ask
 from forgeline.spec.checks import tests_file
 from forgeline.spec.model import Spec, SpecModel
@@ -50,11 +53,34 @@ def designer_prompt(spec: Spec) -> str:
     return f"Request:\n{spec.request}" + (f"\n\nInterface:\n{interface}" if interface else "")
 
 
+def designer_blocks(block: str) -> list[str]:
+    """The sets of asserts in one block of a designer's answer. Small models wrap them in
+    ``def test_...():`` (each body is a set) and write the program too: a definition
+    other than a test would replace the candidate's code, so it is dropped, and so are
+    imports (the request's names are looked up in its modules)."""
+    body = ast.parse(block).body
+    sets = [
+        "\n".join(ast.get_source_segment(block, n) or ast.unparse(n) for n in node.body)
+        for node in body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test")
+    ]
+    rest = [
+        n
+        for n in body
+        if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        and not isinstance(n, ast.Import | ast.ImportFrom)
+    ]
+    if rest:
+        sets.insert(0, "\n".join(ast.get_source_segment(block, n) or ast.unparse(n) for n in rest))
+    return [textwrap.dedent(s) for s in sets if s.strip()]
+
+
 def read_designed(answer: str, spec: Spec, index: int) -> DesignedTests:
     """The tests in designer answer number ``index`` (file ``test_designer_<index>.py``)."""
     path = f"test_designer_{index}.py"
     bodies: list[tuple[str, str]] = []
-    for set_number, block in enumerate(snippets(answer)[:MAX_SETS], 1):
+    blocks = [b for snippet in snippets(answer) for b in designer_blocks(snippet)]
+    for set_number, block in enumerate(blocks[:MAX_SETS], 1):
         units = [u for u in check_units(block) if asserts_of(u)]
         for number, code in enumerate(units[:MAX_TESTS_PER_SET], 1):
             bodies.append((f"test_designer_{index}_{set_number}_{number}", code))
