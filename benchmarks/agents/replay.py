@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import random
 import statistics
@@ -56,18 +57,23 @@ def pass_at(n: int, c: int, k: int) -> float:
 
 
 async def evaluate_pool(pool: Pool, runner: CandidateRunner, cache: Path) -> dict[str, Any]:
-    """Every stored candidate's evaluation (and the reference's), cached in ``cache``."""
-    if cache.is_file():
-        return dict(json.loads(cache.read_text()))
+    """Every stored candidate's evaluation (and the reference's), cached in ``cache`` for
+    as long as the test files are the same."""
     request = BY_NAME[pool.name]
     hidden = {request.hidden_name: request.hidden_tests.read_text()}
     suite = build_suite(pool.spec, pool.designed, hidden)
+    digest = hashlib.sha256(json.dumps(suite.files, sort_keys=True).encode()).hexdigest()
+    if cache.is_file():
+        cached = dict(json.loads(cache.read_text()))
+        if cached.get("suite") == digest:
+            return cached
     samples = pool.samples
     repairs = pool.repairs
     everyone = [pool.greedy, *samples, *repairs.values()]
     results = await evaluate_all(runner, everyone, suite)
     reference = await runner.evaluate(Candidate(files=request.reference()), suite)
     data = {
+        "suite": digest,
         "evaluations": {
             c.digest: e.model_dump(mode="json") for c, e in zip(everyone, results, strict=True)
         },
