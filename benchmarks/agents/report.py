@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.agents.runner import ArmName, ArmResult, RequestResult
+from benchmarks.agents.suite import BY_NAME
 
 ARM_LABELS: tuple[tuple[ArmName, str], ...] = (
     ("single_shot", "single shot"),
@@ -118,6 +119,24 @@ def table(results: Sequence[RequestResult]) -> str:
     return "\n".join(lines)
 
 
+def held_out_split(results: Sequence[RequestResult]) -> str:
+    """Pass rates of the tuned and the held-out requests apart (empty without held-out)."""
+    held = [r for r in results if BY_NAME[r.name].held_out]
+    if not held:
+        return ""
+    tuned = [r for r in results if not BY_NAME[r.name].held_out]
+    parts = []
+    for arm, label in ARM_LABELS:
+        rates = [
+            f"{name} {_rate(totals(chosen, arm))}"
+            for name, chosen in (("tuned", tuned), ("held-out", held))
+            if totals(chosen, arm).runs
+        ]
+        if rates:
+            parts.append(f"{label}: {', '.join(rates)}")
+    return "; ".join(parts)
+
+
 def summary(results: Sequence[RequestResult]) -> str:
     """The headline figures under the table."""
     lines: list[str] = []
@@ -134,4 +153,6 @@ def summary(results: Sequence[RequestResult]) -> str:
         if arm == "pipeline":
             line += f"; {t.fix_rounds} fixer round(s), {t.fixed} task(s) fixed by the fixer"
         lines.append(line)
+    if split := held_out_split(results):
+        lines.append(split)
     return "\n".join(lines)

@@ -8,6 +8,9 @@ the scripted model's answers). Neither is ever shown to the agents: they are cop
 a finished workspace only after its run.
 
 The first five cover one request of each kind, so ``--requests 5`` is a balanced sample.
+The last 16 (``HELD_OUT``, ``held_out=True``) were written before any prompt of the
+specification and selection flow was tuned, and are kept out of every tuning loop: the
+harnesses report them apart from the 24 tuned ones (``TUNED``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class BenchRequest:
     name: str
     kind: Kind
     request: str
+    held_out: bool = False
+    """Written after the tuned set and kept out of every prompt-tuning loop: figures for it
+    are reported apart."""
 
     @property
     def hidden_tests(self) -> Path:
@@ -51,8 +57,12 @@ class BenchRequest:
         }
 
 
-def _r(name: str, kind: Kind, text: str) -> BenchRequest:
-    return BenchRequest(name, kind, " ".join(text.split()) + " " + STDLIB)
+def _r(name: str, kind: Kind, text: str, *, held_out: bool = False) -> BenchRequest:
+    return BenchRequest(name, kind, " ".join(text.split()) + " " + STDLIB, held_out)
+
+
+def _h(name: str, kind: Kind, text: str) -> BenchRequest:
+    return _r(name, kind, text, held_out=True)
 
 
 SUITE: tuple[BenchRequest, ...] = (
@@ -300,14 +310,189 @@ SUITE: tuple[BenchRequest, ...] = (
         holding the URL, and 404 for an unknown code. A new server on the same db_path still
         knows the earlier codes.""",
     ),
+    # --- the held-out set: written before any prompt was tuned, and never tuned on
+    _h(
+        "palindrome",
+        "function",
+        """Write palindrome.py with is_palindrome(text: str) -> bool, which is True when the
+        text reads the same backwards once case and every character that is not a letter
+        or digit are ignored: is_palindrome("A man, a plan, a canal: Panama") returns True
+        and is_palindrome("hello") returns False. Also longest_palindrome(text: str) -> str,
+        the longest substring of text that is a palindrome exactly as written (case and
+        punctuation count), the first one if several are equally long, and "" for "".""",
+    ),
+    _h(
+        "fizzbuzz",
+        "function",
+        """Write fizzbuzz.py with fizzbuzz(n: int) -> list[str], the strings for the numbers
+        1 to n: "Fizz" for multiples of 3, "Buzz" for multiples of 5, "FizzBuzz" for
+        multiples of both and the number itself otherwise, so fizzbuzz(5) gives
+        ["1", "2", "Fizz", "4", "Buzz"]. fizzbuzz(0) is [] and a negative n raises
+        ValueError.""",
+    ),
+    _h(
+        "wrapper",
+        "function",
+        """Write wrapper.py with wrap_text(text: str, width: int) -> list[str], a greedy
+        word wrap: words (runs of non-whitespace) are put on a line, separated by single
+        spaces, as long as the line stays at most width characters; a word longer than
+        width gets a line of its own. wrap_text("the quick brown fox", 10) returns
+        ["the quick", "brown fox"], and text with no words gives []. A width below 1 raises
+        ValueError.""",
+    ),
+    _h(
+        "primes",
+        "function",
+        """Write primes.py with is_prime(n: int) -> bool, primes_up_to(n: int) -> list[int]
+        (every prime <= n, ascending; primes_up_to(10) == [2, 3, 5, 7]) and
+        factorize(n: int) -> list[int], the prime factors of n in ascending order, repeated
+        as often as they divide n (factorize(12) == [2, 2, 3]). is_prime is False for 0, 1
+        and negative numbers; factorize raises ValueError for n < 2.""",
+    ),
+    _h(
+        "minstack",
+        "class",
+        """Write minstack.py with a class MinStack: push(value) puts a value on top,
+        pop() removes and returns the top value, peek() returns it without removing it,
+        and min() returns the smallest value in the stack, each in constant time. len(stack)
+        is the number of values. pop, peek and min raise IndexError on an empty stack.""",
+    ),
+    _h(
+        "matrix",
+        "class",
+        """Write matrix.py with a class Matrix(rows) for a matrix of numbers given as a
+        list of rows (lists of equal length, at least one row and one column; otherwise
+        ValueError). Its attribute shape is the tuple (number of rows, number of columns).
+        m + n adds element-wise and m @ n is the matrix product, both raising ValueError
+        when the shapes do not fit; transpose() returns a new Matrix; == compares the
+        values; m.rows is the list of rows.""",
+    ),
+    _h(
+        "taskqueue",
+        "class",
+        """Write taskqueue.py with a class TaskQueue, a priority queue of named tasks:
+        add(name: str, priority: int) adds a task; pop() removes the task with the highest
+        priority and returns its name (of tasks with equal priority, the one added first);
+        peek() returns that name without removing the task; both raise IndexError when the
+        queue is empty. len(queue) is the number of tasks and `name in queue` tells whether
+        a task with that name is waiting.""",
+    ),
+    _h(
+        "grep",
+        "cli",
+        """Write grep.py: `python grep.py [-i] [-c] PATTERN FILE` prints the lines of FILE
+        that contain PATTERN (plain text, not a regular expression), in order, without
+        changing them. With -i case is ignored; with -c only the number of matching lines
+        is printed. The exit status is 0 when at least one line matched and 1 when none
+        did; a FILE that does not exist prints a message to stderr and exits with status
+        2.""",
+    ),
+    _h(
+        "rpn",
+        "cli",
+        """Write rpn.py, a reverse Polish notation calculator: evaluate_rpn(expression: str)
+        -> float evaluates tokens separated by spaces, numbers and the operators + - * /;
+        `python rpn.py "3 4 + 2 *"` prints 14. A whole result is printed without a decimal
+        point, any other as Python prints a float (`python rpn.py "5 2 /"` prints 2.5). An
+        unknown token, too few or too many numbers, or a division by zero raise ValueError
+        in evaluate_rpn, and the command line then prints a message starting with `error:`
+        to stderr and exits with status 1.""",
+    ),
+    _h(
+        "uniq",
+        "cli",
+        """Write uniq.py: `python uniq.py FILE` prints the lines of FILE, leaving out each
+        line that is equal to the line before it. With --all, every line already printed
+        anywhere before is left out instead. With --count, each printed line starts with
+        the number of times it occurred (in a row, or with --all anywhere in the file) and
+        a space, like `3 apple`.""",
+    ),
+    _h(
+        "ledger",
+        "store",
+        """Write ledger.py with a class Ledger(path) that keeps money entries in a JSON
+        file at path. add(date: str, amount: float, category: str) records an entry (date
+        as YYYY-MM-DD; amounts may be negative); balance() returns the sum of all amounts
+        (0 when empty); by_category() returns a dict of category to the sum of its amounts;
+        entries(month=None) returns the entries as dicts with the keys date, amount and
+        category, in the order they were added, only those whose date starts with month
+        (like "2024-03") when it is given. Every change is saved at once, a new Ledger on
+        the same path sees the saved entries, and a missing file is an empty ledger.""",
+    ),
+    _h(
+        "scores",
+        "store",
+        """Write scores.py, a high-score table kept in a JSON file. `python scores.py --db
+        FILE add NAME SCORE` records an integer score for NAME, keeping only the best score
+        of each name; `python scores.py --db FILE top N` prints the N best entries, one per
+        line as `RANK. NAME SCORE` (like `1. ada 300`), highest score first and names in
+        alphabetical order on equal scores; `python scores.py --db FILE reset` removes every
+        score. A SCORE that is not an integer prints a message to stderr and exits with
+        status 1.""",
+    ),
+    _h(
+        "jobqueue",
+        "store",
+        """Write jobqueue.py with a class JobQueue(path), a first-in first-out queue of
+        JSON-serialisable jobs kept in a JSON file. put(job) -> int stores a job and returns
+        its id (1, 2, 3 ..., never reused); take() returns (id, job) for the oldest job not
+        taken yet and marks it taken, or None when there is none; done(job_id) removes a
+        taken job (KeyError if there is no such taken job); pending() is the number of jobs
+        not taken yet. Every change is saved at once. A new JobQueue on the same path sees
+        the saved jobs, and jobs that were taken but never done can be taken again from
+        it.""",
+    ),
+    _h(
+        "todo_api",
+        "web",
+        """Write todo_api.py, a todo list web service on http.server, kept in memory.
+        make_server(host: str, port: int) returns an http.server.HTTPServer bound to that
+        address but not yet serving; each server has its own list. GET /todos answers 200
+        with a JSON list of todos, each {"id": ID, "title": TITLE, "done": false or true},
+        oldest first. POST /todos with a JSON body {"title": TITLE} answers 201 with the new
+        todo (ids 1, 2, 3 ...); a body without a non-empty string title answers 400.
+        POST /todos/ID/done marks the todo done and answers 200 with it, or 404 for an
+        unknown id. Any other path answers 404 with {"error": "not found"}. Responses are
+        JSON with Content-Type application/json.""",
+    ),
+    _h(
+        "kv_server",
+        "web",
+        """Write kv_server.py, a key-value web service on http.server, kept in memory.
+        make_server(host: str, port: int) returns an http.server.HTTPServer bound to that
+        address but not yet serving. PUT /keys/NAME stores the request body (text) as the
+        value of NAME and answers 204; GET /keys/NAME answers 200 with the value as
+        text/plain, or 404 if there is none; DELETE /keys/NAME removes it and answers 204,
+        or 404 if there was none; GET /keys answers 200 with a JSON list of the names,
+        sorted.""",
+    ),
+    _h(
+        "math_server",
+        "web",
+        """Write math_server.py, a web service on http.server. make_server(host: str, port:
+        int) returns an http.server.HTTPServer bound to that address but not yet serving.
+        GET /add?a=X&b=Y answers 200 with {"result": X + Y} and GET /divide?a=X&b=Y with
+        {"result": X / Y}, X and Y being numbers (a whole number stays an int in the JSON
+        for /add); GET /add?a=2&b=3 answers {"result": 5}. A missing or non-numeric
+        parameter answers 400 with a JSON object holding an "error" message, and so does
+        /divide with b=0. Any other path answers 404 with {"error": "not found"}. Responses
+        are JSON with Content-Type application/json.""",
+    ),
 )
 
 BY_NAME: dict[str, BenchRequest] = {r.name: r for r in SUITE}
 
 
-def select(requests: int | None = None, only: str | None = None) -> list[BenchRequest]:
-    """The suite, or the named entries (``only``: comma-separated), or the first N."""
-    chosen = list(SUITE)
+TUNED: tuple[BenchRequest, ...] = tuple(r for r in SUITE if not r.held_out)
+HELD_OUT: tuple[BenchRequest, ...] = tuple(r for r in SUITE if r.held_out)
+
+
+def select(
+    requests: int | None = None, only: str | None = None, *, held_out: bool | None = None
+) -> list[BenchRequest]:
+    """The suite, or the named entries (``only``: comma-separated), or the first N;
+    ``held_out`` True/False keeps only the held-out or only the tuned requests."""
+    chosen = list(SUITE if held_out is None else HELD_OUT if held_out else TUNED)
     if only:
         names = [n.strip() for n in only.split(",") if n.strip()]
         unknown = [n for n in names if n not in BY_NAME]

@@ -1,0 +1,70 @@
+"""The generated checks fail the programs the request rules out, and only those."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.selection.candidate import Candidate
+from forgeline.selection.execution import CandidateRunner, Evaluation, build_suite
+from forgeline.spec import derive_spec
+
+SLUGIFY = (
+    'Write slugify.py with a function slugify(text: str) -> str. For example slugify("Hello, '
+    'World!") == "hello-world".'
+)
+GOOD_SLUGIFY = (
+    "import re\n\n\ndef slugify(text: str) -> str:\n"
+    '    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")\n'
+)
+
+
+async def evaluate(tmp_path: Path, request: str, files: dict[str, str]) -> Evaluation:
+    runner = CandidateRunner(LocalSpawner(), venv=None, scratch=tmp_path, timeout=120)
+    return await runner.evaluate(Candidate(files=files), build_suite(derive_spec(request)))
+
+
+async def test_a_right_program_passes(tmp_path: Path) -> None:
+    result = await evaluate(tmp_path, SLUGIFY, {"slugify.py": GOOD_SLUGIFY})
+    assert result.spec_ok
+    assert result.spec_total == 3
+
+
+async def test_a_wrong_example_fails_and_the_error_says_where(tmp_path: Path) -> None:
+    bad = GOOD_SLUGIFY.replace('.strip("-")', "")
+    result = await evaluate(tmp_path, SLUGIFY, {"slugify.py": bad})
+    assert result.spec_failed == ("test_spec_examples.py::test_example_1",)
+    assert "hello-world" in result.error
+
+
+async def test_missing_parameters_and_files_fail(tmp_path: Path) -> None:
+    two = GOOD_SLUGIFY.replace("(text: str)", "(text: str, sep: str)")
+    result = await evaluate(tmp_path, SLUGIFY, {"slugify.py": two})
+    assert "test_spec_interface.py::test_interface_2_signature_slugify" in (result.spec_failed)
+    nothing = await evaluate(tmp_path, SLUGIFY, {"other.py": GOOD_SLUGIFY})
+    assert nothing.spec_passed == 0
+
+
+async def test_a_crashing_command_line_fails(tmp_path: Path) -> None:
+    request = "Write todo.py: `python todo.py add TEXT...` adds an item; `python todo.py list`."
+    crash = "import sys\nprint(sys.argv[5])\n"
+    result = await evaluate(tmp_path, request, {"todo.py": crash})
+    assert [t.split("::")[1] for t in result.spec_failed] == ["test_interface_2_commands"]
+    assert "IndexError" in result.error
+
+
+async def test_a_route_whose_handler_crashes_fails(tmp_path: Path) -> None:
+    request = (
+        "Write app.py with make_server(host: str, port: int) returning an "
+        "http.server.HTTPServer. GET /items/NAME answers 200 with the item."
+    )
+    server = (
+        "from http.server import BaseHTTPRequestHandler, HTTPServer\n\n\n"
+        "class Handler(BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        raise RuntimeError('boom')\n\n\n"
+        "def make_server(host, port):\n"
+        "    return HTTPServer((host, port), Handler)\n"
+    )
+    result = await evaluate(tmp_path, request, {"app.py": server})
+    assert [t.split("::")[1] for t in result.spec_failed] == ["test_interface_3_routes"]
