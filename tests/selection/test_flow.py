@@ -9,7 +9,7 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Text
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from forgeline.llm.scripted import prompt_text
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.sandbox.local import LocalSpawner
 from forgeline.selection import CandidateRunner, select
 from forgeline.selection.candidate import CANDIDATE_INSTRUCTIONS
 from forgeline.selection.designer import DESIGNER_INSTRUCTIONS, read_designed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.sandbox.local import LocalSpawner
 from forgeline.selection.candidate import Candidate
 from forgeline.selection.execution import CandidateRunner, Evaluation, build_suite
 from forgeline.spec import derive_spec

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from benchmarks.agents.suite import HELD_OUT, SUITE, TUNED
 
-from forgeline.sandbox.spawner import LocalSpawner
+from forgeline.sandbox.local import LocalSpawner
 from forgeline.selection.candidate import Candidate
 from forgeline.selection.execution import CandidateRunner, Evaluation, build_suite
 from forgeline.spec import derive_spec

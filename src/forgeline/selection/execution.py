@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from forgeline.errors import WorkspaceError
-from forgeline.pipeline.testrun import TestReport, run_pytest
+from forgeline.runs.testrun import TestReport, run_pytest
 from forgeline.sandbox.spawner import ProcessSpawner
 from forgeline.selection.candidate import Candidate
 from forgeline.selection.designer import DesignedTest, DesignedTests
