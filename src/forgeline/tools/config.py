@@ -44,7 +44,10 @@ class FetchConfig(BaseModel):
         "text/markdown",
     )
     allow_private: bool = False
-    """Fetch from private, loopback and link-local addresses (an intranet's docs)."""
+    """Fetch from private, loopback and link-local addresses (checked on the resolved
+    address of every connection, redirects included)."""
+    private_hosts: tuple[str, ...] = ()
+    """Host names that may resolve to such addresses (an intranet's documentation)."""
     robots: bool = True
     """Honour robots.txt (for ``user_agent``)."""
     user_agent: str = "forgeline-research/0.1"
