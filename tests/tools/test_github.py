@@ -10,6 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from forgeline.core.events import GitHubCalled
 from forgeline.tools.calls import ToolCalls
@@ -237,3 +240,25 @@ def test_issue_refs_and_remotes() -> None:
     assert repository_from_remote("ssh://git@ghe.test:2222/acme/todo") == "acme/todo"
     assert repository_from_remote("/srv/git/todo.git") is None
     assert repository_from_remote("file:///srv/git/todo.git") is None
+
+
+async def test_agent_reads_and_comments(peer: Peer) -> None:
+    github_api(peer)
+    steps = iter(
+        [
+            ToolCallPart("read_issue", {"issue": "acme/todo#7"}),
+            ToolCallPart("comment_on_issue", {"issue": "acme/todo#7", "body": "On it."}),
+            ToolCallPart("read_issue", {"issue": "not an issue"}),
+        ]
+    )
+    answers: list[str] = []
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        answers.extend(str(p.content) for p in messages[-1].parts if p.part_kind == "tool-return")
+        return ModelResponse(parts=[next(steps, None) or TextPart("done")])
+
+    await Agent(FunctionModel(model), toolsets=[GitHub(settings(peer)).toolset()]).run("go")
+
+    assert answers[0].startswith("Add a todo CLI\n\nIt should store items in todo.json.")
+    assert answers[1] == "commented: https://gh.test/acme/todo/issues/7#c1\n"
+    assert answers[2].startswith("error: 'not an issue' is not an issue")

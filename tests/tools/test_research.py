@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from forgeline.core.events import PageFetched, ResearchWritten, ToolSearched
 from forgeline.store.base import EventStore
@@ -101,3 +104,37 @@ def test_topic_slug() -> None:
     assert topic_slug("../../etc/passwd") == "etc-passwd"
     with pytest.raises(ResearchError, match="no letters or digits"):
         topic_slug("???")
+
+
+async def test_agent_researches_and_cites(peer: Peer, store: EventStore, tmp_path: Path) -> None:
+    peer.route("GET /search", answer(peer, "/post"))
+    peer.route("GET /post", Reply(200, ARTICLE, HTML))
+    post = f"http://localhost:{peer.port}/post"
+    calls = ToolCalls()
+    steps = iter(
+        [
+            ToolCallPart("write_research_note", {"topic": "t", "summary": "s", "urls": [post]}),
+            ToolCallPart("web_search", {"query": "tomlkit"}),
+            ToolCallPart("fetch_page", {"url": post}),
+            ToolCallPart(
+                "write_research_note",
+                {"topic": "tomlkit", "summary": "tomlkit keeps comments [1].", "urls": [post]},
+            ),
+        ]
+    )
+    answers: list[str] = []
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        answers.extend(str(p.content) for p in messages[-1].parts if p.part_kind == "tool-return")
+        step = next(steps, None)
+        return ModelResponse(parts=[step or TextPart("done")])
+
+    agent = Agent(FunctionModel(model), toolsets=[tools(peer, store, calls).toolset(tmp_path)])
+    await agent.run("research tomlkit")
+
+    assert answers[0].startswith("error: fetch these pages first")
+    assert answers[-1] == "wrote research/tomlkit.md with 1 reference(s)\n"
+    note = (tmp_path / "research" / "tomlkit.md").read_text()
+    assert note.startswith("# tomlkit\n\ntomlkit keeps comments [1].\n")
+    assert f"1. Editing TOML with tomlkit. <{post}>" in note
+    assert [r.type for r in calls.records] == ["tool.search", "tool.fetch", "tool.research"]

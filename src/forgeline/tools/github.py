@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from githubkit import GitHub as GitHubKit
 from githubkit import TokenAuthStrategy, UnauthAuthStrategy
 from githubkit.exception import GitHubException, RequestFailed, RequestTimeout
+from pydantic_ai.toolsets import FunctionToolset
 
 from forgeline.core.events import GitHubCalled
 from forgeline.errors import ConfigError, ForgelineError
@@ -242,6 +243,35 @@ class GitHub:
             ),
         )
         self.recorder(record.model_copy(update={"url": data["html_url"]}))
+
+    def toolset(self) -> FunctionToolset[Any]:
+        """A pydantic-ai toolset: ``read_issue`` and ``comment_on_issue``."""
+
+        async def read_issue(issue: str) -> str:
+            """Read a GitHub issue: its title and text.
+
+            Args:
+                issue: The issue as OWNER/REPO#NUMBER.
+            """
+            try:
+                found = await self.read_issue(IssueRef.parse(issue))
+            except GitHubError as exc:
+                return f"error: {exc}\n"
+            return f"{found.request}\n\n({found.url}, {found.state})\n"
+
+        async def comment_on_issue(issue: str, body: str) -> str:
+            """Comment on a GitHub issue.
+
+            Args:
+                issue: The issue as OWNER/REPO#NUMBER.
+                body: The comment (Markdown).
+            """
+            try:
+                return f"commented: {await self.comment(IssueRef.parse(issue), body)}\n"
+            except GitHubError as exc:
+                return f"error: {exc}\n"
+
+        return FunctionToolset([read_issue, comment_on_issue])
 
     # ------------------------------------------------------------ pull request
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic_ai.toolsets import AbstractToolset, CombinedToolset, FunctionToolset
 
 from forgeline.core.events import ResearchWritten, SearchHit
 from forgeline.errors import ForgelineError
@@ -114,6 +117,47 @@ class Research:
             why = "; ".join(errors[-3:]) or "the search found nothing"
             raise ResearchError(f"no source could be read for {topic!r}: {why}")
         return self.write(workspace, topic, pages, summary)
+
+    def toolset(self, workspace: Path) -> AbstractToolset[Any]:
+        """A pydantic-ai toolset for a research step: ``web_search``, ``fetch_page`` and
+        ``write_research_note``, which cites the pages fetched through it by number."""
+        fetched: dict[str, FetchedPage] = {}
+        max_chars = self.fetcher.config.max_chars
+
+        async def fetch_page(url: str) -> str:
+            """Fetch a web page and get its main text, title and URL, to cite later.
+
+            Args:
+                url: The page's full http(s) URL, e.g. one a web search returned.
+            """
+            try:
+                page = await self.fetcher.fetch(url)
+            except FetchError as exc:
+                return f"error: {exc}\n"
+            fetched[url] = page
+            return page.for_model(max_chars)
+
+        def write_research_note(topic: str, summary: str, urls: list[str]) -> str:
+            """Write the research note research/<topic>.md with numbered references.
+
+            Args:
+                topic: What was researched; names the file.
+                summary: What you found, citing sources as [1], [2] in the order of urls.
+                urls: The fetched pages the summary cites, in order.
+            """
+            missing = [url for url in urls if url not in fetched]
+            if missing or not urls:
+                return (
+                    f"error: fetch these pages first with fetch_page: {missing or 'none given'}\n"
+                )
+            try:
+                note = self.write(workspace, topic, [fetched[url] for url in urls], summary)
+            except ForgelineError as exc:
+                return f"error: {exc}\n"
+            return f"wrote {note.path} with {len(urls)} reference(s)\n"
+
+        tools = FunctionToolset([fetch_page, write_research_note])
+        return CombinedToolset([self.search.toolset(), tools])
 
     def write(
         self, workspace: Path, topic: str, pages: list[FetchedPage], summary: str | None = None
