@@ -54,11 +54,16 @@ class _Report(FPDF):
 
     def para(self, text: str) -> None:
         self.set_font(self.family, "", 10)
-        self.multi_cell(0, 5, self.clean(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.multi_cell(0, 5, self.clean(text), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
-    def rows(self, header: tuple[str, ...], body: list[tuple[str, ...]]) -> None:
+    def rows(
+        self,
+        header: tuple[str, ...],
+        body: list[tuple[str, ...]],
+        widths: tuple[int, ...] | None = None,
+    ) -> None:
         self.set_font(self.family, "", 9)
-        with self.table(text_align="LEFT", first_row_as_headings=True) as table:
+        with self.table(text_align="LEFT", first_row_as_headings=True, col_widths=widths) as table:
             for values in [header, *body]:
                 row = table.row()
                 for value in values:
@@ -99,6 +104,7 @@ def render_pdf(report: TaskReport) -> bytes:
                 )
                 for c in report.changes
             ],
+            widths=(6, 1, 1),
         )
     else:
         pdf.para("no files changed")
@@ -133,6 +139,7 @@ def render_pdf(report: TaskReport) -> bytes:
                 )
                 for r in report.usage
             ],
+            widths=(2, 3, 1, 2, 2, 2),
         )
     chart = stage_chart(list(report.stages))
     width, height = Image.open(io.BytesIO(chart)).size
