@@ -20,6 +20,8 @@ from pydantic_settings import (
 
 from forgeline.core.events import Budget
 from forgeline.errors import ConfigError
+from forgeline.observability.config import TelemetryConfig
+from forgeline.tools.config import EmailConfig, FetchConfig, GitHubConfig, SearchConfig
 
 ModelRole = Literal["planner", "architect", "coder", "fixer", "reviewer"]
 """A role with a model chain of its own (``[models]``)."""
@@ -310,6 +312,11 @@ class Settings(BaseSettings):
     """Run untrusted code as plain processes when no sandbox is available (loudly)."""
     test_timeout: float = Field(300, gt=0)
     deploy_timeout: float = Field(60, gt=0)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
+    github: GitHubConfig = Field(default_factory=GitHubConfig)
+    email: EmailConfig = Field(default_factory=EmailConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     def store_url(self, workspace: Path) -> str:
         return self.store or f"sqlite:///{workspace / '.forgeline' / 'forgeline.db'}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from forgeline.cli import control, show, work
+from forgeline.cli import tools as tool_commands
 
 app = typer.Typer(
     name="forgeline",
@@ -31,6 +32,7 @@ for command in (
     control.stop,
 ):
     app.command()(command)
+tool_commands.register(app)
 
 
 def main() -> None:

@@ -383,6 +383,93 @@ class ChangeFailed(Frozen):
     error_log: str
 
 
+# Research and delivery tools (note 002): one event per call an agent or a person made.
+# A refused or failed call is recorded too, with ``error`` saying why.
+
+
+class SearchHit(Frozen):
+    title: str
+    url: str
+    snippet: str = ""
+
+
+class ToolSearched(Frozen):
+    """One web search: the provider asked (or the cache, ``cached``), the hits it gave."""
+
+    type: Literal["tool.search"] = "tool.search"
+    provider: str
+    query: str
+    hits: tuple[SearchHit, ...] = ()
+    cached: bool = False
+    error: str | None = None
+
+
+class SearchCached(Frozen):
+    """A provider's answer kept in the search cache (stream ``searchcache-<key>``); it
+    expires ``ttl_s`` seconds after the event's ``created_at``."""
+
+    type: Literal["tool.search.cached"] = "tool.search.cached"
+    provider: str
+    query: str
+    hits: tuple[SearchHit, ...]
+    ttl_s: float
+
+
+class PageFetched(Frozen):
+    """One URL fetched (or refused) by the fetch tool. The text itself is not recorded;
+    ``sha256`` identifies what was extracted."""
+
+    type: Literal["tool.fetch"] = "tool.fetch"
+    url: str
+    final_url: str | None = None
+    status: int | None = None
+    title: str = ""
+    content_type: str = ""
+    bytes: int = 0
+    chars: int = 0
+    sha256: str | None = None
+    fetched_at: datetime | None = None
+    error: str | None = None
+
+
+class ResearchWritten(Frozen):
+    """A research note written to the workspace, with its numbered references."""
+
+    type: Literal["tool.research"] = "tool.research"
+    topic: str
+    path: str
+    references: tuple[str, ...] = ()
+
+
+class GitHubCalled(Frozen):
+    """One GitHub action: ``push``, ``pull_request``, ``comment``, ``close_issue`` or
+    ``read_issue``. Tokens are never part of it."""
+
+    type: Literal["tool.github"] = "tool.github"
+    action: Literal["push", "pull_request", "comment", "close_issue", "read_issue"]
+    repository: str
+    number: int | None = None
+    url: str | None = None
+    ref: str | None = None
+    error: str | None = None
+
+
+class EmailSent(Frozen):
+    """One notification sent (or that failed to send) over SMTP."""
+
+    type: Literal["tool.email"] = "tool.email"
+    outcome: str
+    recipients: tuple[str, ...]
+    subject: str
+    attachments: tuple[str, ...] = ()
+    error: str | None = None
+
+
+ToolEventData = (
+    ToolSearched | SearchCached | PageFetched | ResearchWritten | GitHubCalled | EmailSent
+)
+
+
 EventData = Annotated[
     TaskInitiated
     | PlanCreated
@@ -410,7 +497,13 @@ EventData = Annotated[
     | ChangePending
     | ChangeStarted
     | ChangeCompleted
-    | ChangeFailed,
+    | ChangeFailed
+    | ToolSearched
+    | SearchCached
+    | PageFetched
+    | ResearchWritten
+    | GitHubCalled
+    | EmailSent,
     Field(discriminator="type"),
 ]
 

@@ -1,0 +1,3 @@
+from tests.tools.conftest import peer
+
+__all__ = ["peer"]

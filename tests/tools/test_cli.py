@@ -1,0 +1,143 @@
+"""The tool commands in process (Typer's CliRunner) against local peers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+from typer.testing import CliRunner
+
+from forgeline.cli.app import app
+from tests.pipeline import harness
+from tests.tools.peers import Peer, Reply
+from tests.tools.test_fetch import ARTICLE, HTML
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FORGELINE_WORKSPACE", "FORGELINE_STORE", "GITHUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+@pytest.fixture
+def ws(tmp_path: Path, peer: Peer) -> Path:
+    path = tmp_path / "ws"
+    path.mkdir()
+    (path / "forgeline.toml").write_text(
+        f"""
+[search]
+provider = "searxng"
+searxng_url = "{peer.url}"
+min_interval = 0
+
+[fetch]
+private_hosts = ["localhost"]
+timeout = 3
+
+[github]
+api_url = "{peer.url}"
+token = "ghp_cli_token_000"
+"""
+    )
+    return path
+
+
+def invoke(ws: Path, *args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, [*args, "--workspace", str(ws)])
+
+
+def searxng(peer: Peer) -> None:
+    results = [
+        {"url": f"http://localhost:{peer.port}/post", "title": "Editing TOML", "content": "How"}
+    ]
+    peer.route("GET /search", Reply(200, json.dumps({"query": "q", "results": results})))
+    peer.route("GET /post", Reply(200, ARTICLE, HTML))
+
+
+def test_search_then_history(ws: Path, peer: Peer) -> None:
+    searxng(peer)
+    result = invoke(ws, "search", "edit toml")
+    assert result.exit_code == 0, result.output
+    assert f"1. Editing TOML\n   http://localhost:{peer.port}/post\n   How" in result.output
+
+    again = invoke(ws, "search", "edit toml")
+    listed = invoke(ws, "search", "--history")
+    assert again.exit_code == 0 and listed.exit_code == 0
+    lines = listed.output.strip().splitlines()
+    assert len(lines) == 2
+    assert "searxng 'edit toml': 1 result(s)" in lines[0]
+    assert lines[1].endswith("1 result(s) cached")
+    assert len([r for r in peer.requests if r.path == "/search"]) == 1
+
+
+def test_fetch_and_research(ws: Path, peer: Peer) -> None:
+    searxng(peer)
+    fetched = invoke(ws, "fetch", f"http://localhost:{peer.port}/post")
+    assert fetched.exit_code == 0, fetched.output
+    assert fetched.output.startswith("Title: Editing TOML with tomlkit\n")
+    assert "tomlkit library keeps comments" in fetched.output
+
+    researched = invoke(ws, "research", "TOML editing", "--sources", "1")
+    assert researched.exit_code == 0, researched.output
+    assert "wrote research/toml-editing.md (1 source(s))" in researched.output
+    assert "1. Editing TOML with tomlkit." in (ws / "research" / "toml-editing.md").read_text()
+
+
+def test_refused_fetch_is_a_clear_error(ws: Path, peer: Peer) -> None:
+    result = invoke(ws, "fetch", f"http://127.0.0.1:{peer.port}/post")
+    assert result.exit_code == 2
+    assert "refused" in result.output and "Traceback" not in result.output
+
+
+def test_report_pdf_and_html(tmp_path: Path, peer: Peer) -> None:
+    async def run() -> str:
+        async with harness.pipeline(tmp_path, workspace_venv=False) as pipeline:
+            task_id, state = await harness.run_task(
+                pipeline, "build a todo CLI that stores items in todo.json", "sequential",
+                tmp_path / "ws",
+            )  # fmt: skip
+            assert state.status == "completed"
+            return task_id
+
+    task = asyncio.run(run())
+    ws = tmp_path / "ws"
+    pdf, html = tmp_path / "report.pdf", tmp_path / "report.html"
+
+    result = invoke(ws, "report", task, "--pdf", str(pdf), "--html", str(html))
+
+    assert result.exit_code == 0, result.output
+    assert f"wrote {pdf}" in result.output.replace("\n", "")
+    text = " ".join(PdfReader(pdf).pages[0].extract_text().split())
+    assert "build a todo CLI that stores items in todo.json" in text
+    assert "2 passed, 0 failed" in html.read_text()
+    nobody = invoke(ws, "notify", task)
+    assert nobody.exit_code == 0 and "nobody to tell: no [email] host" in nobody.output
+
+
+def test_report_of_an_unknown_task(ws: Path) -> None:
+    result = invoke(ws, "report", "nope")
+    assert result.exit_code == 2
+    assert "no task 'nope'" in result.output
+
+
+def test_issue_as_a_request(ws: Path, peer: Peer) -> None:
+    issue = {
+        "number": 3,
+        "title": "Add --verbose",
+        "body": "Print each step.",
+        "html_url": "https://gh.test/acme/cli/issues/3",
+        "state": "open",
+    }
+    peer.route("GET /repos/acme/cli/issues/3", Reply(200, json.dumps(issue)))
+    result = invoke(ws, "issue", "acme/cli#3")
+    assert result.exit_code == 0, result.output
+    assert result.output == "Add --verbose\n\nPrint each step.\n"
+    assert peer.requests[0].headers["authorization"] == "token ghp_cli_token_000"
+    bad = invoke(ws, "issue", "acme/cli 3")
+    assert bad.exit_code == 2 and "OWNER/REPO#NUMBER" in bad.output
