@@ -141,7 +141,8 @@ async def _pipeline(
     models = ModelRegistry.from_settings(settings) if with_models else ModelRegistry({})
     # Only commands that run agents need the spawner for untrusted code.
     spawner = _spawner(settings) if with_models else LocalSpawner()
-    event_store = open_store(settings.store_url(workspace))
+    # Commands that only act on recorded tasks never create a store.
+    event_store = open_store(settings.store_url(workspace), create=with_models)
     await event_store.open()
     services = Services(store=event_store, settings=settings, spawner=spawner, models=models)
     try:
