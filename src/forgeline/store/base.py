@@ -28,17 +28,15 @@ from forgeline.errors import StoreError
 from forgeline.store.dialect import Dialect
 from forgeline.store.migrations import Migration
 from forgeline.store.recorder import Recorder
-from forgeline.store.rows import EVENT_COLUMNS, Row, event_from_row, recorded_event
+from forgeline.store.rows import Row, event_from_row, recorded_event
 
 __all__ = [
-    "EVENT_COLUMNS",
     "AgentEventRow",
     "AppendRequest",
     "BatchResult",
     "EventStore",
     "Group",
     "TaskRow",
-    "event_from_row",
     "recorded_event",
 ]
 
