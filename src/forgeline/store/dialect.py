@@ -1,7 +1,8 @@
 """The SQL one backend speaks, as a table: everything else about storing events is shared.
 
 Each backend fills one ``Dialect`` (``sqlite.SQLITE``, ``postgres.POSTGRES``). Statements
-take positional parameters; ``stream_versions`` takes one list of stream ids. Bulk
+take positional parameters; ``stream_versions`` takes one list of stream ids (Postgres
+binds it as an array, SQLite spreads it over ``{list}``, one placeholder per id). Bulk
 statements (``set_checkpoints`` and each read model's in ``read_models``) are given rows,
 and each backend's recorder sends them its own way: SQLite as ``executemany``, Postgres as
 one statement over ``unnest`` of the rows' columns.

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
@@ -228,25 +227,25 @@ class PostgresRecorder(Recorder):
     def translate(self, action: str, exc: Exception) -> StoreError:
         return self._error(action, exc)
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[None]:
+    async def _begin(self) -> None:
         conn = await self._connection()
-        try:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
-                self._conn = conn
-                yield
-        finally:
-            self._conn = None
+        await conn.execute("BEGIN")
+        self._conn = conn
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+
+    async def _commit(self) -> None:
+        conn, self._conn = self._conn, None
+        assert conn is not None
+        await conn.execute("COMMIT")
+
+    async def _rollback(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.broken and not conn.closed:
+            await conn.execute("ROLLBACK")
 
     async def _current(self) -> Connection:
         """The transaction's connection, or (outside one) the write connection."""
         return self._conn if self._conn is not None else await self._connection()
-
-    @asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
-        async with (await self._current()).transaction():
-            yield
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]:
         cursor = await (await self._current()).execute(sql, params)

@@ -2,9 +2,10 @@
 a batch in one transaction, the schema's migrations, and the driver's errors translated
 into forgeline's once.
 
-A backend's recorder (``SQLiteRecorder``, ``PostgresRecorder``) supplies a transaction,
-savepoints, a query, the insert of event rows and the bulk statements, in its driver's
-terms, and a ``Dialect`` with its SQL; what the store does with them is written here once.
+A backend's recorder (``SQLiteRecorder``, ``PostgresRecorder``) supplies the beginning
+and end of a transaction, a query, the insert of event rows and the bulk statements, in
+its driver's terms, and a ``Dialect`` with its SQL; what the store does with them is
+written here once.
 
 A batch (the group committer's groups, each of which commits whole or not at all) is first
 written whole, optimistically: one query for the versions of every stream in it, the
@@ -19,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from forgeline.core.events import Event, NewEvent, utcnow
 from forgeline.errors import ConcurrencyError, DuplicateEventError, StoreError
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from forgeline.store.base import BatchResult, Group
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 Statement = tuple[str, Sequence[Row]]
 """A bulk statement and its rows."""
@@ -73,13 +72,16 @@ class Recorder(ABC):
     # --------------------------------------------------------------- primitives
 
     @abstractmethod
-    def _transaction(self) -> AbstractAsyncContextManager[None]:
-        """Begin a transaction holding the database's append lock; commit on exit, roll
-        back on an error."""
+    async def _begin(self) -> None:
+        """Begin a transaction that holds the database's append lock."""
 
     @abstractmethod
-    def savepoint(self) -> AbstractAsyncContextManager[None]:
-        """A nested transaction: an error inside undoes only what it wrote."""
+    async def _commit(self) -> None:
+        """Commit it, durably."""
+
+    @abstractmethod
+    async def _rollback(self) -> None:
+        """Roll it back, if it is still open (a failed commit may have ended it)."""
 
     @abstractmethod
     async def query(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]: ...
@@ -107,22 +109,37 @@ class Recorder(ABC):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        async with self._lock, self._transaction():
-            yield
+        async with self._lock:
+            await self._begin()
+            try:
+                yield
+                await self._commit()
+            except BaseException:
+                await asyncio.shield(self._rollback())
+                raise
 
-    async def _translated(self, action: str, work: Awaitable[T]) -> T:
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction: an error inside undoes only what it wrote."""
+        await self.execute("SAVEPOINT g")
         try:
-            return await work
-        except self.driver_error as exc:
-            raise self.translate(action, exc) from exc
+            yield
+        except BaseException:
+            await self.execute("ROLLBACK TO SAVEPOINT g")
+            await self.execute("RELEASE SAVEPOINT g")
+            raise
+        await self.execute("RELEASE SAVEPOINT g")
 
     # ---------------------------------------------------------------------- writes
 
     async def commit(self, groups: Sequence[Group]) -> BatchResult:
         """Write every group in one durable transaction; a failing group fails alone."""
-        return await self._translated("cannot append to", self._commit(groups))
+        try:
+            return await self._record(groups)
+        except self.driver_error as exc:
+            raise self.translate("cannot append to", exc) from exc
 
-    async def _commit(self, groups: Sequence[Group]) -> BatchResult:
+    async def _record(self, groups: Sequence[Group]) -> BatchResult:
         try:
             async with self.transaction():
                 return list(await self._write(groups, whole=True))
@@ -219,7 +236,10 @@ class Recorder(ABC):
 
     async def rebuild(self) -> None:
         """Empty every read model and replay the log through it, in one transaction."""
-        await self._translated("cannot rebuild the read models of", self._rebuild())
+        try:
+            await self._rebuild()
+        except self.driver_error as exc:
+            raise self.translate("cannot rebuild the read models of", exc) from exc
 
     async def _rebuild(self) -> None:
         async with self.transaction():
@@ -238,7 +258,10 @@ class Recorder(ABC):
 
     async def migrate(self, migrations: Sequence[Migration], *, create: bool, where: str) -> None:
         """Bring the schema up to date (creating it when ``create``), or refuse."""
-        await self._translated("cannot open", self._migrate(migrations, create, where))
+        try:
+            await self._migrate(migrations, create, where)
+        except self.driver_error as exc:
+            raise self.translate("cannot open", exc) from exc
 
     async def _migrate(self, migrations: Sequence[Migration], create: bool, where: str) -> None:
         found = await self._version()

@@ -15,11 +15,9 @@ unique constraint an insert broke by looking the row's keys up, never by message
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,8 +46,8 @@ SQLITE = Dialect(
     select_agent_events=f"SELECT {_AGENT_COLUMNS} FROM agent_events ORDER BY position",
     select_task_agent_events=f"SELECT {_AGENT_COLUMNS} FROM agent_events WHERE task_id = ?"
     " ORDER BY position",
-    stream_versions="SELECT stream_id, MAX(version) FROM events"
-    " WHERE stream_id IN (SELECT value FROM json_each(?)) GROUP BY stream_id",
+    stream_versions="SELECT stream_id, MAX(version) FROM events WHERE stream_id IN ({list})"
+    " GROUP BY stream_id",
     insert_event=f"INSERT INTO events ({INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     set_checkpoints="INSERT INTO checkpoints (subscriber, position) VALUES (?, ?)"
     " ON CONFLICT (subscriber) DO UPDATE SET position = MAX(position, excluded.position)",
@@ -166,12 +164,9 @@ def sqlite_error(path: Path, action: str, exc: sqlite3.Error, busy_timeout: floa
     return StoreError(f"{action} the event store at {path}: {exc}")
 
 
-def _params(row: Sequence[Any]) -> tuple[Any, ...]:
-    """``row`` as SQLite parameters: timestamps as ISO text, lists as JSON."""
-    return tuple(
-        v.isoformat() if isinstance(v, datetime) else json.dumps(v) if isinstance(v, list) else v
-        for v in row
-    )
+def _params(row: Sequence[Any]) -> list[Any]:
+    """``row`` as SQLite parameters: timestamps as ISO text."""
+    return [v.isoformat() if isinstance(v, datetime) else v for v in row]
 
 
 class SQLiteRecorder(Recorder):
@@ -195,30 +190,21 @@ class SQLiteRecorder(Recorder):
         conn = self._conn
         await asyncio.get_running_loop().run_in_executor(self._writer, conn.execute, sql)
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[None]:
+    async def _begin(self) -> None:
         await self._on_writer("BEGIN IMMEDIATE")
-        try:
-            yield
-            await self._on_writer("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                await asyncio.shield(self._on_writer("ROLLBACK"))
-            raise
 
-    @asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
-        self._conn.execute("SAVEPOINT g")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK TO g")
-            self._conn.execute("RELEASE g")
-            raise
-        self._conn.execute("RELEASE g")
+    async def _commit(self) -> None:
+        await self._on_writer("COMMIT")
+
+    async def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            await self._on_writer("ROLLBACK")
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]:
-        return self._conn.execute(sql, _params(params)).fetchall()
+        if params and isinstance(params[0], list):  # the one list parameter: ``{list}``
+            [items] = params
+            sql, params = sql.format(list=", ".join("?" * len(items))), items
+        return self._conn.execute(sql, params).fetchall()
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._conn.execute(sql, _params(params))
@@ -226,8 +212,11 @@ class SQLiteRecorder(Recorder):
     async def insert(self, rows: Sequence[Row]) -> list[int]:
         positions: list[int] = []
         for row in rows:
+            *columns, created_at = row  # INSERT_COLUMNS: created_at last
             try:
-                cursor = self._conn.execute(self.dialect.insert_event, _params(row))
+                cursor = self._conn.execute(
+                    self.dialect.insert_event, (*columns, created_at.isoformat())
+                )
             except sqlite3.IntegrityError as exc:
                 raise self._refusal(exc, row) from exc
             assert cursor.lastrowid is not None
@@ -255,7 +244,10 @@ class SQLiteRecorder(Recorder):
     async def run(self, statements: Sequence[Statement], last_position: int | None) -> None:
         for sql, rows in statements:
             try:
-                self._conn.executemany(sql, [_params(row) for row in rows])
+                if len(rows) == 1:
+                    self._conn.execute(sql, _params(rows[0]))
+                else:
+                    self._conn.executemany(sql, [_params(row) for row in rows])
             except sqlite3.IntegrityError as exc:
                 raise Rejected(str(exc)) from exc
 
