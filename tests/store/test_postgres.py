@@ -161,6 +161,25 @@ async def test_a_follower_is_woken_by_another_process_commit_not_by_polling(
         await asyncio.wait_for(waiting, 30)
 
 
+async def test_lost_connections_fail_one_batch_clearly_then_reconnect(
+    schema_url: str,
+) -> None:
+    async with PostgresEventStore(schema_url) as store, PostgresEventStore(schema_url) as other:
+        [first] = await store.append("task-a", [initiated("a")])
+        # the server ends every forgeline connection (as a restart would)
+        async with await psycopg.AsyncConnection.connect(schema_url, autocommit=True) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'forgeline' AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(StoreError) as info:
+            await store.append("task-a", [dispatched("a", "1")])
+        assert "cannot append to the event store at" in str(info.value)
+        [second] = await store.append("task-a", [dispatched("a", "2")])
+        assert second.version == 2
+        assert await other.read_stream("task-a") == [first, second]
+
+
 async def test_unreachable_server_is_a_clear_store_error() -> None:
     port = free_port()  # nothing listens there
     url = f"postgresql://forgeline:hunter2secret@127.0.0.1:{port}/events"

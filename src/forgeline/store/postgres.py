@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
@@ -228,9 +229,8 @@ class PostgresRecorder(Recorder):
         return self._error(action, exc)
 
     async def _begin(self) -> None:
-        conn = await self._connection()
+        self._conn = conn = await self._connection()
         await conn.execute("BEGIN")
-        self._conn = conn
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
 
     async def _commit(self) -> None:
@@ -240,7 +240,12 @@ class PostgresRecorder(Recorder):
 
     async def _rollback(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.broken and not conn.closed:
+        if (
+            conn is not None
+            and not conn.broken
+            and not conn.closed
+            and conn.info.transaction_status != pq.TransactionStatus.IDLE
+        ):
             await conn.execute("ROLLBACK")
 
     async def _current(self) -> Connection:

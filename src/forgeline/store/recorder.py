@@ -18,6 +18,7 @@ its own, so the failure is that group's alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
@@ -81,7 +82,7 @@ class Recorder(ABC):
 
     @abstractmethod
     async def _rollback(self) -> None:
-        """Roll it back, if it is still open (a failed commit may have ended it)."""
+        """Roll it back, if one is open (beginning or committing may have failed)."""
 
     @abstractmethod
     async def query(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]: ...
@@ -110,12 +111,13 @@ class Recorder(ABC):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         async with self._lock:
-            await self._begin()
             try:
+                await self._begin()
                 yield
                 await self._commit()
             except BaseException:
-                await asyncio.shield(self._rollback())
+                with contextlib.suppress(self.driver_error):  # the first error tells more
+                    await asyncio.shield(self._rollback())
                 raise
 
     @asynccontextmanager

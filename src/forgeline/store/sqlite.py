@@ -27,7 +27,7 @@ from forgeline.store.base import EventStore
 from forgeline.store.dialect import Dialect
 from forgeline.store.migrations import Migration, check, missing_store
 from forgeline.store.projections import FINAL_STATUSES_SQL
-from forgeline.store.recorder import Conflict, Recorder, Rejected, Statement
+from forgeline.store.recorder import Conflict, Constraint, Recorder, Rejected, Statement
 from forgeline.store.rows import EVENT_COLUMNS, INSERT_COLUMNS, Row
 
 T = TypeVar("T")
@@ -125,6 +125,8 @@ MIGRATIONS: Sequence[Migration] = check(
     )
 )
 
+_UNIQUE_KEYS: tuple[Constraint, ...] = ("event_id", "stream_version", "once_per_cause")
+"""The unique keys of ``events``, in the order ``_refusal`` looks them up."""
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
@@ -186,19 +188,21 @@ class SQLiteRecorder(Recorder):
         assert isinstance(exc, sqlite3.Error)
         return sqlite_error(self._path, action, exc, self._busy)
 
-    async def _on_writer(self, sql: str) -> None:
-        conn = self._conn
-        await asyncio.get_running_loop().run_in_executor(self._writer, conn.execute, sql)
+    async def _on_writer(self, work: Callable[[], object]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._writer, work)
 
     async def _begin(self) -> None:
-        await self._on_writer("BEGIN IMMEDIATE")
+        await self._on_writer(lambda: self._conn.execute("BEGIN IMMEDIATE"))
 
     async def _commit(self) -> None:
-        await self._on_writer("COMMIT")
+        await self._on_writer(lambda: self._conn.execute("COMMIT"))
 
     async def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            await self._on_writer("ROLLBACK")
+        def rollback() -> None:  # on the writer thread, after a BEGIN still queued there
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+
+        await self._on_writer(rollback)
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]:
         if params and isinstance(params[0], list):  # the one list parameter: ``{list}``
@@ -234,11 +238,9 @@ class SQLiteRecorder(Recorder):
                 " WHERE stream_id = ? AND causation_id = ? AND type = ?)",
                 (id_, stream_id, version, stream_id, cause, type_),
             ).fetchone()
-            for hit, constraint in zip(
-                found, ("event_id", "stream_version", "once_per_cause"), strict=True
-            ):
+            for hit, constraint in zip(found, _UNIQUE_KEYS, strict=True):
                 if hit:
-                    return Conflict(constraint)  # type: ignore[arg-type]
+                    return Conflict(constraint)
         return Rejected(str(exc))
 
     async def run(self, statements: Sequence[Statement], last_position: int | None) -> None:
