@@ -188,6 +188,7 @@ async def open_runtime(
     pipeline: Callable[[Services], Pipeline] = Pipeline,
     keep_previews: bool = False,
     warn: Callable[[str], None] | None = None,
+    create: bool = True,
 ) -> AsyncIterator[Runtime]:
     """Build forgeline for ``settings`` and yield it; shut it down on the way out.
 
@@ -200,6 +201,8 @@ async def open_runtime(
     - ``models``, ``spawner``: given instead of built from the settings (tests, scripted
       models); ``pipeline``: builds the pipeline from the services (a benchmark's
       instant agents).
+    - ``create=False``: open an existing store only ("no forgeline store at ..."
+      otherwise), for commands that read or act on recorded tasks: they create nothing.
     - ``keep_previews``: leave the web previews this process started running.
     - ``warn``: receives the loud warning of running untrusted code unsandboxed
       (default: a Python warning).
@@ -218,7 +221,7 @@ async def open_runtime(
     try:
         if spawner is None:
             spawner = _spawner(settings, warn) if agents else LocalSpawner()
-        store = open_store(settings.store_url(workspaces.root))
+        store = open_store(settings.store_url(workspaces.root), create=create)
         await store.open()
     except BaseException:
         await models.aclose()

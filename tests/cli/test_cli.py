@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from forgeline.cli.app import app
+from forgeline.store import SQLiteEventStore
 from tests.scripts.todo_project import CONFIG, PLAN
 
 runner = CliRunner()
@@ -58,12 +60,30 @@ def test_an_empty_request_is_refused_before_anything_is_created(ws: Path) -> Non
     assert not (ws / ".git").exists()
 
 
+async def _empty_store(ws: Path) -> None:
+    async with SQLiteEventStore(ws / ".forgeline" / "forgeline.db"):
+        pass
+
+
 @pytest.mark.parametrize("command", ["status", "events", "cancel", "resume", "stop"])
 def test_an_unknown_task_id_says_how_to_find_one(ws: Path, command: str) -> None:
+    asyncio.run(_empty_store(ws))
     result = invoke(command, "nope", "--workspace", str(ws))
     assert result.exit_code == 2
     assert "no task 'nope'" in result.output
     assert "forgeline tasks" in result.output
+
+
+@pytest.mark.parametrize("command", ["tasks", "status", "events", "usage", "cancel", "stop"])
+def test_a_read_command_where_nothing_was_run_creates_nothing(ws: Path, command: str) -> None:
+    args = ("nope",) if command not in ("tasks", "usage") else ()
+    for workspace in (ws, ws / "missing"):
+        result = invoke(command, *args, "--workspace", str(workspace))
+        assert result.exit_code == 2, result.output
+        assert f"no forgeline store at {workspace / '.forgeline' / 'forgeline.db'}" in " ".join(
+            result.output.split()
+        )
+    assert sorted(p.name for p in ws.iterdir()) == ["forgeline.toml"]
 
 
 @pytest.mark.parametrize(

@@ -1,44 +1,38 @@
 """Batches as the group commit writes them, on both backends: one stream in several
 groups of one batch, an expected version without events, checkpoints beside events, and a
-failure in a batch (the Postgres store writes a batch whole first, then group by group)."""
+failure in a batch (a batch is written whole first, then group by group). Everything is
+read back through a second store on the same database."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import psycopg
 import pytest
 
 from forgeline.core.events import NewEvent, PreviewStopped, TaskCancelled, TestResults
 from forgeline.errors import ConcurrencyError, DuplicateEventError
-from forgeline.store import SQLiteEventStore
 from forgeline.store.base import AppendRequest, EventStore
-from forgeline.store.postgres import PostgresEventStore
+from tests.store.conftest import Backend
 from tests.store.contract import dispatched, initiated
-from tests.store.test_postgres import with_search_path
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventStore]:
-    if request.param == "sqlite":
-        async with SQLiteEventStore(tmp_path / "events.db") as s:
-            yield s
-        return
-    url: str = request.getfixturevalue("postgres_url")
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            async with PostgresEventStore(with_search_path(url, schema)) as s:
-                yield s
-        finally:
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[EventStore]:
+    async with backend.store() as s:
+        yield s
 
 
-async def test_one_stream_in_several_groups_of_a_batch(store: EventStore) -> None:
+@pytest.fixture
+async def other(store: EventStore, backend: Backend) -> AsyncIterator[EventStore]:
+    """A second store on the same database, which every read-back goes through."""
+    async with backend.store() as s:
+        yield s
+
+
+async def test_one_stream_in_several_groups_of_a_batch(
+    store: EventStore, other: EventStore
+) -> None:
     await store.append("task-a", [initiated("a")])
     results = await asyncio.gather(
         store.append_batch(
@@ -52,10 +46,10 @@ async def test_one_stream_in_several_groups_of_a_batch(store: EventStore) -> Non
         store.save_checkpoint("v", 2),
         store.append("task-b", [dispatched("b", "q")], expected_version=1),
     )
-    a = await store.read_stream("task-a")
+    a = await other.read_stream("task-a")
     assert [e.version for e in a] == [1, 2, 3, 4]
     assert [e.data.item_id for e in a[1:]] == ["x", "y", "z"]  # type: ignore[union-attr]
-    log = await store.read_all(after=0)
+    log = await other.read_all(after=0)
     assert [e.position for e in log] == sorted(e.position for e in log)
     assert [(e.stream_id, e.version) for e in log] == [
         ("task-a", 1),
@@ -66,12 +60,14 @@ async def test_one_stream_in_several_groups_of_a_batch(store: EventStore) -> Non
         ("task-b", 2),
     ]
     assert results[0][0] == a[1:3] and results[1] == a[3:] and results[2] == []
-    assert (await store.get_checkpoint("w"), await store.get_checkpoint("v")) == (1, 2)
-    assert [r.id for r in await store.tasks()] == ["a", "b"]
-    assert len(await store.agent_events()) == 6
+    assert (await other.get_checkpoint("w"), await other.get_checkpoint("v")) == (1, 2)
+    assert [r.id for r in await other.tasks()] == ["a", "b"]
+    assert len(await other.agent_events()) == 6
 
 
-async def test_an_expected_version_without_events_is_checked(store: EventStore) -> None:
+async def test_an_expected_version_without_events_is_checked(
+    store: EventStore, other: EventStore
+) -> None:
     await store.append("task-a", [initiated("a")])
     results = await asyncio.gather(
         store.append("task-a", [], expected_version=0),
@@ -82,7 +78,9 @@ async def test_an_expected_version_without_events_is_checked(store: EventStore) 
     assert isinstance(results[1], list) and len(results[1]) == 1
 
 
-async def test_a_failing_group_leaves_the_rest_of_its_batch_written(store: EventStore) -> None:
+async def test_a_failing_group_leaves_the_rest_of_its_batch_written(
+    store: EventStore, other: EventStore
+) -> None:
     [first] = await store.append("task-a", [initiated("a")])
     again = dispatched("a", "x", cause=first.id)
     await store.append("task-a", [again])
@@ -95,11 +93,11 @@ async def test_a_failing_group_leaves_the_rest_of_its_batch_written(store: Event
     )
     assert isinstance(results[1], DuplicateEventError)
     assert [type(r) for r in results] == [list, DuplicateEventError, list, list]
-    assert [e.version for e in await store.read_stream("task-n")] == [1, 2]
-    assert len(await store.read_stream("task-a")) == 2
-    assert await store.get_checkpoint("w") == 5
-    log = await store.read_all(after=0)
-    assert len(log) == 5 and len(await store.agent_events()) == 5
+    assert [e.version for e in await other.read_stream("task-n")] == [1, 2]
+    assert len(await other.read_stream("task-a")) == 2
+    assert await other.get_checkpoint("w") == 5
+    log = await other.read_all(after=0)
+    assert len(log) == 5 and len(await other.agent_events()) == 5
 
 
 def _event(task: str, data: object, actor: str = "coder") -> NewEvent:
@@ -112,7 +110,7 @@ def _event(task: str, data: object, actor: str = "coder") -> NewEvent:
 
 
 async def test_read_models_of_one_batch_are_those_of_its_events_in_order(
-    store: EventStore,
+    store: EventStore, other: EventStore
 ) -> None:
     """Postgres writes a batch's read models as one statement per table; the rows must be
     what applying the events one by one gives (SQLite does exactly that)."""
@@ -131,22 +129,22 @@ async def test_read_models_of_one_batch_are_those_of_its_events_in_order(
         store.append("task-y", [_event("y", PreviewStopped(pid=3), "deployer")]),
         store.save_checkpoint("w", 2),
     )
-    rows = {r.id: (r.status, r.current_phase, r.request) for r in await store.tasks()}
+    rows = {r.id: (r.status, r.current_phase, r.request) for r in await other.tasks()}
     assert rows == {
         "old": ("cancelled", "done", "build a thing"),
         "x": ("running", "reviewer", "x request"),
         "y": ("cancelled", "done", "build a thing"),
     }
-    x = await store.task("x")
+    x = await other.task("x")
     assert x is not None and x.updated_at > x.created_at
-    assert [r.event_type for r in await store.agent_events("y")] == [
+    assert [r.event_type for r in await other.agent_events("y")] == [
         "task.initiated",
         "task.cancelled",
         "test.results",
         "preview.stopped",
     ]
-    assert len(await store.agent_events()) == 10
-    assert await store.get_checkpoint("w") == 3
-    before = (await store.tasks(), await store.agent_events())
+    assert len(await other.agent_events()) == 10
+    assert await other.get_checkpoint("w") == 3
+    before = (await other.tasks(), await other.agent_events())
     await store.rebuild_projections()
-    assert (await store.tasks(), await store.agent_events()) == before
+    assert (await other.tasks(), await other.agent_events()) == before

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -18,37 +16,35 @@ from forgeline.store import open_store
 from forgeline.store.base import EventStore
 from forgeline.store.postgres import PostgresEventStore, redact_url
 from tests.conftest import free_port
-from tests.store.contract import StoreContract, dispatched, initiated
+from tests.store.contract import RewriteData, StoreContract, dispatched, initiated
 
 pytestmark = pytest.mark.postgres
-
-
-def with_search_path(url: str, schema: str) -> str:
-    """``url`` with every connection's search_path set to ``schema``."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query)
-    options = " ".join(v for k, v in query if k == "options")
-    query = [(k, v) for k, v in query if k != "options"]
-    query.append(("options", f"{options} -c search_path={schema}".strip()))
-    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
-
-
-@pytest.fixture
-async def schema_url(postgres_url: str) -> AsyncIterator[str]:
-    """A URL whose tables live in a new, empty schema, dropped after the test."""
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            yield with_search_path(postgres_url, schema)
-        finally:
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture
 async def store(schema_url: str) -> AsyncIterator[EventStore]:
     async with PostgresEventStore(schema_url) as s:
         yield s
+
+
+@pytest.fixture
+async def other(store: EventStore, schema_url: str) -> AsyncIterator[EventStore]:
+    async with PostgresEventStore(schema_url) as s:
+        yield s
+
+
+@pytest.fixture
+def absent(schema_url: str) -> EventStore:
+    return PostgresEventStore(schema_url, create=False)
+
+
+@pytest.fixture
+def rewrite_data(schema_url: str) -> RewriteData:
+    async def rewrite(event_id: str, data: str) -> None:
+        async with await psycopg.AsyncConnection.connect(schema_url, autocommit=True) as conn:
+            await conn.execute("UPDATE events SET data = %s WHERE id = %s", (data, event_id))
+
+    return rewrite
 
 
 class TestPostgresContract(StoreContract):
@@ -125,6 +121,63 @@ async def test_two_writers_keep_positions_in_commit_order(schema_url: str) -> No
             for t in range(tasks_per_writer):
                 own = await follower.read_stream(f"task-w{w}t{t}")
                 assert [e.version for e in own] == list(range(1, per_task + 1))
+
+
+async def test_a_follower_is_woken_by_another_process_commit_not_by_polling(
+    schema_url: str,
+) -> None:
+    """Commits are pushed (LISTEN/NOTIFY): a follower whose poll would not fire for an hour
+    still sees, at once, what another store (another process's connections) appends."""
+    async with PostgresEventStore(schema_url) as writer, PostgresEventStore(schema_url) as reader:
+        reader.poll_interval = 3600
+        seen: list[str] = []
+        first = asyncio.Event()
+
+        async def follow() -> None:
+            async for event in reader.follow(after=0):
+                seen.append(event.stream_id)
+                first.set()
+                if len(seen) == 3:
+                    return
+
+        following = asyncio.create_task(follow())
+        try:
+            await asyncio.sleep(0.2)  # the follower has read the empty log and waits
+            assert not seen
+            await writer.append("task-a", [initiated("a")])
+            await asyncio.wait_for(first.wait(), 30)
+            await writer.append("task-b", [initiated("b")])
+            await writer.append("task-c", [initiated("c")])
+            await asyncio.wait_for(following, 30)
+        finally:
+            following.cancel()
+        assert seen == ["task-a", "task-b", "task-c"]
+        # and wait_for_append returns for another process's commit, with nothing local
+        mark = reader.commit_count
+        waiting = asyncio.create_task(reader.wait_for_append(mark))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        await writer.append("task-d", [initiated("d")])
+        await asyncio.wait_for(waiting, 30)
+
+
+async def test_lost_connections_fail_one_batch_clearly_then_reconnect(
+    schema_url: str,
+) -> None:
+    async with PostgresEventStore(schema_url) as store, PostgresEventStore(schema_url) as other:
+        [first] = await store.append("task-a", [initiated("a")])
+        # the server ends every forgeline connection (as a restart would)
+        async with await psycopg.AsyncConnection.connect(schema_url, autocommit=True) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'forgeline' AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(StoreError) as info:
+            await store.append("task-a", [dispatched("a", "1")])
+        assert "cannot append to the event store at" in str(info.value)
+        [second] = await store.append("task-a", [dispatched("a", "2")])
+        assert second.version == 2
+        assert await other.read_stream("task-a") == [first, second]
 
 
 async def test_unreachable_server_is_a_clear_store_error() -> None:

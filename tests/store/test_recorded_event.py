@@ -4,12 +4,12 @@ pydantic's own ``model_construct`` builds, and what validating the fields gives.
 from __future__ import annotations
 
 from forgeline.core.events import Event, NewEvent, PlanItemDispatched, TaskCancelled
-from forgeline.store import base
-from forgeline.store.base import recorded_event
+from forgeline.store import rows
+from forgeline.store.rows import recorded_event
 
 
 def test_a_recorded_event_is_the_event_pydantic_would_build() -> None:
-    assert base._PLAIN_EVENT
+    assert rows._PLAIN_EVENT
     for data in (TaskCancelled(reason="x"), PlanItemDispatched(item_id="a")):
         new = NewEvent(stream_id="task-t", data=data, correlation_id="t", actor="user")
         fast = recorded_event(new, 3, 7)

@@ -77,12 +77,18 @@ async def cli_runtime(
     agents: bool,
     overrides: Mapping[str, object] | None = None,
     keep_previews: bool = True,
+    create: bool | None = None,
 ) -> AsyncIterator[Runtime]:
     """The runtime for a command. Only commands that run agents (``agents``) build the
-    models and look for the sandbox. A preview outlives the command unless the command
+    models and look for the sandbox; the others open an existing store only (``create``:
+    unless told otherwise). A preview outlives the command unless the command
     stops it (``run`` does at the end of a task, without ``--keep-preview``)."""
     settings = cli_settings(workspace, store, config, **(overrides or {}))
     async with open_runtime(
-        settings, agents=agents, keep_previews=keep_previews, warn=warn
+        settings,
+        agents=agents,
+        keep_previews=keep_previews,
+        warn=warn,
+        create=agents if create is None else create,
     ) as runtime:
         yield runtime

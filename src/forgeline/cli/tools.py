@@ -63,7 +63,7 @@ async def _opened(
 ) -> AsyncIterator[tuple[Settings, EventStore, Workspaces]]:
     """The settings, the store and the repositories of ``--workspace``, through the
     runtime (no models, no sandbox: the tools run nothing untrusted)."""
-    async with cli_runtime(workspace, store, config, agents=False) as runtime:
+    async with cli_runtime(workspace, store, config, agents=False, create=True) as runtime:
         yield runtime.settings, runtime.store, runtime.workspaces
 
 

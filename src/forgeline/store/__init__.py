@@ -18,20 +18,21 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> EventStore:
+def open_store(url: str, *, create: bool = True) -> EventStore:
     """Build (not yet open) the store named by ``url``.
 
     ``sqlite:///relative/or/absolute.db``, a plain file path, or
-    ``postgresql://user@host:port/db``.
+    ``postgresql://user@host:port/db``. With ``create=False`` opening it refuses, with a
+    clear error, when there is no store there (a command that only reads creates nothing).
     """
     if url.startswith(("postgresql://", "postgres://")):
         from forgeline.store.postgres import PostgresEventStore
 
-        return PostgresEventStore(url)
+        return PostgresEventStore(url, create=create)
     if url.startswith("sqlite:///"):
-        return SQLiteEventStore(Path(url.removeprefix("sqlite:///")))
+        return SQLiteEventStore(Path(url.removeprefix("sqlite:///")), create=create)
     if "://" in url:
         raise ConfigError(
             f"unknown store URL {url!r}: use sqlite:///path/to/file.db or postgresql://..."
         )
-    return SQLiteEventStore(Path(url))
+    return SQLiteEventStore(Path(url), create=create)

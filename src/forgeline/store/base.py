@@ -2,74 +2,45 @@
 
 Appends go through a group committer: requests that arrive while a commit is in flight are
 written together in the next transaction, so concurrent tasks share one durable commit.
-Each group of requests in a batch is isolated (a savepoint per group), so one stale
-expected version or duplicate does not fail its neighbours.
+Each group of requests in a batch commits whole or not at all, so one stale expected
+version or duplicate does not fail its neighbours (``recorder.Recorder`` writes them).
 
-Backends implement four primitives (``_commit_batch``, ``_read_stream``, ``_read_all``,
-``_get_checkpoint``) plus the two read models; everything else lives here once, including
-the in-memory copies of recorded events that spare repeated reads their parsing.
+A backend supplies its connections, a ``Recorder`` (the write path over its write
+connection), a ``Dialect`` (its SQL) and ``_fetch`` (one read); everything else lives here
+once: the reads and read models, subscriptions, and the in-memory copies of recorded
+events that spare repeated reads their parsing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from forgeline.core.events import Event, NewEvent, parse_data
+from forgeline.core.events import Event, NewEvent
 from forgeline.errors import StoreError
+from forgeline.store.dialect import Dialect
+from forgeline.store.migrations import Migration
+from forgeline.store.recorder import Recorder
+from forgeline.store.rows import Row, event_from_row, recorded_event
 
-EVENT_COLUMNS = (
-    "position, id, stream_id, version, type, data, correlation_id, causation_id, actor, created_at"
-)
-"""The column order every backend selects events in (``event_from_row`` reads it)."""
+__all__ = [
+    "AgentEventRow",
+    "AppendRequest",
+    "BatchResult",
+    "EventStore",
+    "Group",
+    "TaskRow",
+    "recorded_event",
+]
 
-
-def event_from_row(row: Sequence[Any]) -> Event:
-    """An ``Event`` from a row in ``EVENT_COLUMNS`` order (``created_at`` as a datetime or
-    ISO text, ``data`` as JSON text)."""
-    position, id_, stream_id, version, _type, data, corr, cause, actor, created = row
-    return Event(
-        position=position,
-        id=id_,
-        stream_id=stream_id,
-        version=version,
-        data=parse_data(data),
-        correlation_id=corr,
-        causation_id=cause,
-        actor=actor,
-        created_at=created,
-    )
-
-
-def recorded_event(event: NewEvent, version: int, position: int) -> Event:
-    """``event`` as recorded. Its fields were validated when it was built, so they are
-    copied, not validated again (what ``Event.model_construct`` does, without its walk
-    over every field's aliases and defaults: ``event`` has them all)."""
-    if not _PLAIN_EVENT:
-        return Event.model_construct(None, **dict(event), version=version, position=position)
-    fields = {**event.__dict__, "version": version, "position": position}
-    recorded = Event.__new__(Event)
-    object.__setattr__(recorded, "__dict__", fields)
-    object.__setattr__(recorded, "__pydantic_fields_set__", set(fields))
-    object.__setattr__(recorded, "__pydantic_extra__", None)
-    object.__setattr__(recorded, "__pydantic_private__", None)
-    return recorded
-
-
-_PLAIN_EVENT = (
-    set(Event.model_fields) == set(NewEvent.model_fields) | {"version", "position"}
-    and not any(f.alias or f.validation_alias for f in Event.model_fields.values())
-    and not Event.__private_attributes__
-    and not Event.__pydantic_post_init__
-    and Event.model_config.get("extra") != "allow"
-)
-"""``Event`` is built from its fields alone, so ``recorded_event`` may set them directly."""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,32 +93,54 @@ BatchResult = list[list[list[Event]] | BaseException]
 class EventStore(ABC):
     """Append-only event log with optimistic concurrency, idempotency and subscriptions."""
 
+    dialect: ClassVar[Dialect]
+    migrations: ClassVar[Sequence[Migration]]
+    """The schema this code reads and writes, as numbered migrations (``migrations.py``)."""
     max_batch = 512
     poll_interval = 0.25
-    """How often a subscriber looks for events written by other processes."""
+    """How often a subscriber looks for events written by other processes that it was not
+    told of (Postgres tells, so there it is only a safety net)."""
     cached_streams = 32768
     """How many streams' events are kept in memory (least recently used go first)."""
     cached_positions = 65536
     """How many recent events are kept by position, so a page of the log read back is not
     parsed again."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, create: bool = True) -> None:
+        self.create = create
+        """Create the store if there is none; else ``open`` refuses with a clear error."""
+        self._recorder: Recorder | None = None
         self._queue: asyncio.Queue[_Pending] | None = None
         self._committer: asyncio.Task[None] | None = None
         self._appended: asyncio.Condition | None = None
         self._closed = False
         self._commits = 0
+        self._unreadable: set[int] = set()
         # Recorded events never change, so what was written or read once is kept: a
         # stream's events 1..n (a read asks the database only for versions after n) and
         # recent events by position (rows read back reuse them instead of parsing).
         self._streams: OrderedDict[str, list[Event]] = OrderedDict()
         self._positions: OrderedDict[int, Event] = OrderedDict()
 
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the store is, as error messages name it (no password)."""
+
     # ----------------------------------------------------------------- lifecycle
 
     async def open(self) -> None:
-        """Create the schema if needed. Idempotent."""
-        await self._open()
+        """Connect, and create or upgrade the schema (``create=False``: refuse when there
+        is no store). Idempotent."""
+        if self._recorder is not None:
+            return
+        try:
+            recorder = await self._open()
+            await recorder.migrate(self.migrations, create=self.create, where=self.location)
+        except BaseException:
+            await self._close()
+            raise
+        self._recorder = recorder
 
     async def close(self) -> None:
         if self._committer is not None:
@@ -156,6 +149,7 @@ class EventStore(ABC):
                 await self._committer
             self._committer = None
         self._closed = True
+        self._recorder = None
         await self._close()
 
     async def __aenter__(self) -> EventStore:
@@ -164,6 +158,11 @@ class EventStore(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def _write_path(self) -> Recorder:
+        if self._recorder is None:
+            raise StoreError(f"the event store at {self.location} is not open")
+        return self._recorder
 
     # -------------------------------------------------------------------- writes
 
@@ -198,7 +197,6 @@ class EventStore(ABC):
         loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue()
-            self._appended = asyncio.Condition()
             self._committer = loop.create_task(self._commit_loop(), name="forgeline-group-commit")
         future: asyncio.Future[list[list[Event]]] = loop.create_future()
         await self._queue.put(_Pending(tuple(requests), future))
@@ -206,7 +204,6 @@ class EventStore(ABC):
 
     async def _commit_loop(self) -> None:
         assert self._queue is not None
-        assert self._appended is not None
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
@@ -230,9 +227,11 @@ class EventStore(ABC):
                     pending.future.set_exception(result)
                 else:
                     pending.future.set_result(result)
-            self._commits += 1
-            async with self._appended:
-                self._appended.notify_all()
+            await self._announce()
+
+    async def _commit_batch(self, groups: list[Group]) -> BatchResult:
+        """Write every group in one durable transaction; a failing group fails alone."""
+        return await self._write_path().commit(groups)
 
     async def save_checkpoint(self, subscriber: str, position: int) -> None:
         """Record that ``subscriber`` has handled everything up to ``position``.
@@ -270,7 +269,7 @@ class EventStore(ABC):
         if len(self._positions) > self.cached_positions:
             self._positions.popitem(last=False)
 
-    def _from_row(self, row: Sequence[Any]) -> Event:
+    def _from_row(self, row: Row) -> Event:
         """``event_from_row``, reusing the event if this process has it already."""
         cached = self._positions.get(row[0])
         if cached is not None:
@@ -282,6 +281,8 @@ class EventStore(ABC):
     # --------------------------------------------------------------------- reads
 
     async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[Event]:
+        """The stream's events after ``after_version``. Raises ``StoreError`` naming the
+        event if one of them cannot be read."""
         cached = self._streams.get(stream_id)
         if cached is None:
             events = await self._read_stream(stream_id, after_version)
@@ -298,40 +299,90 @@ class EventStore(ABC):
             self._streams.move_to_end(stream_id)
         return [*cached[:known], *newer][after_version:]
 
+    async def _read_stream(self, stream_id: str, after_version: int) -> list[Event]:
+        rows = await self._fetch(self.dialect.select_stream, (stream_id, after_version))
+        return [self._from_row(r) for r in rows]
+
     async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        """Events with a global position greater than ``after``, in order."""
-        return await self._read_all(after, limit)
+        """Events with a global position greater than ``after``, in order.
+
+        An event that cannot be read is left out (and logged once, naming it), so one
+        damaged row does not stop every subscriber; reading its stream raises."""
+        rows = await self._fetch(self.dialect.select_all, (after, limit))
+        events: list[Event] = []
+        for row in rows:
+            try:
+                events.append(self._from_row(row))
+            except StoreError as exc:
+                if row[0] not in self._unreadable:
+                    self._unreadable.add(row[0])
+                    log.warning("%s", exc)
+        return events
 
     async def stream_version(self, stream_id: str) -> int:
-        events = await self._read_stream(stream_id, 0)
-        return events[-1].version if events else 0
+        [(version,)] = await self._fetch(self.dialect.select_version, (stream_id,))
+        return int(version or 0)
 
     async def get_checkpoint(self, subscriber: str) -> int:
-        return await self._get_checkpoint(subscriber)
+        rows = await self._fetch(self.dialect.select_checkpoint, (subscriber,))
+        return int(rows[0][0]) if rows else 0
+
+    # ----------------------------------------------------------------- read models
+
+    async def tasks(self) -> list[TaskRow]:
+        return [_task_row(r) for r in await self._fetch(self.dialect.select_tasks, ())]
+
+    async def task(self, task_id: str) -> TaskRow | None:
+        rows = await self._fetch(self.dialect.select_task, (task_id,))
+        return _task_row(rows[0]) if rows else None
+
+    async def agent_events(self, task_id: str | None = None) -> list[AgentEventRow]:
+        if task_id is None:
+            rows = await self._fetch(self.dialect.select_agent_events, ())
+        else:
+            rows = await self._fetch(self.dialect.select_task_agent_events, (task_id,))
+        return [AgentEventRow(p, t, a, e, _timestamp(c)) for p, t, a, e, c in rows]
+
+    async def rebuild_projections(self) -> None:
+        """Empty the read models and rebuild them from the log."""
+        await self._write_path().rebuild()
+
+    # ------------------------------------------------------------- subscriptions
 
     @property
     def commit_count(self) -> int:
-        """How many batches this process has committed; pass it to ``wait_for_append``."""
+        """How many commits this process has seen (its own, and other processes' that the
+        backend told it of); pass it to ``wait_for_append``."""
         return self._commits
 
+    def _condition(self) -> asyncio.Condition:
+        if self._appended is None:
+            self._appended = asyncio.Condition()
+        return self._appended
+
+    async def _announce(self) -> None:
+        """Something was committed: wake whoever waits in ``wait_for_append``."""
+        self._commits += 1
+        appended = self._condition()
+        async with appended:
+            appended.notify_all()
+
     async def wait_for_append(self, since: int | None = None) -> None:
-        """Return after this process appends, or after ``poll_interval`` (other processes).
+        """Return after a commit this process sees, or after ``poll_interval`` (for other
+        processes' commits it was not told of).
 
         With ``since`` (a ``commit_count`` taken before reading), return at once if a
         commit happened after it, so an append between a read and this wait is not
         missed.
         """
-        if self._appended is None:
-            await asyncio.sleep(self.poll_interval)
-            return
         if since is not None and since != self._commits:
             return
-        wait = self.poll_interval
-        async with self._appended:
+        appended = self._condition()
+        async with appended:
             if since is not None and since != self._commits:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._appended.wait(), wait)
+                await asyncio.wait_for(appended.wait(), self.poll_interval)
 
     async def subscribe(
         self, subscriber: str, *, stop: asyncio.Event | None = None, batch: int = 500
@@ -360,38 +411,25 @@ class EventStore(ABC):
             if len(events) < batch:
                 await self.wait_for_append(mark)
 
-    # ----------------------------------------------------------------- read models
-
-    @abstractmethod
-    async def tasks(self) -> list[TaskRow]: ...
-
-    @abstractmethod
-    async def task(self, task_id: str) -> TaskRow | None: ...
-
-    @abstractmethod
-    async def agent_events(self, task_id: str | None = None) -> list[AgentEventRow]: ...
-
-    @abstractmethod
-    async def rebuild_projections(self) -> None:
-        """Drop the read models and rebuild them from the log."""
-
     # ----------------------------------------------------------------- primitives
 
     @abstractmethod
-    async def _open(self) -> None: ...
+    async def _open(self) -> Recorder:
+        """Connect; return the recorder of the write connection."""
 
     @abstractmethod
     async def _close(self) -> None: ...
 
     @abstractmethod
-    async def _commit_batch(self, groups: list[Group]) -> BatchResult:
-        """Write every group in one durable transaction, each isolated by a savepoint."""
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
+        """The rows of one read (errors translated into ``StoreError``)."""
 
-    @abstractmethod
-    async def _read_stream(self, stream_id: str, after_version: int) -> list[Event]: ...
 
-    @abstractmethod
-    async def _read_all(self, after: int, limit: int) -> list[Event]: ...
+def _timestamp(value: datetime | str) -> datetime:
+    """A timestamp as the backend returns it (SQLite keeps ISO text)."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
-    @abstractmethod
-    async def _get_checkpoint(self, subscriber: str) -> int: ...
+
+def _task_row(row: Row) -> TaskRow:
+    id_, status, phase, request, created, updated = row
+    return TaskRow(id_, status, phase, request, _timestamp(created), _timestamp(updated))

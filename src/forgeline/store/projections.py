@@ -1,12 +1,16 @@
 """Read models as functions of events (note 001's ``tasks`` and ``agent_events``).
 
-Backends apply ``task_update`` inside the append transaction and replay it over the whole
-log in ``rebuild_projections``; the mapping itself is plain data and lives only here.
+A read model is registered once, in ``READ_MODELS``: the tables it owns and a pure
+function from a run of events to the rows each of its statements writes. The store's one
+write path (``recorder.Recorder``) applies every registered read model to each batch
+inside the append transaction, and ``rebuild_projections`` replays the log through the
+same functions; the SQL of each statement is in the backends' dialect tables, under the
+statement's name. The mapping itself is plain data and lives only here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -91,3 +95,26 @@ def task_rows(events: Sequence[Event]) -> TaskRowsChange:
         list(moved.values()),
         agent,
     )
+
+
+def task_writes(events: Sequence[Event]) -> Mapping[str, list[tuple[Any, ...]]]:
+    """The ``tasks`` and ``agent_events`` rows of ``events``, by dialect statement name."""
+    change = task_rows(events)
+    return {
+        "insert_tasks": list(change.inserted),
+        "move_tasks": list(change.moved),
+        "insert_agent_events": list(change.agent_events),
+    }
+
+
+@dataclass(frozen=True)
+class ReadModel:
+    """A read model: the tables it owns (emptied before a rebuild) and ``writes``, a pure
+    function from events, in log order, to the rows of each of its statements. Applying it
+    to a run of events at once must leave what applying it to each event in turn does."""
+
+    tables: tuple[str, ...]
+    writes: Callable[[Sequence[Event]], Mapping[str, list[tuple[Any, ...]]]]
+
+
+READ_MODELS: tuple[ReadModel, ...] = (ReadModel(("tasks", "agent_events"), task_writes),)

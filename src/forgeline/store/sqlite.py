@@ -1,120 +1,323 @@
 """The embedded event store: one SQLite file in WAL mode with durable (FULL) commits.
 
-All writes run on one thread with one connection, so positions are assigned in commit
-order; reads use a second connection (WAL lets them run beside a write). Reading a stream
-or a page of the log is a short indexed query that never waits for a writer in WAL mode,
-so it runs on the event loop's thread (a third connection, which never waits: should it
-find the database busy, the read goes to the reader thread instead); handing it to a thread
-would cost more than the query.
+All writes run on one connection, so positions are assigned in commit order: taking the
+write lock (``BEGIN IMMEDIATE``, which may wait for another process) and the durable
+``COMMIT`` run on the writer thread, the statements in between on the event loop's thread
+(they only touch SQLite's page cache). Reads run on the event loop's thread too, on a
+connection that never waits (a WAL read needs no lock); should it find the database busy,
+the read goes to the reader thread's connection instead. Handing a short indexed query to
+a thread would cost more than the query.
+
+Errors are recognised by SQLite's extended result code (``sqlite_errorcode``), and which
+unique constraint an insert broke by looking the row's keys up, never by message text.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from forgeline.core.events import Event, dump_data
-from forgeline.errors import ConcurrencyError, DuplicateEventError, StoreError
-from forgeline.store.base import (
-    EVENT_COLUMNS,
-    AgentEventRow,
-    AppendRequest,
-    BatchResult,
-    EventStore,
-    Group,
-    TaskRow,
-    event_from_row,
-    recorded_event,
-)
-from forgeline.store.projections import FINAL_STATUSES_SQL, task_update
+from forgeline.errors import StoreError
+from forgeline.store.base import EventStore
+from forgeline.store.dialect import Dialect
+from forgeline.store.migrations import Migration, check, missing_store
+from forgeline.store.projections import FINAL_STATUSES_SQL
+from forgeline.store.recorder import Conflict, Constraint, Recorder, Rejected, Statement
+from forgeline.store.rows import EVENT_COLUMNS, INSERT_COLUMNS, Row
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    position INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    stream_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    data TEXT NOT NULL,
-    correlation_id TEXT NOT NULL,
-    causation_id TEXT,
-    actor TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    UNIQUE (stream_id, version)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS events_once_per_cause
-    ON events (stream_id, causation_id, type) WHERE causation_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS checkpoints (
-    subscriber TEXT PRIMARY KEY,
-    position INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tasks (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    current_phase TEXT NOT NULL,
-    request TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS agent_events (
-    position INTEGER PRIMARY KEY,
-    task_id TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS agent_events_task ON agent_events (task_id, position);
-"""
+_TASK_COLUMNS = "id, status, current_phase, request, created_at, updated_at"
+_AGENT_COLUMNS = "position, task_id, actor, event_type, created_at"
+
+SQLITE = Dialect(
+    select_stream=f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
+    " ORDER BY version",
+    select_all=f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+    select_version="SELECT MAX(version) FROM events WHERE stream_id = ?",
+    select_checkpoint="SELECT position FROM checkpoints WHERE subscriber = ?",
+    select_tasks=f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY created_at, id",
+    select_task=f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?",
+    select_agent_events=f"SELECT {_AGENT_COLUMNS} FROM agent_events ORDER BY position",
+    select_task_agent_events=f"SELECT {_AGENT_COLUMNS} FROM agent_events WHERE task_id = ?"
+    " ORDER BY position",
+    stream_versions="SELECT stream_id, MAX(version) FROM events WHERE stream_id IN ({list})"
+    " GROUP BY stream_id",
+    insert_event=f"INSERT INTO events ({INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    set_checkpoints="INSERT INTO checkpoints (subscriber, position) VALUES (?, ?)"
+    " ON CONFLICT (subscriber) DO UPDATE SET position = MAX(position, excluded.position)",
+    read_models={
+        "insert_tasks": f"INSERT OR REPLACE INTO tasks ({_TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        "move_tasks": "UPDATE tasks SET status = ?2, current_phase = ?3, updated_at = ?4"
+        f" WHERE id = ?1 AND status NOT IN {FINAL_STATUSES_SQL}",
+        "insert_agent_events": f"INSERT OR REPLACE INTO agent_events ({_AGENT_COLUMNS})"
+        " VALUES (?, ?, ?, ?, ?)",
+    },
+    forgeline_tables="SELECT name FROM sqlite_master"
+    " WHERE type = 'table' AND name IN ('events', 'schema_version')",
+    schema_version="SELECT MAX(version) FROM schema_version",
+    record_version="INSERT INTO schema_version (version, summary, applied_at) VALUES (?, ?, ?)",
+)
+
+MIGRATIONS: Sequence[Migration] = check(
+    (
+        Migration(
+            1,
+            "events, checkpoints, the tasks and agent_events read models, schema versions",
+            (
+                """
+                CREATE TABLE IF NOT EXISTS events (
+                    position INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL UNIQUE,
+                    stream_id TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    type TEXT NOT NULL,
+                    data TEXT NOT NULL,
+                    correlation_id TEXT NOT NULL,
+                    causation_id TEXT,
+                    actor TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    UNIQUE (stream_id, version)
+                )
+                """,
+                "CREATE UNIQUE INDEX IF NOT EXISTS events_once_per_cause"
+                " ON events (stream_id, causation_id, type) WHERE causation_id IS NOT NULL",
+                """
+                CREATE TABLE IF NOT EXISTS checkpoints (
+                    subscriber TEXT PRIMARY KEY,
+                    position INTEGER NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE IF NOT EXISTS tasks (
+                    id TEXT PRIMARY KEY,
+                    status TEXT NOT NULL,
+                    current_phase TEXT NOT NULL,
+                    request TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE IF NOT EXISTS agent_events (
+                    position INTEGER PRIMARY KEY,
+                    task_id TEXT NOT NULL,
+                    actor TEXT NOT NULL,
+                    event_type TEXT NOT NULL,
+                    created_at TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX IF NOT EXISTS agent_events_task ON agent_events (task_id, position)",
+                """
+                CREATE TABLE IF NOT EXISTS schema_version (
+                    version INTEGER PRIMARY KEY,
+                    summary TEXT NOT NULL,
+                    applied_at TEXT NOT NULL
+                )
+                """,
+            ),
+        ),
+    )
+)
+
+_UNIQUE_KEYS: tuple[Constraint, ...] = ("event_id", "stream_version", "once_per_cause")
+"""The unique keys of ``events``, in the order ``_refusal`` looks them up."""
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    """The primary result code of ``exc`` (None for errors of the module itself)."""
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def sqlite_error(path: Path, action: str, exc: sqlite3.Error, busy_timeout: float) -> StoreError:
+    """``exc`` as a ``StoreError`` that names the file and what to do."""
+    code = _code(exc)
+    if code in _BUSY:
+        return StoreError(
+            f"the event store at {path} is locked: another process kept it busy for more than"
+            f" {busy_timeout:g} s. Let that process finish (or stop it), then try again"
+        )
+    if code in _DAMAGED:
+        return StoreError(
+            f"the event store at {path} is damaged ({exc}): forgeline cannot read it. Restore"
+            " it from a backup, or move it aside to start an empty store"
+            f" (`sqlite3 {path} .recover` may rescue the events it still holds)"
+        )
+    if code == sqlite3.SQLITE_READONLY:
+        return StoreError(
+            f"the event store at {path} is read-only ({exc}): give this user write access to"
+            " the file and its directory"
+        )
+    if code == sqlite3.SQLITE_FULL:
+        return StoreError(f"the disk holding the event store at {path} is full: free some space")
+    if code == sqlite3.SQLITE_CANTOPEN:
+        return StoreError(
+            f"cannot open the event store at {path} ({exc}): check that its directory exists"
+            " and that this user may write there"
+        )
+    return StoreError(f"{action} the event store at {path}: {exc}")
+
+
+def _params(row: Sequence[Any]) -> list[Any]:
+    """``row`` as SQLite parameters: timestamps as ISO text."""
+    return [v.isoformat() if isinstance(v, datetime) else v for v in row]
+
+
+class SQLiteRecorder(Recorder):
+    dialect = SQLITE
+    driver_error = sqlite3.Error
+
+    def __init__(
+        self, conn: sqlite3.Connection, writer: ThreadPoolExecutor, path: Path, busy: float
+    ) -> None:
+        super().__init__()
+        self._conn = conn
+        self._writer = writer
+        self._path = path
+        self._busy = busy
+
+    def translate(self, action: str, exc: Exception) -> StoreError:
+        assert isinstance(exc, sqlite3.Error)
+        return sqlite_error(self._path, action, exc, self._busy)
+
+    async def _on_writer(self, work: Callable[[], object]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._writer, work)
+
+    async def _begin(self) -> None:
+        await self._on_writer(lambda: self._conn.execute("BEGIN IMMEDIATE"))
+
+    async def _commit(self) -> None:
+        await self._on_writer(lambda: self._conn.execute("COMMIT"))
+
+    async def _rollback(self) -> None:
+        def rollback() -> None:  # on the writer thread, after a BEGIN still queued there
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+
+        await self._on_writer(rollback)
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]:
+        if params and isinstance(params[0], list):  # the one list parameter: ``{list}``
+            [items] = params
+            sql, params = sql.format(list=", ".join("?" * len(items))), items
+        return self._conn.execute(sql, params).fetchall()
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(sql, _params(params))
+
+    async def insert(self, rows: Sequence[Row]) -> list[int]:
+        positions: list[int] = []
+        for row in rows:
+            *columns, created_at = row  # INSERT_COLUMNS: created_at last
+            try:
+                cursor = self._conn.execute(
+                    self.dialect.insert_event, (*columns, created_at.isoformat())
+                )
+            except sqlite3.IntegrityError as exc:
+                raise self._refusal(exc, row) from exc
+            assert cursor.lastrowid is not None
+            positions.append(cursor.lastrowid)
+        return positions
+
+    def _refusal(self, exc: sqlite3.IntegrityError, row: Row) -> Exception:
+        """Which constraint refused the event row ``row``: its keys are looked up."""
+        if exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+            id_, stream_id, version, type_, _data, _corr, cause, *_ = row
+            found = self._conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE id = ?),"
+                " EXISTS (SELECT 1 FROM events WHERE stream_id = ? AND version = ?),"
+                " EXISTS (SELECT 1 FROM events"
+                " WHERE stream_id = ? AND causation_id = ? AND type = ?)",
+                (id_, stream_id, version, stream_id, cause, type_),
+            ).fetchone()
+            for hit, constraint in zip(found, _UNIQUE_KEYS, strict=True):
+                if hit:
+                    return Conflict(constraint)
+        return Rejected(str(exc))
+
+    async def run(self, statements: Sequence[Statement], last_position: int | None) -> None:
+        for sql, rows in statements:
+            try:
+                if len(rows) == 1:
+                    self._conn.execute(sql, _params(rows[0]))
+                else:
+                    self._conn.executemany(sql, [_params(row) for row in rows])
+            except sqlite3.IntegrityError as exc:
+                raise Rejected(str(exc)) from exc
 
 
 class SQLiteEventStore(EventStore):
-    def __init__(self, path: str | Path) -> None:
-        super().__init__()
+    dialect = SQLITE
+    migrations = MIGRATIONS
+    busy_timeout = 10.0
+    """Seconds a write waits for another process's write to finish."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        super().__init__(create=create)
         self.path = Path(path)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="forgeline-sqlite-w")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="forgeline-sqlite-r")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._lconn: sqlite3.Connection | None = None
-        self._wlock = asyncio.Lock()
-        """Held while the write connection is in a transaction."""
 
     def __repr__(self) -> str:
         return f"SQLiteEventStore({str(self.path)!r})"
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def _error(self, action: str, exc: sqlite3.Error) -> StoreError:
+        return sqlite_error(self.path, action, exc, self.busy_timeout)
 
     # ------------------------------------------------------------------ plumbing
 
     async def _on(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(executor, fn)
 
-    def _connect(self, busy_timeout: int = 10000) -> sqlite3.Connection:
+    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {busy_timeout}")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         conn.execute("PRAGMA synchronous = FULL")
         return conn
 
-    async def _open(self) -> None:
-        if self._wconn is not None:
-            return
+    async def _open(self) -> Recorder:
+        if not self.create and not self.path.exists():
+            raise missing_store(self.location)
 
         def setup() -> tuple[sqlite3.Connection, sqlite3.Connection, sqlite3.Connection]:
+            opened: list[sqlite3.Connection] = []
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                w = self._connect()
-                w.execute("PRAGMA journal_mode = WAL")
-                w.executescript(SCHEMA)
-                return w, self._connect(), self._connect(busy_timeout=0)
-            except (OSError, sqlite3.Error) as exc:
-                raise StoreError(f"cannot open the event store at {self.path}: {exc}") from exc
+                if self.create:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                opened.append(self._connect(self.busy_timeout))
+                # (not in a file that holds no store and may not become one)
+                if self.create or opened[0].execute(SQLITE.forgeline_tables).fetchone():
+                    opened[0].execute("PRAGMA journal_mode = WAL")
+                opened.append(self._connect(self.busy_timeout))
+                opened.append(self._connect(0))
+            except BaseException as exc:
+                for conn in opened:
+                    conn.close()
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error("cannot open", exc) from exc
+                if isinstance(exc, OSError):
+                    raise StoreError(f"cannot open the event store at {self.path}: {exc}") from exc
+                raise
+            return opened[0], opened[1], opened[2]
 
-        self._wconn, self._rconn, self._lconn = await self._on(self._writer, setup)
+        writer, self._rconn, self._lconn = await self._on(self._writer, setup)
+        self._wconn = writer
+        return SQLiteRecorder(writer, self._writer, self.path, self.busy_timeout)
 
     async def _close(self) -> None:
         for conn, pool in ((self._wconn, self._writer), (self._rconn, self._reader)):
@@ -125,217 +328,19 @@ class SQLiteEventStore(EventStore):
             self._lconn.close()
         self._wconn = self._rconn = self._lconn = None
 
-    def _w(self) -> sqlite3.Connection:
-        if self._wconn is None:
-            raise StoreError("the event store is not open")
-        return self._wconn
-
-    def _r(self) -> sqlite3.Connection:
-        if self._rconn is None:
-            raise StoreError("the event store is not open")
-        return self._rconn
-
-    # -------------------------------------------------------------------- writes
-
-    async def _commit_batch(self, groups: list[Group]) -> BatchResult:
-        # Taking the write lock (which may wait for another process) and the durable
-        # COMMIT run on the writer thread; the statements in between only touch SQLite's
-        # page cache and run here, sparing the writer a wait for the interpreter lock
-        # before each of them.
-        conn = self._w()
-        async with self._wlock:
-            await self._on(self._writer, lambda: conn.execute("BEGIN IMMEDIATE"))
-            try:
-                results = self._write(conn, groups)
-                await self._on(self._writer, lambda: conn.execute("COMMIT"))
-            except BaseException:
-                if conn.in_transaction:
-                    await asyncio.shield(self._on(self._writer, lambda: conn.execute("ROLLBACK")))
-                raise
-        return results
-
-    def _write(self, conn: sqlite3.Connection, groups: list[Group]) -> BatchResult:
-        results: BatchResult = []
-        for group in groups:
-            conn.execute("SAVEPOINT req")
-            try:
-                results.append([self._write_one(conn, request) for request in group])
-                conn.execute("RELEASE req")
-            except (StoreError, sqlite3.IntegrityError) as exc:
-                conn.execute("ROLLBACK TO req")
-                conn.execute("RELEASE req")
-                results.append(exc if isinstance(exc, StoreError) else StoreError(str(exc)))
-        return results
-
-    def _write_one(self, conn: sqlite3.Connection, request: AppendRequest) -> list[Event]:
-        if not request.events and request.expected_version is None:
-            if request.checkpoint is not None:
-                self._set_checkpoint(conn, *request.checkpoint)
-            return []
-        row = conn.execute(
-            "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?",
-            (request.stream_id,),
-        ).fetchone()
-        version: int = row[0]
-        if request.expected_version is not None and request.expected_version != version:
-            raise ConcurrencyError(request.stream_id, request.expected_version, version)
-        recorded: list[Event] = []
-        for event in request.events:
-            version += 1
-            try:
-                cursor = conn.execute(
-                    "INSERT INTO events (id, stream_id, version, type, data, correlation_id,"
-                    " causation_id, actor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        event.id,
-                        event.stream_id,
-                        version,
-                        event.type,
-                        dump_data(event.data),
-                        event.correlation_id,
-                        event.causation_id,
-                        event.actor,
-                        event.created_at.isoformat(),
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                if "causation_id" in str(exc) or "events.id" in str(exc):
-                    raise DuplicateEventError(
-                        event.stream_id, event.causation_id, event.type
-                    ) from exc
-                if "stream_id, events.version" in str(exc):
-                    raise ConcurrencyError(request.stream_id, version - 1, version) from exc
-                raise StoreError(f"cannot append event {event.id}: {exc}") from exc
-            assert cursor.lastrowid is not None
-            recorded.append(recorded_event(event, version, cursor.lastrowid))
-        for event in recorded:
-            self._project(conn, event)
-        if request.checkpoint is not None:
-            self._set_checkpoint(conn, *request.checkpoint)
-        return recorded
-
-    @staticmethod
-    def _project(conn: sqlite3.Connection, event: Event) -> None:
-        update = task_update(event)
-        if update is None:
-            return
-        at = event.created_at.isoformat()
-        if update.request is not None:
-            conn.execute(
-                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
-                (update.task_id, update.status, update.phase, update.request, at, at),
-            )
-        elif update.status is not None:
-            conn.execute(
-                "UPDATE tasks SET status = ?, current_phase = ?, updated_at = ?"
-                f" WHERE id = ? AND status NOT IN {FINAL_STATUSES_SQL}",
-                (update.status, update.phase, at, update.task_id),
-            )
-        conn.execute(
-            "INSERT OR REPLACE INTO agent_events VALUES (?, ?, ?, ?, ?)",
-            (event.position, update.task_id, event.actor, event.type, at),
-        )
-
-    @staticmethod
-    def _set_checkpoint(conn: sqlite3.Connection, subscriber: str, position: int) -> None:
-        conn.execute(
-            "INSERT INTO checkpoints VALUES (?, ?) ON CONFLICT (subscriber) DO UPDATE"
-            " SET position = MAX(position, excluded.position)",
-            (subscriber, position),
-        )
-
-    async def rebuild_projections(self) -> None:
-        def rebuild() -> None:
-            conn = self._w()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("DELETE FROM tasks")
-                conn.execute("DELETE FROM agent_events")
-                query = f"SELECT {EVENT_COLUMNS} FROM events ORDER BY position"
-                rows = conn.execute(query).fetchall()
-                for row in rows:
-                    self._project(conn, event_from_row(row))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-        async with self._wlock:
-            await self._on(self._writer, rebuild)
-
     # --------------------------------------------------------------------- reads
 
-    async def _select(self, query: str, params: tuple[Any, ...]) -> list[Any]:
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
         """Rows of a short read, on this thread unless the database is busy."""
-        if self._lconn is None:
-            raise StoreError("the event store is not open")
+        if self._lconn is None or self._rconn is None:
+            raise StoreError(f"the event store at {self.path} is not open")
+        here, there = self._lconn, self._rconn
         try:
-            return self._lconn.execute(query, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-        return await self._on(self._reader, lambda: self._r().execute(query, params).fetchall())
-
-    async def _read_stream(self, stream_id: str, after_version: int) -> list[Event]:
-        rows = await self._select(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
-            " ORDER BY version",
-            (stream_id, after_version),
-        )
-        return [self._from_row(r) for r in rows]
-
-    async def _read_all(self, after: int, limit: int) -> list[Event]:
-        rows = await self._select(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-            (after, limit),
-        )
-        return [self._from_row(r) for r in rows]
-
-    async def _get_checkpoint(self, subscriber: str) -> int:
-        def read() -> int:
-            row = (
-                self._r()
-                .execute("SELECT position FROM checkpoints WHERE subscriber = ?", (subscriber,))
-                .fetchone()
-            )
-            return int(row[0]) if row else 0
-
-        return await self._on(self._reader, read)
-
-    async def tasks(self) -> list[TaskRow]:
-        def read() -> list[TaskRow]:
-            rows = self._r().execute("SELECT * FROM tasks ORDER BY created_at, id")
-            return [_task_row(r) for r in rows]
-
-        return await self._on(self._reader, read)
-
-    async def task(self, task_id: str) -> TaskRow | None:
-        def read() -> TaskRow | None:
-            row = self._r().execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
-            return _task_row(row) if row else None
-
-        return await self._on(self._reader, read)
-
-    async def agent_events(self, task_id: str | None = None) -> list[AgentEventRow]:
-        def read() -> list[AgentEventRow]:
-            if task_id is None:
-                rows = self._r().execute("SELECT * FROM agent_events ORDER BY position")
-            else:
-                rows = self._r().execute(
-                    "SELECT * FROM agent_events WHERE task_id = ? ORDER BY position", (task_id,)
-                )
-            return [AgentEventRow(p, t, a, e, datetime.fromisoformat(c)) for p, t, a, e, c in rows]
-
-        return await self._on(self._reader, read)
-
-
-def _task_row(row: tuple[Any, ...]) -> TaskRow:
-    id_, status, phase, request, created, updated = row
-    return TaskRow(
-        id_,
-        status,
-        phase,
-        request,
-        datetime.fromisoformat(created),
-        datetime.fromisoformat(updated),
-    )
+            try:
+                return here.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if _code(exc) not in _BUSY:
+                    raise
+            return await self._on(self._reader, lambda: there.execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            raise self._error("cannot read from", exc) from exc
