@@ -4,7 +4,9 @@ Each instance answers from a script of behaviours, one per request (the last rep
 ``("ok", arguments)`` answers with a tool call of the requested output tool carrying
 ``arguments`` (a dict); ``("status", 500)`` answers that HTTP status; ``("sleep", s)``
 waits ``s`` seconds before answering (a timeout for a client with a shorter one);
-``("garbage", text)`` answers 200 with a body that is not a completion.
+``("garbage", text)`` answers 200 with a body that is not a completion; ``("echo", status)``
+answers ``status`` with an error body that echoes the request's ``Authorization`` header and
+lists its headers, as some providers do (a 401 "Incorrect API key provided: ...", a 500).
 The requests it received (path, headers, JSON body) are kept in ``requests``.
 """
 
@@ -45,6 +47,11 @@ class OpenAIStub:
                     kind, value = "ok", {}
                 if kind == "status":
                     self._send(value, {"error": {"message": "scripted failure"}})
+                elif kind == "echo":
+                    key = self.headers.get("authorization", "").removeprefix("Bearer ")
+                    message = f"Incorrect API key provided: {key}"
+                    headers = dict(self.headers.items())
+                    self._send(value, {"error": {"message": message, "headers": headers}})
                 elif kind == "garbage":
                     self._send_raw(200, value.encode())
                 else:

@@ -24,6 +24,7 @@ from forgeline.llm.metered import usage_rows
 from forgeline.pipeline.base import Services
 from forgeline.pipeline.runner import Pipeline, settled
 from forgeline.pipeline.workers import WorkerManager
+from forgeline.redaction import redact
 from forgeline.sandbox.select import UnsafeSpawnerWarning, choose_spawner
 from forgeline.sandbox.spawner import LocalSpawner, ProcessSpawner
 from forgeline.store import open_store
@@ -110,7 +111,7 @@ def _run(coro: Coroutine[object, object, T]) -> T:
     try:
         return asyncio.run(coro)
     except ForgelineError as exc:
-        errors.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        errors.print(f"[red]error:[/] {escape(redact(str(exc)))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
 
 
