@@ -59,7 +59,7 @@ def test_a_config_path_that_is_a_directory_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is a directory: name a TOML file"):
         load_settings(tmp_path, tmp_path)
     (tmp_path / "forgeline.toml").mkdir()
-    with pytest.raises(ConfigError, match="forgeline.toml is a directory"):
+    with pytest.raises(ConfigError, match=r"forgeline\.toml is a directory"):
         load_settings(tmp_path)
 
 

@@ -104,6 +104,8 @@ class CoderConfig(BaseModel):
     for a chain with a local model, else ``whole`` (``format_for``)."""
     tools: bool = True
     """Give the model read_file, list_files and search over the workspace."""
+    max_file_bytes: int = Field(1024 * 1024, ge=1)
+    """The largest file a change may write (bytes); a larger one is refused, rolled back."""
     context_chars: int = Field(40_000, ge=0)
     """Characters of current files put in the prompt; files beyond that are only named."""
     executable: str | None = None

@@ -33,8 +33,13 @@ def confined_path(root: Path, relative: str) -> Path:
         raise WorkspaceError(f"path {relative!r} is absolute; give a path inside the workspace")
     if ".." in pure.parts:
         raise WorkspaceError(f"path {relative!r} leaves the workspace ('..')")
-    if pure.parts and pure.parts[0] in PROTECTED:
-        raise WorkspaceError(f"path {relative!r} is inside {pure.parts[0]}/, which is not writable")
+    for part in pure.parts:
+        # At any depth and in any case (a nested repository's hooks run too; ``.GIT`` is
+        # ``.git`` to git), also as git itself reads names (trailing dots and spaces dropped,
+        # the 8.3 alias ``git~1``): such a path never reaches the tree.
+        name = part.rstrip(". ").casefold() or part
+        if name in PROTECTED or name == "git~1":
+            raise WorkspaceError(f"path {relative!r} is inside {part}/, which is not writable")
     root = root.resolve()
     target = (root / pure).resolve()  # follows symlinks already in the workspace
     if target != root and root not in target.parents:
