@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from forgeline.cli.doctor import doctor
 from forgeline.cli.render import print_event, summary, tasks_table, usage_table
 from forgeline.config import Settings, load_settings
 from forgeline.core.events import task_stream, usage_stream
@@ -534,3 +535,6 @@ def stop(
         console.print(f"preview (pid {pid}) stopped" if pid else "no preview is running")
 
     _run(go())
+
+
+app.command()(doctor)
