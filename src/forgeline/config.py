@@ -6,18 +6,24 @@ Environment variables override the file: ``FORGELINE_<FIELD>`` and, for nested t
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shlex
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
+from forgeline import redaction
 from forgeline.core.events import Budget
 from forgeline.errors import ConfigError
 from forgeline.observability.config import TelemetryConfig
@@ -101,6 +107,8 @@ class CoderConfig(BaseModel):
     for a chain with a local model, else ``whole`` (``format_for``)."""
     tools: bool = True
     """Give the model read_file, list_files and search over the workspace."""
+    max_file_bytes: int = Field(1024 * 1024, ge=1)
+    """The largest file a change may write (bytes); a larger one is refused, rolled back."""
     context_chars: int = Field(40_000, ge=0)
     """Characters of current files put in the prompt; files beyond that are only named."""
     executable: str | None = None
@@ -337,16 +345,14 @@ class _FileSource(PydanticBaseSettingsSource):
 
 
 def load_settings(workspace: Path, config: Path | None = None, **overrides: Any) -> Settings:
-    """Flags (``overrides``) beat the environment, which beats the config file."""
+    """Flags (``overrides``) beat the environment, which beats the config file.
+
+    Anything wrong is a ``ConfigError`` naming the file or the variable and the fix. The
+    secrets the settings name are handed to the process's redactor (``forgeline.redaction``),
+    so they never reach an event, a log line or a message.
+    """
     path = config or workspace / CONFIG_FILE
-    data: dict[str, Any] = {}
-    if config is not None and not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    if path.is_file():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    data = _read_config(path, required=config is not None)
 
     class FileSettings(Settings):
         @classmethod
@@ -361,10 +367,103 @@ def load_settings(workspace: Path, config: Path | None = None, **overrides: Any)
             return (init_settings, env_settings, _FileSource(settings_cls, data))
 
     try:
-        return FileSettings(**{k: v for k, v in overrides.items() if v is not None})
+        settings: Settings = FileSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration ({path}): {problems}") from exc
+    except SettingsError as exc:
+        raise ConfigError(_environment_problem(exc)) from exc
+    redaction.remember(redaction.secrets_of(settings))
+    return settings
+
+
+def _read_config(path: Path, *, required: bool) -> dict[str, Any]:
+    """The config file's table; ``{}`` when an optional one is absent."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory: name a TOML file (--config FILE)")
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config file {path} does not exist")
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+_SETTINGS_FIELD = re.compile(r'field "(?P<field>[^"]+)"')
+
+
+def _environment_problem(exc: SettingsError) -> str:
+    """What a ``SettingsError`` means: an environment variable holding a table or a list
+    that is not valid JSON. Names the variable (never its value: it may be a secret)."""
+    match = _SETTINGS_FIELD.search(str(exc))
+    field = match["field"] if match else None
+    prefix = f"FORGELINE_{field}".upper() if field else "FORGELINE_"
+    names = [
+        name
+        for name in sorted(os.environ)
+        if name.upper() == prefix or name.upper().startswith(f"{prefix}__")
+    ]
+    broken = [
+        (name, reason)
+        for name in names
+        if _holds_json(name.upper().removeprefix("FORGELINE_").split("__"))
+        and (reason := _json_problem(os.environ[name]))
+    ]
+    if broken:
+        said = "; ".join(f"{name} is not valid JSON ({reason})" for name, reason in broken)
+    else:
+        said = f"an environment variable for {field or 'a setting'} cannot be read ({exc})"
+    return (
+        f"{said}. A table or a list in an environment variable is written as JSON, e.g. "
+        'FORGELINE_MODELS=\'{"default": "openai:gpt-4o-mini"}\' or '
+        "FORGELINE_CODER__ARGS='[\"--no-stream\"]'; a single key has a variable of its own, "
+        "e.g. FORGELINE_MODELS__DEFAULT=openai:gpt-4o-mini"
+    )
+
+
+def _holds_json(keys: list[str]) -> bool:
+    """Whether the setting at ``keys`` (``["CODER", "ARGS"]``) is a table or a list, which
+    the environment gives as JSON (a plain string setting takes any text)."""
+    annotation: Any = Settings
+    for key in keys:
+        origin = get_origin(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(key.lower())
+            if field is None:
+                return False
+            annotation = field.annotation
+        elif origin is dict:
+            annotation = get_args(annotation)[1]
+        else:
+            return False
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    return (
+        all(_is_table(a) for a in options if a is not type(None))
+        if options
+        else _is_table(annotation)
+    )
+
+
+def _is_table(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return get_origin(annotation) in (dict, list, tuple, set, frozenset)
+
+
+def _json_problem(value: str) -> str | None:
+    try:
+        json.loads(value)
+    except ValueError as exc:
+        return str(exc)
+    return None

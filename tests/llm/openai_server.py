@@ -4,7 +4,10 @@ Each instance answers from a script of behaviours, one per request (the last rep
 ``("ok", arguments)`` answers with a tool call of the requested output tool carrying
 ``arguments`` (a dict); ``("status", 500)`` answers that HTTP status; ``("sleep", s)``
 waits ``s`` seconds before answering (a timeout for a client with a shorter one);
-``("garbage", text)`` answers 200 with a body that is not a completion.
+``("garbage", text)`` answers 200 with a body that is not a completion; ``("echo", status)``
+answers ``status`` with an error body that echoes the request's ``Authorization`` header and
+lists its headers, as some providers do (a 401 "Incorrect API key provided: ...", a 500).
+A ``GET /models`` answers the current behaviour's status, or a list of one model.
 The requests it received (path, headers, JSON body) are kept in ``requests``.
 """
 
@@ -45,10 +48,26 @@ class OpenAIStub:
                     kind, value = "ok", {}
                 if kind == "status":
                     self._send(value, {"error": {"message": "scripted failure"}})
+                elif kind == "echo":
+                    key = self.headers.get("authorization", "").removeprefix("Bearer ")
+                    message = f"Incorrect API key provided: {key}"
+                    headers = dict(self.headers.items())
+                    self._send(value, {"error": {"message": message, "headers": headers}})
                 elif kind == "garbage":
                     self._send_raw(200, value.encode())
                 else:
                     self._send(200, completion(body, value))
+
+            def do_GET(self) -> None:
+                """``/models`` (a cheap call that needs the key): the script's current
+                status when it fails, else a list of one model."""
+                stub.requests.append({"path": self.path, "headers": dict(self.headers.items())})
+                kind, value = stub.script[min(len(stub.requests) - 1, len(stub.script) - 1)]
+                if kind in ("status", "echo"):
+                    self._send(value, {"error": {"message": "scripted failure"}})
+                else:
+                    model = {"id": "stub", "object": "model", "created": 0, "owned_by": "stub"}
+                    self._send(200, {"object": "list", "data": [model]})
 
             def _send(self, status: int, payload: dict[str, Any]) -> None:
                 self._send_raw(status, json.dumps(payload).encode())

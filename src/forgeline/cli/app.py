@@ -11,6 +11,7 @@ import typer
 
 from forgeline.cli import control, show, work
 from forgeline.cli import tools as tool_commands
+from forgeline.cli.doctor import doctor
 
 app = typer.Typer(
     name="forgeline",
@@ -30,6 +31,7 @@ for command in (
     show.events,
     control.cancel,
     control.stop,
+    doctor,
 ):
     app.command()(command)
 tool_commands.register(app)

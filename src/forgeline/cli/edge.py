@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from forgeline.config import Settings, load_settings
 from forgeline.errors import ForgelineError
+from forgeline.redaction import redact
 from forgeline.runtime import Runtime, open_runtime
 
 T = TypeVar("T")
@@ -32,7 +33,7 @@ def run_async(coro: Coroutine[object, object, T]) -> T:
     try:
         return asyncio.run(coro)
     except ForgelineError as exc:
-        errors.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        errors.print(f"[red]error:[/] {escape(redact(str(exc)))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
 
 

@@ -18,6 +18,7 @@ from forgeline.cli.edge import cli_runtime
 from forgeline.config import Settings
 from forgeline.core.events import ToolSearched, task_stream, utcnow
 from forgeline.errors import ForgelineError
+from forgeline.redaction import redact
 from forgeline.store.base import EventStore
 from forgeline.tools.calls import CLI_STREAM, ToolCalls
 from forgeline.tools.fetch import Fetcher
@@ -53,7 +54,7 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(work())  # type: ignore[arg-type]
     except ForgelineError as exc:
-        errors.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        errors.print(f"[red]error:[/] {escape(redact(str(exc)))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
 
 

@@ -12,7 +12,8 @@ with them, and re-exported here):
 ``apply_change`` works in four steps:
 
 1. **Plan, touching nothing.** Every path is checked with ``confined_path`` (inside the
-   workspace, not in ``.git/`` or ``.forgeline/``, not through a symlink out of it); the
+   workspace, no ``.git`` or ``.forgeline`` component at any depth or in any case, not
+   through a symlink out of it), every new content against ``max_file_bytes``; the
    search/replace blocks are matched and the new contents computed in memory; a diff is
    read with ``git apply --numstat`` and checked with ``git apply --check``. Any problem
    raises ``PatchError`` here and the tree is untouched.
@@ -59,6 +60,7 @@ from forgeline.llm.outputs import Change, CodeChange, DiffChange, EditChange, Se
 from forgeline.workspace.git import GitWorkspace, confined_path
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "AppliedChange",
     "Change",
     "CodeChange",
@@ -77,6 +79,11 @@ __all__ = [
     "plan_writes",
     "revert_change",
 ]
+
+
+MAX_FILE_BYTES = 1024 * 1024
+"""The default cap on the size of one file a change may write (``[coder] max_file_bytes``):
+a model's runaway answer is refused, not committed and stored."""
 
 
 class PatchError(ForgelineError):
@@ -289,9 +296,20 @@ def _read_text_or_none(path: Path) -> str | None:
         return None
 
 
-async def plan_change(workspace: GitWorkspace, change: Change) -> tuple[list[str], dict[str, str]]:
+def _check_size(rel: str, size: int, limit: int) -> None:
+    if size > limit:
+        raise PatchError(
+            f"refused: {rel} would be {size:,} bytes, over the {limit:,}-byte limit on one "
+            "file a change may write ([coder] max_file_bytes); write smaller files"
+        )
+
+
+async def plan_change(
+    workspace: GitWorkspace, change: Change, *, max_file_bytes: int = MAX_FILE_BYTES
+) -> tuple[list[str], dict[str, str]]:
     """Step 1, touching nothing: the paths the change touches and, for writes and edits,
-    their new contents. Raises ``PatchError`` (``EmptyChangeError``) saying what is wrong."""
+    their new contents (none over ``max_file_bytes``). Raises ``PatchError``
+    (``EmptyChangeError``) saying what is wrong."""
     root = workspace.path
     if isinstance(change, DiffChange):
         return await _plan_diff(workspace, change), {}
@@ -303,6 +321,8 @@ async def plan_change(workspace: GitWorkspace, change: Change) -> tuple[list[str
         if not change.files:
             raise EmptyChangeError("the change writes no files")
         contents = plan_writes(root, change)
+    for rel, text in contents.items():
+        _check_size(rel, len(text.encode()), max_file_bytes)
     if all(_read_text_or_none(root / rel) == text for rel, text in contents.items()):
         raise EmptyChangeError("the change leaves every file as it is")
     return list(contents), contents
@@ -332,14 +352,19 @@ async def _restore_or_explain(workspace: GitWorkspace, snap: Snapshot) -> None:
 
 
 async def apply_change(
-    workspace: GitWorkspace, change: Change, *, validate: Validator
+    workspace: GitWorkspace,
+    change: Change,
+    *,
+    validate: Validator,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> AppliedChange:
     """Apply ``change``, validate the result and return what changed; else roll back.
 
     Raises ``PatchError`` (``EmptyChangeError`` when the change would change nothing) with
-    the reason; after an error the tree is as it was before the call. The caller commits.
+    the reason; after an error the tree is as it was before the call. No file it writes
+    may be larger than ``max_file_bytes``. The caller commits.
     """
-    paths, contents = await plan_change(workspace, change)
+    paths, contents = await plan_change(workspace, change, max_file_bytes=max_file_bytes)
     try:
         snap = await take_snapshot(workspace, paths)
     except ForgelineError as exc:
@@ -350,6 +375,10 @@ async def apply_change(
         changed, created, deleted = differences(workspace.path, snap)
         if not changed:
             raise EmptyChangeError("the change leaves every file as it is")
+        for rel in changed:  # a diff's result is known only now
+            target = workspace.path / rel
+            if target.is_file():
+                _check_size(rel, target.stat().st_size, max_file_bytes)
         problems = await validate.after(workspace, changed, baseline)
         if problems:
             raise PatchError("the change was rolled back: " + "; ".join(problems))

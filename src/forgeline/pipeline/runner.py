@@ -485,7 +485,9 @@ class Pipeline:
             recorded = await self.store.append_batch(requests)
         except DuplicateEventError:
             return []  # another run recorded this effect first
-        if state is not None and after is not None:
+        given = {e.id: e.data for e in events}
+        as_given = all(r.data is given[r.id] for group in recorded for r in group)
+        if state is not None and after is not None and as_given:  # not redacted by the store
             for group in recorded:
                 if group and group[0].stream_id == task and group[0].version == state.version + 1:
                     # recorded right behind ``state``: ``after`` is their fold already

@@ -19,12 +19,13 @@ import logging
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
 from forgeline.core.events import Event, NewEvent
 from forgeline.errors import StoreError
+from forgeline.redaction import redact_event
 from forgeline.store.dialect import Dialect
 from forgeline.store.migrations import Migration
 from forgeline.store.recorder import Recorder
@@ -199,7 +200,9 @@ class EventStore(ABC):
             self._queue = asyncio.Queue()
             self._committer = loop.create_task(self._commit_loop(), name="forgeline-group-commit")
         future: asyncio.Future[list[list[Event]]] = loop.create_future()
-        await self._queue.put(_Pending(tuple(requests), future))
+        # Secrets never reach the log: every event's payload is redacted on its way in.
+        group = tuple(replace(r, events=tuple(map(redact_event, r.events))) for r in requests)
+        await self._queue.put(_Pending(group, future))
         return await future
 
     async def _commit_loop(self) -> None:

@@ -32,8 +32,13 @@ def confined_path(root: Path, relative: str) -> Path:
         raise WorkspaceError(f"path {relative!r} is absolute; give a path inside the workspace")
     if ".." in pure.parts:
         raise WorkspaceError(f"path {relative!r} leaves the workspace ('..')")
-    if pure.parts and pure.parts[0] in PROTECTED:
-        raise WorkspaceError(f"path {relative!r} is inside {pure.parts[0]}/, which is not writable")
+    for part in pure.parts:
+        # At any depth and in any case (a nested repository's hooks run too; ``.GIT`` is
+        # ``.git`` to git), also as git itself reads names (trailing dots and spaces dropped,
+        # the 8.3 alias ``git~1``): such a path never reaches the tree.
+        name = part.rstrip(". ").casefold() or part
+        if name in PROTECTED or name == "git~1":
+            raise WorkspaceError(f"path {relative!r} is inside {part}/, which is not writable")
     root = root.resolve()
     target = (root / pure).resolve()  # follows symlinks already in the workspace
     if target != root and root not in target.parents:
@@ -78,16 +83,45 @@ class GitWorkspace:
 
         A repository forgeline creates gets a first commit holding whatever the directory
         already had (a forgeline.toml, say), so the task branch starts from it. An existing
-        repository's files are never committed on the user's behalf.
+        repository's files are never committed on the user's behalf. A repository is never
+        created inside another (``git rev-parse`` finds the enclosing one): a subdirectory
+        of a work tree, or a new directory inside one, is refused naming the repository's
+        top level; so is a bare repository (or a ``.git`` directory), which has no work
+        tree to write in.
         """
+        existing = next(p for p in (self.path, *self.path.parents) if p.exists())
+        if not existing.is_dir():
+            raise WorkspaceError(f"cannot use {self.path} as a workspace: {existing} is a file")
+        probe = GitWorkspace(existing)
+        try:
+            flags = await probe.git("rev-parse", "--is-bare-repository", "--is-inside-git-dir")
+        except WorkspaceError as exc:
+            if "not a git repository" not in str(exc):
+                raise  # a repository git refuses to use (its owner, say): git says why
+            flags = ""
+        if "true" in flags.split():
+            raise WorkspaceError(
+                f"{self.path} is a bare git repository or inside a .git directory: it has no "
+                "work tree to write in. Clone it and use the clone "
+                f"(git clone {existing} DIR, then --workspace DIR)"
+            )
+        if flags:
+            top = Path((await probe.git("rev-parse", "--show-toplevel")).strip()).resolve()
+            if top != self.path:
+                raise WorkspaceError(
+                    f"{self.path} is inside the git repository {top}, and forgeline works on "
+                    f"a whole repository (it never creates one inside another): use "
+                    f"--workspace {top}, or a directory outside it"
+                )
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WorkspaceError(f"cannot create workspace {self.path}: {exc}") from exc
-        created = not (self.path / ".git").exists()
+        created = not flags
         if created:
             await self.git("init", "-q", "-b", "main")
-        exclude = self.path / ".git" / "info" / "exclude"
+        exclude = Path((await self.git("rev-parse", "--git-path", "info/exclude")).strip())
+        exclude = exclude if exclude.is_absolute() else self.path / exclude
         exclude.parent.mkdir(parents=True, exist_ok=True)
         text = exclude.read_text() if exclude.exists() else ""
         missing = [p for p in IGNORED if p not in text.splitlines()]
