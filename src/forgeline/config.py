@@ -320,6 +320,9 @@ class Settings(BaseSettings):
     """Run untrusted code as plain processes when no sandbox is available (loudly)."""
     test_timeout: float = Field(300, gt=0)
     deploy_timeout: float = Field(60, gt=0)
+    progress_interval: float = Field(2.0, gt=0, le=60)
+    """Seconds between a running stage's ``stage.progress`` events (a stage done sooner
+    records none)."""
     search: SearchConfig = Field(default_factory=SearchConfig)
     fetch: FetchConfig = Field(default_factory=FetchConfig)
     github: GitHubConfig = Field(default_factory=GitHubConfig)

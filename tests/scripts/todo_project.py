@@ -14,6 +14,10 @@ subprocess:
   takes ``TODO_SCRIPT_DELAY`` seconds (default 3), then answers.
 - ``TODO_SCRIPT_FORBID=<role>,<role>``: those roles fail if they are called at all (proves
   a resume does not re-run finished stages).
+- ``TODO_SCRIPT_STREAM=<role>,<role>``: those roles stream their answers slowly, a few
+  characters every ``TODO_SCRIPT_PAUSE`` seconds (default 0.05).
+- ``TODO_SCRIPT_SLOW_TESTS=<seconds>``: the coder's test file also has three tests that
+  take that long each; the first writes ``tests-started`` in the directory pytest runs in.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models import Model
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from forgeline.llm.scripted import Answer, prompt_text, scripted_function, scripted_model
+from forgeline.llm.scripted import (
+    Answer,
+    prompt_text,
+    scripted_function,
+    scripted_model,
+    streaming_model,
+)
 
 TODO_PY = '''"""A todo list kept in todo.json."""
 
@@ -143,11 +153,26 @@ EVENT_CHAIN = [
 ]
 
 
+def slow_tests(seconds: float) -> str:
+    """Three tests that take ``seconds`` each; the first leaves ``tests-started`` behind."""
+    return (
+        '\n\ndef test_slow_0():\n    import time\n    open("tests-started", "w").close()\n'
+        f"    time.sleep({seconds})\n"
+        + "".join(
+            f"\n\ndef test_slow_{i}():\n    import time\n    time.sleep({seconds})\n"
+            for i in (1, 2)
+        )
+    )
+
+
 def code_for(messages: list[ModelMessage], buggy: bool = False) -> dict[str, Any]:
     """The coder's answer for whichever plan step it was asked to implement."""
     text = prompt_text(messages)
     if "Implement step [b]" in text:
-        return {"summary": "tests", "files": [{"path": "test_todo.py", "content": TEST_TODO_PY}]}
+        tests = TEST_TODO_PY
+        if seconds := os.environ.get("TODO_SCRIPT_SLOW_TESTS"):
+            tests += slow_tests(float(seconds))
+        return {"summary": "tests", "files": [{"path": "test_todo.py", "content": tests}]}
     body = BUGGY_TODO_PY if buggy else TODO_PY
     return {"summary": "todo module", "files": [{"path": "todo.py", "content": body}]}
 
@@ -187,6 +212,9 @@ def _model(role: str, answers: list[Answer], final: dict[str, Any]) -> Model:
             return respond(messages, info)
 
         return FunctionModel(slow, model_name="slow")
+    if role in os.environ.get("TODO_SCRIPT_STREAM", "").split(","):
+        pause = float(os.environ.get("TODO_SCRIPT_PAUSE", "0.05"))
+        return streaming_model(answers, pause=pause, name=f"todo-{role}")
     return scripted_model(answers, name=f"todo-{role}")
 
 

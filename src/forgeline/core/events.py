@@ -350,6 +350,42 @@ class LlmCached(Frozen):
     """The pydantic-ai ``ModelResponse`` as JSON."""
 
 
+class StageProgress(Frozen):
+    """What a stage run is doing, recorded every few seconds while it works (stream
+    ``activity-<task>``, no cause; a run that ends within one interval records none).
+
+    ``tokens`` and ``tokens_per_s`` are those of the model answers streaming in (counted
+    as they arrive, so about one token a piece until the provider's count at the end);
+    ``answered_tokens`` the output tokens of this run's finished calls; ``tests_done``
+    and ``tests_total`` those of the pytest runs going on (``tests_total`` once
+    collected)."""
+
+    type: Literal["stage.progress"] = "stage.progress"
+    stage: str
+    trigger_id: str
+    item_id: str | None = None
+    item_title: str | None = None
+    started_at: datetime
+    elapsed_s: float
+    models: tuple[str, ...] = ()
+    """The models answering now (none: not waiting for a model)."""
+    tokens: int = 0
+    tokens_per_s: float | None = None
+    answered_tokens: int = 0
+    tests_done: int | None = None
+    tests_total: int | None = None
+
+
+class StageLogged(Frozen):
+    """A line of what a stage did ("wrote todo.py (42 lines)", "ran pytest: 7 passed,
+    1 failed", "model answered 812 tokens in 31 s"), in stream ``activity-<task>``."""
+
+    type: Literal["stage.log"] = "stage.log"
+    stage: str
+    trigger_id: str
+    text: str
+
+
 class PreviewStopped(Frozen):
     type: Literal["preview.stopped"] = "preview.stopped"
     pid: int
@@ -494,6 +530,8 @@ EventData = Annotated[
     | LlmUsage
     | LlmCached
     | PreviewStopped
+    | StageProgress
+    | StageLogged
     | ChangePending
     | ChangeStarted
     | ChangeCompleted
@@ -638,3 +676,8 @@ def task_id_of(stream_id: str) -> str | None:
 
 def usage_stream(task_id: str) -> str:
     return f"usage-{task_id}"
+
+
+def activity_stream(task_id: str) -> str:
+    """Where a task's stages record what they are doing (``stage.progress``, ``stage.log``)."""
+    return f"activity-{task_id}"

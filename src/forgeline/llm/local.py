@@ -28,11 +28,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
 from openai import AsyncOpenAI
+from pydantic_ai import RunContext
 from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
@@ -42,7 +44,7 @@ from pydantic_ai.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
 from pydantic_ai.models.openai import OpenAIChatModel, OpenAIChatModelSettings
 from pydantic_ai.profiles import InlineDefsJsonSchemaTransformer
 from pydantic_ai.profiles.openai import OpenAIModelProfile
@@ -380,7 +382,11 @@ def _is_feedback(part: ModelRequestPart) -> bool:
 
 
 class LocalChatModel(OpenAIChatModel):
-    """llama.cpp's server through its OpenAI-compatible API, answering a retry afresh."""
+    """llama.cpp's server through its OpenAI-compatible API, answering a retry afresh.
+
+    A stage's calls stream (``llm/metered.py``): the server sends a piece a token, so a
+    run shows its tokens as they come, and a call abandoned midway (Ctrl-C, cancel)
+    closes the connection, which stops the server generating for it."""
 
     async def request(
         self,
@@ -390,6 +396,20 @@ class LocalChatModel(OpenAIChatModel):
     ) -> ModelResponse:
         settings = resampled(messages, model_settings)
         return await super().request(messages, settings, model_request_parameters)
+
+    @contextlib.asynccontextmanager
+    async def request_stream(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+        run_context: RunContext[Any] | None = None,
+    ) -> AsyncIterator[StreamedResponse]:
+        settings = resampled(messages, model_settings)
+        async with super().request_stream(
+            messages, settings, model_request_parameters, run_context
+        ) as stream:
+            yield stream
 
 
 def local_model(name: str = DEFAULT_LOCAL_MODEL) -> Model:

@@ -13,6 +13,13 @@ Around the configured model (a single model or a fallback chain) it:
 4. stops the stage on a **loop**: the same tool call (or the same rejected answer) made
    ``loop_limit`` times in one stage run raises ``LoopDetected``.
 
+Within a stage run (an ``observability.progress`` activity is current) a model that can
+stream answers streams: the pieces are counted into the run's progress as they arrive
+(tokens so far, tokens a second), and the whole answer, once in, is what the stage gets,
+exactly as without streaming. A provider that cannot be reached or refuses the call is a
+``ProviderFailed`` naming it and where (``llm/failures.py``), not an "invalid output".
+An answer larger than ``MAX_CACHED_CHARS`` is used but not kept in the cache.
+
 ``Compactor`` is the other half: a pydantic-ai history processor that keeps a role's
 conversation under its token budget by summarising older turns and trimming long tool
 output, remembering what it dropped for a ``context.compacted`` event.
@@ -28,6 +35,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -35,11 +43,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic_ai.exceptions import FallbackExceptionGroup, ModelAPIError, UnexpectedModelBehavior
 from pydantic_ai.messages import (
     ModelMessage,
     ModelMessagesTypeAdapter,
     ModelRequest,
     ModelResponse,
+    PartDeltaEvent,
+    PartStartEvent,
     RetryPromptPart,
     SystemPromptPart,
     ToolCallPart,
@@ -47,6 +58,8 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.models.fallback import FallbackModel
+from pydantic_ai.models.function import FunctionModel
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 
@@ -62,9 +75,17 @@ from forgeline.core.events import (
     utcnow,
 )
 from forgeline.errors import ForgelineError, StoreError
+from forgeline.llm.failures import provider_failure
+from forgeline.observability import progress
+from forgeline.observability.progress import Activity
 from forgeline.store.base import EventStore
 
+log = logging.getLogger(__name__)
+
 CHARS_PER_TOKEN = 4
+MAX_CACHED_CHARS = 1_000_000
+"""The largest answer (as JSON) the response cache keeps; a larger one (a model that
+wrote 50 MB) is used once and not stored again."""
 
 
 class BudgetExceeded(ForgelineError):
@@ -246,6 +267,7 @@ class MeteredModel(WrapperModel):
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         meter = self.meter
+        activity = progress.current()
         key = cache_key(self.spec, messages, model_settings, model_request_parameters)
         if meter.cache and (hit := await self._cached(key)) is not None:
             await meter.record(
@@ -257,17 +279,31 @@ class MeteredModel(WrapperModel):
                     cache_hit=True,
                 )
             )
+            if activity is not None:
+                activity.model_answered(self.spec, hit.usage.output_tokens, 0.0, cached=True)
             meter.check_loop(hit, messages)
             return hit
         await self._check_budget(messages, model_settings)
         started = time.perf_counter()
-        response = await super().request(messages, model_settings, model_request_parameters)
+        try:
+            if activity is not None and streams(self.wrapped):
+                response = await self._streamed(
+                    activity, messages, model_settings, model_request_parameters
+                )
+            else:
+                response = await super().request(messages, model_settings, model_request_parameters)
+        except (ModelAPIError, UnexpectedModelBehavior, FallbackExceptionGroup) as exc:
+            failure = provider_failure(self.wrapped, exc)
+            if failure is None:
+                raise
+            raise failure from exc
         latency_ms = (time.perf_counter() - started) * 1000
         usage = response.usage
+        model = response.model_name or self.spec
         await meter.record(
             LlmUsage(
                 role=meter.role,
-                model=response.model_name or self.spec,
+                model=model,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
                 cached_tokens=usage.cache_read_tokens,
@@ -275,10 +311,31 @@ class MeteredModel(WrapperModel):
                 cost_usd=response_cost(meter.prices, self.spec, response),
             )
         )
+        if activity is not None:
+            activity.model_answered(model, usage.output_tokens, latency_ms / 1000)
         if meter.cache:
             await self._remember(key, response)
         meter.check_loop(response, messages)
         return response
+
+    async def _streamed(
+        self,
+        activity: Activity,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        """The answer streamed, its pieces counted into ``activity`` as they come."""
+        with activity.model_call(self.spec) as call:
+            async with super().request_stream(
+                messages, model_settings, model_request_parameters
+            ) as stream:
+                pieces = 0
+                async for event in stream:
+                    if isinstance(event, PartStartEvent | PartDeltaEvent):
+                        pieces += 1
+                        call.streamed(max(stream.usage.output_tokens, pieces))
+                return stream.get()
 
     async def _check_budget(
         self, messages: list[ModelMessage], model_settings: ModelSettings | None
@@ -309,6 +366,9 @@ class MeteredModel(WrapperModel):
 
     async def _remember(self, key: str, response: ModelResponse) -> None:
         body = ModelMessagesTypeAdapter.dump_json([response]).decode()
+        if len(body) > MAX_CACHED_CHARS:
+            log.info("an answer of %d characters is not kept in the response cache", len(body))
+            return
         event = NewEvent(
             stream_id=cache_stream(key),
             data=LlmCached(model=self.spec, response=body),
@@ -318,6 +378,17 @@ class MeteredModel(WrapperModel):
         )
         with contextlib.suppress(StoreError):  # a concurrent run cached the same answer
             await self.meter.store.append(cache_stream(key), [event], expected_version=0)
+
+
+def streams(model: Model) -> bool:
+    """Whether ``model`` (a chain: every model of it) can stream its answers."""
+    if isinstance(model, FunctionModel):
+        return model.stream_function is not None
+    if isinstance(model, FallbackModel):
+        return all(streams(m) for m in model.models)
+    if isinstance(model, WrapperModel):
+        return streams(model.wrapped)
+    return type(model).request_stream is not Model.request_stream
 
 
 # ------------------------------------------------------------------------ usage

@@ -8,12 +8,13 @@ model would.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
-from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 
 Answer = dict[str, Any] | str | Callable[[list[ModelMessage]], dict[str, Any] | str]
 
@@ -48,6 +49,36 @@ def scripted_function(answers: Sequence[Answer]) -> Respond:
         return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, args)])
 
     return respond
+
+
+def streaming_model(
+    answers: Sequence[Answer], *, pause: float = 0.0, piece: int = 8, name: str = "scripted"
+) -> FunctionModel:
+    """``scripted_model``, streaming each answer in pieces of ``piece`` characters with
+    ``pause`` seconds before each: a model that answers slowly, a piece at a time, as a
+    local model streams its tokens. (Asked without streaming, it answers at once.)"""
+    respond = scripted_function(answers)
+
+    async def stream(
+        messages: list[ModelMessage], info: AgentInfo
+    ) -> AsyncIterator[str | DeltaToolCalls]:
+        for part in respond(messages, info).parts:
+            if isinstance(part, TextPart):
+                text = part.content
+            elif isinstance(part, ToolCallPart):
+                text = part.args_as_json_str()
+            else:  # pragma: no cover (respond makes only these)
+                continue
+            for start in range(0, max(len(text), 1), piece):
+                await asyncio.sleep(pause)
+                chunk = text[start : start + piece]
+                if isinstance(part, TextPart):
+                    yield chunk
+                else:
+                    name_ = part.tool_name if start == 0 else None
+                    yield {0: DeltaToolCall(name=name_, json_args=chunk)}
+
+    return FunctionModel(respond, stream_function=stream, model_name=name)
 
 
 def prompt_text(messages: list[ModelMessage]) -> str:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic_ai import Agent
 from pydantic_ai.capabilities import ProcessHistory
-from pydantic_ai.exceptions import AgentRunError
+from pydantic_ai.exceptions import AgentRunError, ModelAPIError
 from pydantic_ai.models import Model
 
 from forgeline.config import ModelRole, Settings
@@ -36,6 +36,7 @@ from forgeline.core.events import (
     Event,
     EventData,
     NewEvent,
+    PlanItemDispatched,
     StageFailed,
     TaskAwaitingApproval,
     change_stream,
@@ -44,8 +45,10 @@ from forgeline.core.events import (
 from forgeline.core.reactions import Stage
 from forgeline.core.task import TaskState
 from forgeline.errors import DuplicateEventError, ForgelineError
+from forgeline.llm.failures import provider_failure
 from forgeline.llm.gateway import ModelRegistry
 from forgeline.llm.metered import BudgetExceeded, Compactor, Meter, merged_compaction
+from forgeline.observability.progress import Activity
 from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess
 from forgeline.store.base import EventStore
 from forgeline.workspace.git import GitWorkspace
@@ -88,6 +91,17 @@ class StageRun:
         self.change: changes.ChangeState | None = None
         self.compactions: list[ContextCompacted] = []
         self.meters: dict[ModelRole, Meter] = {}
+        item = trigger.data.item_id if isinstance(trigger.data, PlanItemDispatched) else None
+        self.activity = Activity(
+            agent.services.store,
+            task_id=state.task_id,
+            stage=agent.stage,
+            trigger_id=trigger.id,
+            item_id=item,
+            item_title=state.items[item].item.title if item in state.items else None,
+            interval=agent.services.settings.progress_interval,
+            clock=agent.services.clock,
+        )
 
     @cached_property
     def workspace(self) -> GitWorkspace:
@@ -201,7 +215,23 @@ class StageRun:
             f"Task: {self.state.task_id}\nEvent: {self.trigger.type} {self.trigger.id}\n"
         )
         commit = await self.workspace.commit(message, files)
+        if commit is not None:
+            self._log_written(files)
         return commit or await self.workspace.head()
+
+    def _log_written(self, files: list[str], shown: int = 20) -> None:
+        """A ``stage.log`` line per committed file: its lines, or that it was removed."""
+        for name in files[:shown]:
+            path = self.workspace.path / name
+            try:
+                lines = path.read_bytes().count(b"\n") if path.is_file() else None
+            except OSError:
+                lines = None
+            self.activity.log(
+                f"wrote {name} ({lines} lines)" if lines is not None else f"removed {name}"
+            )
+        if len(files) > shown:
+            self.activity.log(f"and {len(files) - shown} more files")
 
 
 class StageAgent(ABC):
@@ -216,17 +246,20 @@ class StageAgent(ABC):
         run = StageRun(self, state, trigger, cause)
         token = _current_run.set(run)
         try:
-            out = await self.run(run)
-        except BudgetExceeded as exc:
-            out = run.paused(exc)
-        except (ForgelineError, AgentRunError) as exc:
-            out = run.failed(_describe(exc))
-        except Exception as exc:  # a bug in an agent must not wedge the task silently
-            detail = "".join(traceback.format_exception_only(exc)).strip()
-            out = run.failed(f"internal error: {detail}")
+            with run.activity.working():  # progress while it works, log lines after
+                try:
+                    out = await self.run(run)
+                except BudgetExceeded as exc:
+                    out = run.paused(exc)
+                except (ForgelineError, AgentRunError) as exc:
+                    out = run.failed(_describe(exc))
+                except Exception as exc:  # a bug in an agent must not wedge the task silently
+                    detail = "".join(traceback.format_exception_only(exc)).strip()
+                    out = run.failed(f"internal error: {detail}")
+                await run.activity.settle()
         finally:
             _current_run.reset(token)
-        return [*run.context_events(), *out]
+        return [*run.context_events(), *run.activity.pending(), *out]
 
     @abstractmethod
     async def run(self, run: StageRun) -> list[NewEvent]: ...
@@ -263,7 +296,9 @@ class StageAgent(ABC):
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     cause = exc.__cause__
-    if isinstance(exc, AgentRunError):
+    if isinstance(exc, ModelAPIError):  # a provider's failure that no metered model named
+        text = str(provider_failure(None, exc))
+    elif isinstance(exc, AgentRunError):
         text = f"the model's output was still invalid after retries: {text}"
         if cause is not None and str(cause):
             text += f" ({cause})"
