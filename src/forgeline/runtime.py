@@ -10,8 +10,10 @@ recorded), stops the web previews this process started (unless ``keep_previews``
 the models' connections and the local model's server, and closes the store.
 
 Submitting and running are apart: ``submit`` only records a task; ``run_until_settled``
-has the execution work on it until it needs a person; ``follow`` yields a task's events
-as they are recorded, whoever records them.
+has the execution work on it until it needs a person, and stops its work in flight at
+once when it is cancelled (here or by another process); ``follow`` yields a task's
+events as they are recorded, whoever records them (with ``activity``, its stages'
+progress and log lines too).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from forgeline.config import Settings
-from forgeline.core.events import Budget, Event, task_stream
+from forgeline.core.events import Budget, Event, TaskCancelled, activity_stream, task_stream
 from forgeline.core.task import TaskState, settled
-from forgeline.errors import ConfigError, ForgelineError
+from forgeline.errors import ConfigError, ForgelineError, InvalidRequestError, TaskNotFoundError
 from forgeline.llm import local
 from forgeline.llm.gateway import ModelRegistry
 from forgeline.pipeline.base import Services
@@ -95,6 +97,27 @@ class Runtime:
         """The task's latest state (``TaskNotFoundError`` for an unknown id)."""
         return await self.pipeline.state(task_id)
 
+    async def task_id(self, given: str) -> str:
+        """The id of the task ``given`` names: its id, or (as git takes a commit) a
+        prefix that only its id starts with. ``TaskNotFoundError`` for none, and an
+        ``InvalidRequestError`` listing them for an ambiguous prefix."""
+        given = given.strip()
+        if not given:
+            raise TaskNotFoundError(given)
+        ids = [row.id for row in await self.store.tasks()]
+        if given in ids:
+            return given
+        matching = sorted(i for i in ids if i.startswith(given))
+        if len(matching) == 1:
+            return matching[0]
+        if not matching:
+            raise TaskNotFoundError(given)
+        shown = ", ".join(matching[:5]) + (", ..." if len(matching) > 5 else "")
+        raise InvalidRequestError(
+            f"task id {given!r} is ambiguous: {len(matching)} tasks start with it ({shown}); "
+            "give more of the id"
+        )
+
     async def run_until_settled(
         self, task_id: str, *, stop: asyncio.Event | None = None, mode: Mode | None = None
     ) -> TaskState:
@@ -111,8 +134,33 @@ class Runtime:
             return state
         if execution.owns_task:
             await self.pipeline.recover(task_id)
-        await execution.drive(task_id, stop)
+        watcher = asyncio.create_task(self._interrupt_when_cancelled(task_id, state.version))
+        try:
+            await execution.drive(task_id, stop)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         return await self.pipeline.state(task_id)
+
+    async def interrupt(self, task_id: str) -> int:
+        """Stop the task's stage runs in flight in this process at once; nothing they
+        would record is recorded, and the task can be resumed (``Pipeline.interrupt``)."""
+        return await self.pipeline.interrupt(task_id)
+
+    async def _interrupt_when_cancelled(self, task_id: str, after: int) -> None:
+        """Interrupt the task's work here as soon as ``task.cancelled`` is recorded, by
+        this process or another (``forgeline cancel``)."""
+        store = self.store
+        stream = task_stream(task_id)
+        while True:
+            mark = store.commit_count
+            for event in await store.read_stream(stream, after_version=after):
+                after = event.version
+                if isinstance(event.data, TaskCancelled):
+                    await self.pipeline.interrupt(task_id)
+                    return
+            await store.wait_for_append(mark)
 
     async def follow(
         self,
@@ -121,20 +169,40 @@ class Runtime:
         after_version: int = 0,
         until: Until | None = settled,
         stop: asyncio.Event | None = None,
+        activity: bool = False,
+        activity_after: int | None = None,
     ) -> AsyncIterator[Event]:
         """The task's events after ``after_version``, as they are recorded (by this
         process or another), until ``until(state)`` holds (None: forever) or ``stop`` is
-        set; every event recorded before that is yielded."""
+        set; every event recorded before that is yielded.
+
+        With ``activity``, the events of its ``activity-<task>`` stream too (the stages'
+        ``stage.progress`` and ``stage.log``; after version ``activity_after``, default:
+        those recorded from now on when ``after_version`` is past the start, else all),
+        each stream's in its order and both by position as far as they were read
+        together."""
         store = self.store
-        stream = task_stream(task_id)
-        seen = after_version
+        streams = {task_stream(task_id): after_version}
+        if activity:
+            if activity_after is None:
+                activity_after = (
+                    0
+                    if after_version == 0
+                    else await store.stream_version(activity_stream(task_id))
+                )
+            streams[activity_stream(task_id)] = activity_after
         while True:
             mark = store.commit_count  # before reading: no append slips between the two
             done = (stop is not None and stop.is_set()) or (
                 until is not None and until(await self.pipeline.state(task_id))
             )
-            for event in await store.read_stream(stream, after_version=seen):
-                seen = event.version
+            new: list[Event] = []
+            for stream, seen in streams.items():
+                events = await store.read_stream(stream, after_version=seen)
+                if events:
+                    streams[stream] = events[-1].version
+                    new += events
+            for event in sorted(new, key=lambda e: e.position) if activity else new:
                 yield event
             if done:
                 return

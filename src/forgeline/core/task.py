@@ -315,12 +315,26 @@ def decide(state: TaskState, command: Command) -> list[NewEvent]:
             return _emit(state, None, command.at, [summary])
 
 
+def checked_request(text: str) -> str:
+    """A request as it is recorded (stripped), or ``InvalidRequestError``: it is empty,
+    or not text (bytes that are not UTF-8, e.g. from a command-line argument)."""
+    request = text.strip()
+    if not request:
+        raise InvalidRequestError("the request is empty: say what to build")
+    try:
+        request.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(
+            f"the request is not UTF-8 text (bytes that are not UTF-8 at character "
+            f"{exc.start}): write it as UTF-8, or put it in a file and use --file"
+        ) from None
+    return request
+
+
 def _initialize(state: TaskState, command: Initialize) -> list[NewEvent]:
     if state.status != "new":
         raise InvalidRequestError(f"task {state.task_id} already exists")
-    request = command.request.strip()
-    if not request:
-        raise InvalidRequestError("the request is empty: say what to build")
+    request = checked_request(command.request)
     if command.max_fix_rounds < 0 or command.max_review_rounds < 0:
         raise InvalidRequestError("round limits must be zero or more")
     data = TaskInitiated(

@@ -61,6 +61,7 @@ from forgeline.core.task import (
     Initialize,
     React,
     TaskState,
+    checked_request,
     decide,
     evolve,
     fold,
@@ -71,7 +72,6 @@ from forgeline.errors import (
     ConcurrencyError,
     DuplicateEventError,
     ForgelineError,
-    InvalidRequestError,
     TaskNotFoundError,
 )
 from forgeline.pipeline.architect import ArchitectAgent
@@ -204,8 +204,7 @@ class Pipeline:
         path inside it; created if absent) and return its id. Limits not given come from
         the settings. Its worktree is made on branch ``forgeline/<id>`` from the
         repository's HEAD; nothing runs yet (that is an ``Execution``'s job)."""
-        if not request.strip():
-            raise InvalidRequestError("the request is empty: say what to build")
+        checked_request(request)  # before anything is made
         workspaces = self.services.workspaces
         name = workspaces.name_of(repository)
         repo = workspaces.repository(name)
@@ -269,18 +268,22 @@ class Pipeline:
         run is cancelled (the spawner kills the group); a model call is abandoned."""
         runs = list(self._running.get(task_id, ()))
         for run in runs:
-            run.interrupted = True
-            run.task.cancel()
+            if not run.interrupted:  # once: a second cancel would outlive the first
+                run.interrupted = True
+                run.task.cancel()
         for run in runs:
             await run.done.wait()
         return len(runs)
 
     async def recover(self, task_id: str) -> TaskState:
-        """Before resuming: put the worktree back at the last recorded commit."""
+        """Before resuming: put the worktree back at the last recorded commit (making it
+        again from the task branch if it was deleted)."""
         state = await self.state(task_id)
         if not state.terminal:
             worktree = self.services.workspaces.worktree(state)
             async with worktree.lock:
+                if not worktree.path.is_dir():  # deleted: made again from the task branch
+                    await self.services.workspaces.restore_worktree(state)
                 await worktree.reset_to(state.branch, state.head)
         return state
 
@@ -347,10 +350,12 @@ class Pipeline:
     ) -> list[Event]:
         """Record a stage's output with the orchestrator's reaction to it, retrying on the
         task's latest state if it moved on; at last without the reaction (the
-        orchestrator's worker reacts then)."""
+        orchestrator's worker reacts then). A task cancelled meanwhile gets none of it."""
         for _ in range(self.attempts):
+            if state.status == "cancelled":  # meanwhile: nothing of the run is recorded
+                return await self.record([], checkpoint)
             try:
-                return await self.record(out, checkpoint, state=state)
+                return await self.record(out, checkpoint, state=state, expect=True)
             except ConcurrencyError:
                 state, _ = await self._latest(state.task_id)
         return await self.record(out, checkpoint)
@@ -448,21 +453,23 @@ class Pipeline:
         checkpoint: tuple[str, int] | None = None,
         *,
         state: TaskState | None = None,
+        expect: bool = False,
     ) -> list[Event]:
         """Record ``events`` (several streams, one transaction).
 
         With ``state`` (the task's latest state, which ``events`` follow), the
         orchestrator's reactions are recorded with them; and if any orchestration event
-        is among them, the append expects the task stream still at ``state.version``,
-        else it raises ``ConcurrencyError`` and writes nothing: decide again on the
-        latest state. So no decision is recorded on a state it does not follow."""
+        is among them (or ``expect``), the append expects the task stream still at
+        ``state.version``, else it raises ``ConcurrencyError`` and writes nothing: decide
+        again on the latest state. So no decision is recorded on a state it does not
+        follow."""
         expected: int | None = None
         task = after = None
         if state is not None:
             task = task_stream(state.task_id)
             more, after = self.reactions(state, events)
             events = [*events, *more]
-            if any(e.actor == ORCHESTRATOR and e.stream_id == task for e in events):
+            if expect or any(e.actor == ORCHESTRATOR and e.stream_id == task for e in events):
                 expected = state.version
         groups: dict[str, list[NewEvent]] = {}
         for event in events:

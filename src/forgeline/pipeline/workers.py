@@ -33,6 +33,7 @@ from collections.abc import Sequence
 
 from forgeline.core.events import Event, task_stream
 from forgeline.core.reactions import ORCHESTRATOR, ROLES, Role
+from forgeline.errors import ForgelineError, StoreError
 from forgeline.pipeline.runner import Pipeline, StageInterrupted
 from forgeline.store.base import EventStore
 
@@ -289,10 +290,15 @@ class Worker:
         except Exception as exc:
             # The store or a tool failed outside the agent's own error handling: the
             # event stays unacknowledged and is handled again on the next start. The
-            # orchestrator stops altogether (the CLI re-raises its failure).
-            log.exception("%s failed on %s %s", self.name, event.type, event.id)
+            # orchestrator stops altogether (the CLI re-raises its failure), and so does
+            # any worker the store fails (it would fail every event after).
+            if isinstance(exc, ForgelineError):  # says what is wrong: no traceback
+                log.error("%s failed on %s %s: %s", self.name, event.type, event.id, exc)
+            else:
+                log.exception("%s failed on %s %s", self.name, event.type, event.id)
             self._failed.add(event.position)
-            if self.role == ORCHESTRATOR and self._error is None:
+            stops = self.role == ORCHESTRATOR or isinstance(exc, StoreError)
+            if stops and self._error is None:
                 self._error = exc
                 if self._inbox is not None:
                     self._inbox.wake()

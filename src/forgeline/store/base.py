@@ -384,8 +384,12 @@ class EventStore(ABC):
         async with appended:
             if since is not None and since != self._commits:
                 return
+            # ``asyncio.timeout``, not ``wait_for``: Python 3.11's ``wait_for`` can lose a
+            # cancellation that comes as the wait ends, and a loop around this wait (a
+            # follower) then never stops.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(appended.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await appended.wait()
 
     async def subscribe(
         self, subscriber: str, *, stop: asyncio.Event | None = None, batch: int = 500

@@ -60,16 +60,21 @@ class GitWorkspace:
         return CheckoutLock(self.path)
 
     async def git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            "git",
-            *IDENTITY,
-            *args,
-            cwd=self.path,
-            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "git",
+                *IDENTITY,
+                *args,
+                cwd=self.path,
+                stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+            )
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            if self.path.is_dir():
+                raise WorkspaceError(f"git cannot be run: {exc}") from exc  # no git at all
+            raise WorkspaceError(f"{self.path} does not exist (was it deleted?)") from exc
         out, err = await proc.communicate(input)
         if check and proc.returncode != 0:
             message = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
@@ -89,6 +94,32 @@ class GitWorkspace:
         top level; so is a bare repository (or a ``.git`` directory), which has no work
         tree to write in.
         """
+        inside = await self.check()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot create workspace {self.path}: {exc}") from exc
+        created = not inside
+        if created:
+            await self.git("init", "-q", "-b", "main")
+        exclude = Path((await self.git("rev-parse", "--git-path", "info/exclude")).strip())
+        exclude = exclude if exclude.is_absolute() else self.path / exclude
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        text = exclude.read_text() if exclude.exists() else ""
+        missing = [p for p in IGNORED if p not in text.splitlines()]
+        if missing:
+            exclude.write_text(
+                text + ("" if text.endswith("\n") or not text else "\n") + "\n".join(missing) + "\n"
+            )
+        if not await self.has_commits():
+            if created:
+                await self.git("add", "-A")
+            await self.git("commit", "-q", "--allow-empty", "-m", "forgeline: initial commit")
+
+    async def check(self) -> bool:
+        """Refuse what ``ensure`` refuses, creating nothing: a file, a bare repository (or
+        a ``.git`` directory), a directory inside another repository's work tree. True
+        when the path is a repository's top level already."""
         existing = next(p for p in (self.path, *self.path.parents) if p.exists())
         if not existing.is_dir():
             raise WorkspaceError(f"cannot use {self.path} as a workspace: {existing} is a file")
@@ -113,26 +144,7 @@ class GitWorkspace:
                     f"a whole repository (it never creates one inside another): use "
                     f"--workspace {top}, or a directory outside it"
                 )
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WorkspaceError(f"cannot create workspace {self.path}: {exc}") from exc
-        created = not flags
-        if created:
-            await self.git("init", "-q", "-b", "main")
-        exclude = Path((await self.git("rev-parse", "--git-path", "info/exclude")).strip())
-        exclude = exclude if exclude.is_absolute() else self.path / exclude
-        exclude.parent.mkdir(parents=True, exist_ok=True)
-        text = exclude.read_text() if exclude.exists() else ""
-        missing = [p for p in IGNORED if p not in text.splitlines()]
-        if missing:
-            exclude.write_text(
-                text + ("" if text.endswith("\n") or not text else "\n") + "\n".join(missing) + "\n"
-            )
-        if not await self.has_commits():
-            if created:
-                await self.git("add", "-A")
-            await self.git("commit", "-q", "--allow-empty", "-m", "forgeline: initial commit")
+        return bool(flags)
 
     async def has_commits(self) -> bool:
         return bool((await self.git("rev-parse", "--verify", "-q", "HEAD", check=False)).strip())
@@ -176,6 +188,18 @@ class GitWorkspace:
         base = base or await self.head()
         await self.git("worktree", "add", "-q", "-b", branch, str(path), base)
         return GitWorkspace(path), base
+
+    async def attach_worktree(self, branch: str, path: Path) -> GitWorkspace:
+        """A worktree at ``path`` on the existing ``branch`` (after its directory was
+        deleted: git's record of the old one is pruned first)."""
+        await self.git("worktree", "prune")
+        if not await self.git("rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False):
+            raise WorkspaceError(
+                f"the task's branch {branch} is gone from {self.path}, so its worktree "
+                f"{path} cannot be made again"
+            )
+        await self.git("worktree", "add", "-q", str(path), branch)
+        return GitWorkspace(path)
 
     async def remove_worktree(self, branch: str, path: Path) -> None:
         """Remove a worktree made by ``add_worktree`` and its branch (as far as they

@@ -53,3 +53,18 @@ class Workspaces:
         if state.checkout is not None:
             return GitWorkspace(Path(state.checkout))
         return GitWorkspace(self.worktree_path(state.repository, state.task_id))
+
+    async def restore_worktree(self, state: TaskState) -> GitWorkspace:
+        """Make the task's worktree again from its branch (someone deleted the
+        directory); a ``WorkspaceError`` saying what is missing when that cannot be."""
+        worktree = self.worktree(state)
+        if state.checkout is not None:
+            raise WorkspaceError(
+                f"the task's checkout {worktree.path} is gone, and a task recorded by an "
+                "older forgeline cannot have it made again"
+            )
+        repository = self.repository(state.repository)
+        if not repository.path.is_dir():
+            raise WorkspaceError(f"the task's repository {repository.path} is gone")
+        await repository.attach_worktree(state.branch, worktree.path)
+        return worktree
