@@ -11,12 +11,14 @@ from forgeline.cli.options import ConfigFile, Store, TaskArg, Workspace
 def cancel(
     task: TaskArg, workspace: Workspace = Path("."), store: Store = None, config: ConfigFile = None
 ) -> None:
-    """Cancel a task: no stage acts on it afterwards, and its preview stops."""
+    """Cancel a task: its stages stop (the process running it stops their model calls
+    and test runs at once), nothing more is recorded for it, and its preview stops."""
 
     async def go() -> None:
         async with cli_runtime(workspace, store, config, agents=False) as runtime:
-            await runtime.cancel(task)
-        console.print(f"task {task} cancelled")
+            task_id = await runtime.task_id(task)
+            await runtime.cancel(task_id)
+        console.print(f"task {task_id} cancelled")
 
     run_async(go())
 
@@ -28,8 +30,7 @@ def stop(
 
     async def go() -> None:
         async with cli_runtime(workspace, store, config, agents=False) as runtime:
-            await runtime.state(task)
-            pid = await runtime.stop_preview(task)
+            pid = await runtime.stop_preview(await runtime.task_id(task))
         console.print(f"preview (pid {pid}) stopped" if pid else "no preview is running")
 
     run_async(go())

@@ -29,6 +29,8 @@ from forgeline.core.events import (
     ReviewDecision,
     RunUsage,
     StageFailed,
+    StageLogged,
+    StageProgress,
     TaskAwaitingApproval,
     TaskCancelled,
     TaskCompleted,
@@ -39,6 +41,7 @@ from forgeline.core.events import (
 )
 from forgeline.core.task import TaskState
 from forgeline.llm.metered import UsageRow
+from forgeline.observability.progress import duration_text
 from forgeline.store.base import TaskRow
 
 
@@ -116,8 +119,32 @@ def describe(event: Event) -> str:
             return f"change committed {short(d.commit)} sha256 {e(d.diff_sha256[:12])}"
         case ChangeFailed():
             return f"change failed: {e(d.error_log[:200])}"
+        case StageLogged():
+            return e(d.text)
+        case StageProgress():
+            return progress_text(d, d.elapsed_s)
         case _:
             return ""
+
+
+def progress_text(p: StageProgress, elapsed_s: float) -> str:
+    """``item a (todo module): 45.0 s, model m 812 tokens at 18.0 tokens/s``: what a
+    running stage is doing, ``elapsed_s`` into it."""
+    what = f"item {e(p.item_id)}" if p.item_id else ""
+    if p.item_title:
+        what += f" ({e(p.item_title)})"
+    parts = [duration_text(elapsed_s)]
+    if p.models:
+        model = f"model {e(', '.join(dict.fromkeys(p.models)))} {p.tokens} tokens"
+        if p.tokens_per_s is not None:
+            model += f" at {p.tokens_per_s:.1f} tokens/s"
+        parts.append(model)
+    elif p.answered_tokens:
+        parts.append(f"{p.answered_tokens} tokens answered")
+    if p.tests_done is not None:
+        of = f" of {p.tests_total}" if p.tests_total is not None else ""
+        parts.append(f"pytest {p.tests_done}{of} tests run")
+    return (f"{what}: " if what else "") + ", ".join(parts)
 
 
 def usage_text(usage: RunUsage | None) -> str:
@@ -186,11 +213,26 @@ def tasks_table(rows: list[TaskRow]) -> Table:
 
 
 def summary(
-    console: Console, state: TaskState, commits: list[tuple[str, str]], worktree: Path
+    console: Console,
+    state: TaskState,
+    commits: list[tuple[str, str]],
+    worktree: Path,
+    *,
+    took_s: float | None = None,
+    usage: UsageRow | None = None,
 ) -> None:
+    """The task's closing summary; ``took_s``: from its request to its last event;
+    ``usage``: its model calls' totals."""
     console.rule(f"task {state.task_id}: {state.status}")
     console.print(f"branch   {e(state.branch)}")
-    console.print(f"worktree {e(str(worktree))}")
+    missing = (
+        ""
+        if worktree.is_dir()
+        else " (missing"
+        + ("" if state.terminal else f"; `forgeline resume {state.task_id}` makes it again")
+        + ")"
+    )
+    console.print(f"worktree {e(str(worktree))}{e(missing)}")
     for sha, subject in commits:
         console.print(f"commit   {sha} {e(subject)}", highlight=False)
     if state.last_test is not None:
@@ -205,3 +247,13 @@ def summary(
         console.print(f"deploy   {d.kind} {'ok' if d.ok else 'failed'}{e(where)}")
     if state.failure:
         console.print(f"[red]reason[/]   {e(state.failure)}")
+    if took_s is not None:
+        so_far = "" if state.terminal else " so far"
+        console.print(f"time     {duration_text(took_s)}{so_far}", highlight=False)
+    if usage is not None:
+        cached = f", {usage.cache_hits} from the cache" if usage.cache_hits else ""
+        console.print(
+            f"tokens   {usage.input_tokens + usage.output_tokens} ({usage.input_tokens} in, "
+            f"{usage.output_tokens} out) in {usage.calls} model call(s){cached}",
+            highlight=False,
+        )

@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 
 from forgeline.cli.edge import cli_runtime, console, run_async
+from forgeline.cli.live import TaskView
 from forgeline.cli.options import ConfigFile, Store, TaskArg, Workspace
-from forgeline.cli.render import print_event, summary, tasks_table, usage_table
-from forgeline.core.events import usage_stream
-from forgeline.core.task import TaskState, settled
+from forgeline.cli.render import tasks_table, usage_table
+from forgeline.cli.work import show_summary
+from forgeline.core.events import activity_stream, task_stream, usage_stream
+from forgeline.core.task import TaskState
 from forgeline.llm.metered import usage_rows
 
 
@@ -33,15 +35,16 @@ def tasks(workspace: Workspace = Path("."), store: Store = None, config: ConfigF
 def status(
     task: TaskArg, workspace: Workspace = Path("."), store: Store = None, config: ConfigFile = None
 ) -> None:
-    """Show where a task stands: phase, branch, commits, tests, review, deploy."""
+    """Show where a task stands: phase, branch, commits, tests, review, deploy, time, tokens."""
 
     async def go() -> int:
         async with cli_runtime(workspace, store, config, agents=False) as runtime:
-            state = await runtime.state(task)
-            row = await runtime.store.task(task)
+            task_id = await runtime.task_id(task)
+            state = await runtime.state(task_id)
+            row = await runtime.store.task(task_id)
             if row is not None:
                 console.print(f"phase    {row.current_phase}")
-            summary(console, state, await runtime.commits(state), runtime.worktree(state).path)
+            await show_summary(runtime, state)
             return 0
 
     raise typer.Exit(run_async(go()))
@@ -50,22 +53,44 @@ def status(
 def events(
     task: TaskArg,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new events until the task ends.")
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep printing new events, and what running stages are doing, until the "
+            "task ends.",
+        ),
     ] = False,
     workspace: Workspace = Path("."),
     store: Store = None,
     config: ConfigFile = None,
 ) -> None:
-    """Print a task's events (the audit log), optionally following new ones."""
+    """Print a task's events (the audit log) and its stages' log lines, optionally
+    following new ones."""
 
     def now(state: TaskState) -> bool:
         return True
 
     async def go() -> None:
         async with cli_runtime(workspace, store, config, agents=False) as runtime:
-            await runtime.state(task)  # a clear error for an unknown id
-            async for event in runtime.follow(task, until=settled if follow else now):
-                print_event(console, event)
+            task_id = await runtime.task_id(task)
+            await runtime.state(task_id)  # a clear error for an unreadable task
+            view = TaskView(console, progress=False)  # what is past: no progress lines
+            seen = {task_stream(task_id): 0, activity_stream(task_id): 0}
+            async for event in runtime.follow(task_id, until=now, activity=True):
+                view.show(event)
+                seen[event.stream_id] = event.version
+            if not follow:
+                return
+            view.progress = True
+            with view.live():
+                async for event in runtime.follow(
+                    task_id,
+                    after_version=seen[task_stream(task_id)],
+                    activity=True,
+                    activity_after=seen[activity_stream(task_id)],
+                ):
+                    view.show(event)
 
     with contextlib.suppress(KeyboardInterrupt):
         run_async(go())
@@ -84,8 +109,7 @@ def usage(
     async def go() -> None:
         async with cli_runtime(workspace, store, config, agents=False) as runtime:
             if task is not None:
-                await runtime.state(task)  # a clear error for an unknown id
-                ids = [task]
+                ids = [await runtime.task_id(task)]
             else:
                 ids = [row.id for row in await runtime.store.tasks()]
             rows = []
