@@ -203,3 +203,25 @@ async def test_a_serving_runtime_works_on_tasks_submitted_by_another_process(
     async with pipeline(tmp_path, execution=SharedWorkers) as server:
         state = await server.run_until_settled(task_id)
     assert state.status == "completed"
+
+
+async def test_a_task_is_named_by_its_id_or_a_prefix_only_it_starts_with(tmp_path: Path) -> None:
+    from forgeline.errors import InvalidRequestError, TaskNotFoundError
+
+    async with pipeline(tmp_path) as rt:
+        # 17 ids of hex digits: two of them start alike, whatever the ids are
+        ids = [await rt.submit(f"todo cli {i}", tmp_path / "ws") for i in range(17)]
+        for task_id in ids:
+            assert await rt.task_id(task_id) == task_id
+            shortest = next(
+                task_id[:n]
+                for n in range(1, 13)
+                if sum(other.startswith(task_id[:n]) for other in ids) == 1
+            )
+            assert await rt.task_id(shortest) == task_id
+        shared = next(i[0] for i in ids if sum(o.startswith(i[0]) for o in ids) > 1)
+        with pytest.raises(InvalidRequestError, match=f"task id '{shared}' is ambiguous"):
+            await rt.task_id(shared)
+        for unknown in ("zzz", "", "  "):
+            with pytest.raises(TaskNotFoundError):
+                await rt.task_id(unknown)

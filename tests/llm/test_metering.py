@@ -214,3 +214,36 @@ async def test_a_long_conversation_is_compacted_under_the_budget(tmp_path: Path)
     # A role's compaction stays with that role: later prompts do not carry it.
     assert state.context_summary == ""
     assert json.dumps(todo_project.PLAN["summary"]) in json.dumps(state.plan_summary)
+
+
+async def test_an_answer_too_large_for_the_cache_is_used_but_not_kept(tmp_path: Path):
+    from pydantic_ai.messages import ModelRequest, TextPart
+    from pydantic_ai.models import ModelRequestParameters
+
+    from forgeline.llm.metered import MAX_CACHED_CHARS, Meter, MeteredModel
+    from forgeline.store import SQLiteEventStore
+
+    calls: list[int] = []
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        calls.append(1)
+        size = int(prompt_of(messages))
+        return ModelResponse(parts=[TextPart("x" * size)])
+
+    def prompt_of(messages: list[ModelMessage]) -> str:
+        part = messages[0].parts[0]
+        return str(part.content)  # type: ignore[union-attr]
+
+    async with SQLiteEventStore(tmp_path / "f.db") as store:
+        meter = Meter(store=store, task_id="t", role="coder")
+        model = MeteredModel(FunctionModel(answer, model_name="big"), "function:big", meter)
+        params = ModelRequestParameters()
+        for size in (100, MAX_CACHED_CHARS + 1):
+            ask = [ModelRequest.user_text_prompt(str(size))]
+            first = await model.request(ask, None, params)
+            again = await model.request(ask, None, params)
+            assert first.parts == again.parts
+        cached = [e for e in await store.read_all() if e.type == "llm.cached"]
+    # the small answer came from the cache the second time; the large one was asked twice
+    assert len(calls) == 3
+    assert len(cached) == 1 and len(cached[0].data.response) < 1000  # type: ignore[union-attr]

@@ -32,7 +32,9 @@ Mode = Annotated[
         "--mode", help="event: a worker per stage fed by the store; sequential: direct calls."
     ),
 ]
-TaskArg = Annotated[str, typer.Argument(help="The task id (see `forgeline tasks`).")]
+TaskArg = Annotated[
+    str, typer.Argument(help="The task id, or its first characters (see `forgeline tasks`).")
+]
 Unsafe = Annotated[
     bool,
     typer.Option(
