@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
@@ -20,7 +21,13 @@ from typer.testing import CliRunner
 
 from forgeline.cli.app import app
 from forgeline.cli.live import TaskView
-from forgeline.core.events import Event, StageProgress, TaskInitiated, task_stream
+from forgeline.core.events import (
+    Event,
+    PreviewStopped,
+    StageProgress,
+    TaskInitiated,
+    task_stream,
+)
 from forgeline.store import SQLiteEventStore
 from tests.scripts.todo_project import CONFIG
 
@@ -156,3 +163,21 @@ def test_a_bad_request_file_is_refused_before_anything_is_made(
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (ws / ".git").exists() and not (ws / ".forgeline").exists()
+
+
+def test_on_a_terminal_running_stages_are_drawn_live_and_end_with_their_result() -> None:
+    out = StringIO()
+    view = TaskView(Console(file=out, width=200, force_terminal=True))
+    start = datetime.now(UTC)
+    with view.live():
+        view.show(progress_event(start, 2.0))
+        assert list(view.running) == [("tester", "t1")]
+        time.sleep(0.6)  # a redraw or two (four a second)
+        drawn = out.getvalue()
+        result = progress_event(start, 3.0).model_copy(
+            update={"causation_id": "t1", "data": PreviewStopped(pid=1)}
+        )
+        view.show(result)  # the stage's result, caused by the run's trigger
+        assert view.running == {}
+    assert "tester" in drawn and "pytest 1 tests run" in drawn
+    assert "stage.progress" not in out.getvalue()  # drawn, never printed as a line

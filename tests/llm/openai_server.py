@@ -7,6 +7,8 @@ waits ``s`` seconds before answering (a timeout for a client with a shorter one)
 ``("garbage", text)`` answers 200 with a body that is not a completion; ``("echo", status)``
 answers ``status`` with an error body that echoes the request's ``Authorization`` header and
 lists its headers, as some providers do (a 401 "Incorrect API key provided: ...", a 500).
+A request that asks to stream (``"stream": true``) gets an ``ok`` answer as server-sent
+events, the tool call's arguments a few characters a chunk, ``pause`` seconds apart.
 A ``GET /models`` answers the current behaviour's status, or a list of one model.
 The requests it received (path, headers, JSON body) are kept in ``requests``.
 """
@@ -23,8 +25,9 @@ Behaviour = tuple[str, Any]
 
 
 class OpenAIStub:
-    def __init__(self, script: list[Behaviour]) -> None:
+    def __init__(self, script: list[Behaviour], *, pause: float = 0.0) -> None:
         self.script = script
+        self.pause = pause
         self.requests: list[dict[str, Any]] = []
         stub = self
 
@@ -55,6 +58,8 @@ class OpenAIStub:
                     self._send(value, {"error": {"message": message, "headers": headers}})
                 elif kind == "garbage":
                     self._send_raw(200, value.encode())
+                elif body.get("stream"):
+                    self._stream(completion(body, value))
                 else:
                     self._send(200, completion(body, value))
 
@@ -68,6 +73,16 @@ class OpenAIStub:
                 else:
                     model = {"id": "stub", "object": "model", "created": 0, "owned_by": "stub"}
                     self._send(200, {"object": "list", "data": [model]})
+
+            def _stream(self, answer: dict[str, Any]) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                for chunk in chunks(answer):
+                    time.sleep(stub.pause)
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
 
             def _send(self, status: int, payload: dict[str, Any]) -> None:
                 self._send_raw(status, json.dumps(payload).encode())
@@ -126,3 +141,37 @@ def completion(request: dict[str, Any], arguments: dict[str, Any]) -> dict[str, 
         "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
         "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150},
     }
+
+
+def chunks(answer: dict[str, Any], size: int = 4) -> list[dict[str, Any]]:
+    """``answer`` (a completion) as the chunks of a streamed one."""
+    message = answer["choices"][0]["message"]
+    head = {k: answer[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return head | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    out: list[dict[str, Any]] = []
+    if message.get("tool_calls"):
+        call = message["tool_calls"][0]
+        args = call["function"]["arguments"]
+        first = {"id": call["id"], "type": "function"}
+        out.append(
+            chunk(
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"index": 0, **first, "function": {"name": call["function"]["name"]}}
+                    ],
+                }
+            )
+        )
+        for i in range(0, len(args), size):
+            piece = {"index": 0, "function": {"arguments": args[i : i + size]}}
+            out.append(chunk({"tool_calls": [piece]}))
+    else:
+        text = message["content"]
+        out += [chunk({"content": text[i : i + size]}) for i in range(0, len(text), size)]
+    out.append(chunk({}, answer["choices"][0]["finish_reason"]))
+    out.append(head | {"choices": [], "usage": answer["usage"]})
+    return out

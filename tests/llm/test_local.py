@@ -161,3 +161,37 @@ async def test_an_answer_sent_back_is_sampled_afresh(monkeypatch: pytest.MonkeyP
             await model.client.close()
     sent = [(r["body"]["temperature"], r["body"]["seed"]) for r in stub.requests]
     assert sent == [(0.2, 0), (pytest.approx(0.5), 1), (pytest.approx(0.8), 2)]
+
+
+async def test_the_local_models_answer_streams_into_the_stages_progress(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from forgeline.core.events import StageProgress, activity_stream
+    from forgeline.llm.metered import Meter, MeteredModel
+    from forgeline.observability.progress import Activity
+    from forgeline.store import SQLiteEventStore
+
+    monkeypatch.setattr(pydantic_ai.models, "ALLOW_MODEL_REQUESTS", True)  # 127.0.0.1 only
+    with OpenAIStub([("ok", {"word": "streamed" * 8})], pause=0.03) as stub:
+        chat = local.local_chat_model("qwen", stub.base_url, "key")
+        async with SQLiteEventStore(tmp_path / "f.db") as store:
+            meter = Meter(store=store, task_id="t", role="coder")
+            agent = Agent(MeteredModel(chat, "local:qwen", meter), output_type=Word)
+            activity = Activity(store, task_id="t", stage="coder", trigger_id="e", interval=0.2)
+            try:
+                with activity.working():
+                    result = await agent.run("say a word")
+                    await activity.settle()
+            finally:
+                await chat.client.close()
+            recorded = await store.read_stream(activity_stream("t"))
+    assert result.output.word == "streamed" * 8  # the whole answer, as without streaming
+    body = stub.requests[0]["body"]
+    assert body["stream"] is True
+    assert body["temperature"] == 0.2  # the local model's own settings still apply
+    progress = [e.data for e in recorded if isinstance(e.data, StageProgress)]
+    assert progress, "a snapshot while the answer streamed in"
+    assert all(p.models == ("local:qwen",) for p in progress)
+    assert any(0 < p.tokens < 30 for p in progress)  # counted as the pieces arrive
+    logged = [line.data.text for line in activity.pending()]  # type: ignore[union-attr]
+    assert any("answered 30 tokens in" in text for text in logged), logged
