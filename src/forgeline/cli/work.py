@@ -66,6 +66,7 @@ async def drive(runtime: Runtime, task_id: str, keep_preview: bool) -> TaskState
 
     def on_signal() -> None:
         if interrupted.is_set():  # asked again: leave now (the store's writes are atomic)
+            console.show_cursor(True)  # a live display hid it, and will not restore it
             errors.print(f"[yellow]stopped at once[/]; `forgeline resume {task_id}` continues")
             os._exit(EXIT_INTERRUPTED)
         interrupted.set()
