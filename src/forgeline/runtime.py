@@ -80,6 +80,8 @@ class Runtime:
         max_fix_rounds: int | None = None,
         max_review_rounds: int | None = None,
         budget: Budget | None = None,
+        task_id: str | None = None,
+        base: str | None = None,
     ) -> str:
         """Record a new task on ``repository`` (a name under the workspaces root, or a path
         inside it) and return its id; see ``Pipeline.submit``. Nothing runs yet."""
@@ -89,6 +91,8 @@ class Runtime:
             max_fix_rounds=max_fix_rounds,
             max_review_rounds=max_review_rounds,
             budget=budget,
+            task_id=task_id,
+            base=base,
         )
 
     async def state(self, task_id: str) -> TaskState:
