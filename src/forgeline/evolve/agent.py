@@ -24,9 +24,11 @@ from forgeline.runtime import Runtime
 _NAMESPACE = uuid.UUID("6f1f4c1e-6a53-4bb4-9f0e-5d1a0b7e0c00")
 
 
-def task_id_for(change_id: str) -> str:
-    """The pipeline task id of a change (12 hex digits, like every task id)."""
-    return uuid.uuid5(_NAMESPACE, change_id).hex[:12]
+def task_id_for(change: RSIChange) -> str:
+    """The pipeline task id of a change (12 hex digits, like every task id): from its id
+    and the time it was created, so changes of two stores on one repository differ."""
+    created = change.created_at.isoformat() if change.created_at else ""
+    return uuid.uuid5(_NAMESPACE, f"{change.change_id}@{created}").hex[:12]
 
 
 class ImplementationAgent:
@@ -39,7 +41,7 @@ class ImplementationAgent:
         fails records the change failed, with the reason."""
         if change.status != "pending" or change.task is None:
             return change
-        task_id = task_id_for(change.change_id)
+        task_id = task_id_for(change)
         try:
             await self._submit(change, task_id)
         except ForgelineError as exc:

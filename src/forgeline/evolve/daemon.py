@@ -235,6 +235,7 @@ class EvolutionDaemon:
         every = self.config.interval if interval is None else interval
         drives: dict[str, asyncio.Task[None]] = {}
         target: int | None = None
+        announced: datetime | None = None
         if once:
             history = cycle_history(self.name, await self.runtime.store.read_stream(EVOLVE_STREAM))
             if history.unfinished:
@@ -265,6 +266,9 @@ class EvolutionDaemon:
                     if timeout <= 0:
                         await self._cycle_or_note()
                         continue
+                    if due != announced:
+                        announced = due
+                        self.report(f"next cycle at {due:%Y-%m-%d %H:%M:%S %Z}")
                 await _first(set(drives.values()), stop, timeout)
         finally:
             if drives:

@@ -65,6 +65,7 @@ class Scanner:
     async def checkout(self, commit: str) -> GitWorkspace:
         """The scan worktree at ``commit``, clean (made on first use)."""
         tree = GitWorkspace(self.checkout_path)
+        await self.repository.ensure()  # .forgeline/ ignored, as for every task
         if not (self.checkout_path / ".git").exists():
             self.checkout_path.parent.mkdir(parents=True, exist_ok=True)
             await self.repository.git("worktree", "prune")

@@ -100,6 +100,8 @@ class ChangeTracker:
             return None
         if update.status == "completed":
             update = await self._completed(change, update)
+        elif update.status == "failed":
+            update = await self._failed(change, update)
         return await self.record(change, update, cause=event.id)
 
     async def record(
@@ -118,6 +120,20 @@ class ChangeTracker:
         with contextlib.suppress(DuplicateEventError):  # answered before a restart
             await store.append(ctrm_stream(change.change_id), events)
         return await load_change(store, change.change_id)
+
+    async def _failed(self, change: RSIChange, update: CTRMUpdate) -> CTRMUpdate:
+        """The failure's reason with the task's last failing test run, as its log."""
+        assert change.task_id is not None
+        last = (await self.runtime.state(change.task_id)).last_test
+        if last is None or last.ok:
+            return update
+        failing = ", ".join(last.failing[:20]) or "none listed"
+        log = (
+            f"{update.error_log}\n\nthe last test run ({last.commit[:10]}): {last.failed} "
+            f"failed, {last.errors} errors, {last.passed} passed; failing: {failing}\n"
+            f"{last.output[-3000:]}"
+        )
+        return update.model_copy(update={"error_log": log})
 
     async def _completed(self, change: RSIChange, update: CTRMUpdate) -> CTRMUpdate:
         """The completed update with its commit, diff hash, files and scans; a failure to
