@@ -98,3 +98,40 @@ def models(*, calc: str = FIXED_CALC) -> dict[str, Model]:
         "fixer": scripted_model([lambda m: fix(m, calc)], name="evolve-fixer"),
         "reviewer": scripted_model([{"approved": True, "comments": []}], name="evolve-reviewer"),
     }
+
+
+# Zero-argument factories, for a forgeline.toml (``function:tests.evolve.project:coder``).
+
+
+def planner() -> Model:
+    return models()["planner"]
+
+
+def architect() -> Model:
+    return models()["architect"]
+
+
+def coder() -> Model:
+    return models()["coder"]
+
+
+def fixer() -> Model:
+    return models()["fixer"]
+
+
+def reviewer() -> Model:
+    return models()["reviewer"]
+
+
+CONFIG = """
+[models]
+planner = "function:tests.evolve.project:planner"
+architect = "function:tests.evolve.project:architect"
+coder = "function:tests.evolve.project:coder"
+fixer = "function:tests.evolve.project:fixer"
+reviewer = "function:tests.evolve.project:reviewer"
+
+[evolve]
+signals = ["test"]
+interval = "10m"
+"""
