@@ -135,3 +135,22 @@ reviewer = "function:tests.evolve.project:reviewer"
 signals = ["test"]
 interval = "10m"
 """
+
+
+def plan_with_tests(messages: list[ModelMessage]) -> dict[str, Any]:
+    return {
+        "summary": "fix calc.py",
+        "items": [{"id": "a", "title": "fix add", "files": ["calc.py", "test_calc.py"]}],
+    }
+
+
+def code_dropping_a_test(messages: list[ModelMessage]) -> dict[str, Any]:
+    """Fixes ``add`` and, on the way, deletes a test that passed."""
+    kept = TEST_CALC.split("\n\n\ndef test_add_zero")[0] + "\n"
+    return {
+        "summary": "add adds",
+        "files": [
+            {"path": "calc.py", "content": FIXED_CALC},
+            {"path": "test_calc.py", "content": kept},
+        ],
+    }

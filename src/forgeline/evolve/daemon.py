@@ -61,7 +61,7 @@ from forgeline.errors import ConcurrencyError, DuplicateEventError, ForgelineErr
 from forgeline.evolve.agent import ImplementationAgent
 from forgeline.evolve.config import EvolveConfig
 from forgeline.evolve.merge import ApprovedBy, MergeError, approve_change
-from forgeline.evolve.reads import load_changes
+from forgeline.evolve.reads import load_change, load_changes
 from forgeline.evolve.scan import Scanner
 from forgeline.evolve.tracker import ChangeTracker
 from forgeline.runtime import Runtime
@@ -314,10 +314,11 @@ class EvolutionDaemon:
                 self.report(f"{each.change_id} {each.status}" + _why(each))
 
     async def _failed(self, change: RSIChange, reason: str) -> None:
-        with contextlib.suppress(ValueError):
-            await self.tracker.record(
-                change, CTRMUpdate(status="failed", error_log=reason), cause=None
-            )
+        """Record a change the loop could not drive as failed (unless it moved on)."""
+        change = await load_change(self.runtime.store, change.change_id)
+        if change.status in IN_FLIGHT:
+            failed = CTRMUpdate(status="failed", task_id=change.task_id, error_log=reason)
+            await self.tracker.record(change, failed, cause=None)
 
     async def _settle(self) -> None:
         """Auto-merge what may be merged; record every cycle whose changes all settled."""
