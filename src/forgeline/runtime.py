@@ -6,8 +6,9 @@ the pipeline, and an ``Execution`` (``pipeline/execution.py``) that does the rec
 work; the CLI, the test harness, the benchmarks and the evolution daemon
 (``forgeline.evolve``) enter through it, and the server and the distributed worker are
 meant to. Nothing else builds these for a run. Leaving the context drains the execution
-(work in flight is finished and recorded), stops the web previews this process started (unless ``keep_previews``), closes
-the models' connections and the local model's server, and closes the store.
+(work in flight is finished and recorded), stops the web previews this process started
+(unless ``keep_previews``), closes the models' connections and the local model's server,
+and closes the store.
 
 Submitting and running are apart: ``submit`` only records a task; ``run_until_settled``
 has the execution work on it until it needs a person; ``follow`` yields a task's events
