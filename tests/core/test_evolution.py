@@ -14,6 +14,8 @@ from forgeline.core.events import (
     Budget,
     BudgetApproved,
     ChangeMerged,
+    ClarificationAnswered,
+    ClarificationRequested,
     CTRMUpdate,
     Event,
     EventData,
@@ -257,3 +259,18 @@ def test_out_of_order_steps_are_refused() -> None:
             actor="a",
             at=AT,
         )
+
+
+def test_a_task_that_asks_a_question_pauses_its_change_until_it_is_answered() -> None:
+    events: list[Event] = []
+    state = record(events, RSIChange(change_id="RSI-1.1"), created())
+    state = record(events, state, CTRMUpdate(status="in_progress", task_id="t1"))
+    asked = ClarificationRequested(item_id="a", question="Which format?")
+    update = rsi.tracked(state, task_event(asked))
+    assert update is not None and update.status == "paused"
+    assert update.error_log is not None and "Which format?" in update.error_log
+    state = record(events, state, update)
+    answered = ClarificationAnswered(item_id="a", answer="JSON")
+    assert rsi.tracked(state, task_event(answered)) == CTRMUpdate(
+        status="in_progress", task_id="t1"
+    )

@@ -519,8 +519,9 @@ class RSITaskRejected(Frozen):
 class CTRMUpdate(Frozen):
     """Note 000's ``CTRMUpdate``: where the implementation of a change stands.
 
-    ``in_progress``: its pipeline task ``task_id`` is running; ``paused``: the task's
-    budget ran out (``error_log`` says how) and waits for ``forgeline approve``;
+    ``in_progress``: its pipeline task ``task_id`` is running; ``paused``: the task waits
+    for a person (its budget ran out, or it asks a question; ``error_log`` says what to
+    do);
     ``completed``: the task completed as ``commit``, ``generated_hash`` being the sha256 of
     the change's committed diff (``git diff base_commit commit``), ``after`` a scan of that
     commit and ``regressions`` the tests that passed before the change and do not after;

@@ -6,7 +6,7 @@ Each change is a stream ``ctrm-<change id>``:
 rsi.task.created (pending) ─> ctrm.update in_progress ─> completed ─> rsi.change.merged
                                    │  ↑                      └──────> rsi.change.declined
                                    │  └─ in_progress (a budget raised)
-                                   ├─> paused (the task's budget ran out)
+                                   ├─> paused (its budget ran out, it asks a question)
                                    └─> failed
 rsi.task.rejected (failed: the RSITask was invalid; nothing ran)
 ```
@@ -32,6 +32,8 @@ from forgeline.core.events import (
     BudgetApproved,
     ChangeDeclined,
     ChangeMerged,
+    ClarificationAnswered,
+    ClarificationRequested,
     CTRMUpdate,
     Event,
     EventData,
@@ -244,7 +246,14 @@ def tracked(change: RSIChange, event: Event) -> CTRMUpdate | None:
                 error_log=f"{data.stage}: {data.reason} (raise it: forgeline approve "
                 f"{change.task_id} --budget-tokens N or --budget-usd X)",
             )
-        case BudgetApproved():
+        case ClarificationRequested():
+            update = CTRMUpdate(
+                status="paused",
+                task_id=change.task_id,
+                error_log=f"the task asks: {data.question} (answer it: forgeline answer "
+                f"{change.task_id} TEXT)",
+            )
+        case BudgetApproved() | ClarificationAnswered():
             update = CTRMUpdate(status="in_progress", task_id=change.task_id)
         case _:
             update = None

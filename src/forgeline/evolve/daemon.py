@@ -236,6 +236,7 @@ class EvolutionDaemon:
         drives: dict[str, asyncio.Task[None]] = {}
         target: int | None = None
         announced: datetime | None = None
+        retry_at: datetime | None = None
         if once:
             history = cycle_history(self.name, await self.runtime.store.read_stream(EVOLVE_STREAM))
             if history.unfinished:
@@ -262,9 +263,11 @@ class EvolutionDaemon:
                         if history.last_at
                         else self.clock()
                     )
+                    due = max(due, retry_at) if retry_at else due
                     timeout = (due - self.clock()).total_seconds()
                     if timeout <= 0:
-                        await self._cycle_or_note()
+                        if not await self._cycle_or_note():  # try again an interval later
+                            retry_at = self.clock() + timedelta(seconds=every)
                         continue
                     if due != announced:
                         announced = due
@@ -275,12 +278,14 @@ class EvolutionDaemon:
                 await asyncio.gather(*drives.values(), return_exceptions=True)
                 await self._settle()
 
-    async def _cycle_or_note(self) -> None:
+    async def _cycle_or_note(self) -> bool:
         """A cycle in the endless loop: an error is reported, and the loop goes on."""
         try:
             await self.cycle()
         except ForgelineError as exc:
             self.report(f"the cycle could not be recorded: {exc}")
+            return False
+        return True
 
     async def _launch(self, drives: dict[str, asyncio.Task[None]], stop: asyncio.Event) -> None:
         """Start pending changes and drive every change in flight that nobody drives."""
@@ -296,6 +301,8 @@ class EvolutionDaemon:
                     self.report(f"{change.change_id} failed: {change.error_log}")
                     continue
                 self.report(f"{change.change_id} in progress as task {change.task_id}")
+            elif change.task_id and settled(await self.runtime.state(change.task_id)):
+                continue  # waits for a person (or for the tracker): nothing to drive
             drives[change.change_id] = asyncio.create_task(self._drive(change, stop))
 
     async def _drive(self, change: RSIChange, stop: asyncio.Event) -> None:
