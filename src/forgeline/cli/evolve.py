@@ -32,7 +32,7 @@ def evolve(
     ] = False,
     interval: Annotated[
         str | None,
-        typer.Option(help="Time between cycles: 90s, 10m, 2h (default [evolve] interval)."),
+        typer.Option(help="Time between cycles: 90s, 10m, 2h (default: the evolve settings' interval, 10m)."),
     ] = None,
     max_changes: Annotated[
         int | None, typer.Option(min=0, help="Changes one cycle may propose (default 2).")
@@ -50,11 +50,12 @@ def evolve(
     store: Store = None,
     config: ConfigFile = None,
 ) -> None:
-    """Watch a repository for work (failing tests, goals, type errors, lint, TODOs,
-    untested functions) and have the agents do it on branches of their own.
+    """Find work in a repository and have the agents do it on branches of their own.
 
-    Nothing reaches the main branch until `forgeline changes approve ID` (or --auto-merge).
-    Ctrl-C finishes the step in flight, records it and stops; run it again to go on."""
+    It looks for failing tests, goals (.forgeline/goals.md), type errors, lint findings,
+    TODOs and untested functions. Nothing reaches the main branch until `forgeline changes
+    approve ID` (or --auto-merge). Ctrl-C finishes the step in flight, records it and
+    stops; run it again to go on (docs/evolve.md)."""
     if once and interval is not None:
         errors.print("[red]error:[/] give --once or --interval, not both")
         raise typer.Exit(EXIT_USAGE)
