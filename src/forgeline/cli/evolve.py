@@ -32,7 +32,9 @@ def evolve(
     ] = False,
     interval: Annotated[
         str | None,
-        typer.Option(help="Time between cycles: 90s, 10m, 2h (default: the evolve settings' interval, 10m)."),
+        typer.Option(
+            help="Time between cycles: 90s, 10m, 2h (default: the evolve interval setting)."
+        ),
     ] = None,
     max_changes: Annotated[
         int | None, typer.Option(min=0, help="Changes one cycle may propose (default 2).")
