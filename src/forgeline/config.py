@@ -26,6 +26,7 @@ from pydantic_settings import (
 from forgeline import redaction
 from forgeline.core.events import Budget
 from forgeline.errors import ConfigError
+from forgeline.evolve.config import EvolveConfig
 from forgeline.observability.config import TelemetryConfig
 from forgeline.tools.config import EmailConfig, FetchConfig, GitHubConfig, SearchConfig
 
@@ -325,6 +326,8 @@ class Settings(BaseSettings):
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    evolve: EvolveConfig = Field(default_factory=EvolveConfig)
+    """``[evolve]``: the evolution daemon's signals and guardrails (docs/evolve.md)."""
 
     def store_url(self, workspace: Path) -> str:
         return self.store or f"sqlite:///{workspace / '.forgeline' / 'forgeline.db'}"

@@ -3,11 +3,12 @@ down cleanly.
 
 ``open_runtime(settings)`` builds the store, the model registry, the process spawner and
 the pipeline, and an ``Execution`` (``pipeline/execution.py``) that does the recorded
-work; the CLI, the test harness and the benchmarks enter through it, and the server, the
-distributed worker and the evolution daemon are meant to. Nothing else builds these for
-a run. Leaving the context drains the execution (work in flight is finished and
-recorded), stops the web previews this process started (unless ``keep_previews``), closes
-the models' connections and the local model's server, and closes the store.
+work; the CLI, the test harness, the benchmarks and the evolution daemon
+(``forgeline.evolve``) enter through it, and the server and the distributed worker are
+meant to. Nothing else builds these for a run. Leaving the context drains the execution
+(work in flight is finished and recorded), stops the web previews this process started
+(unless ``keep_previews``), closes the models' connections and the local model's server,
+and closes the store.
 
 Submitting and running are apart: ``submit`` only records a task; ``run_until_settled``
 has the execution work on it until it needs a person; ``follow`` yields a task's events
@@ -80,6 +81,8 @@ class Runtime:
         max_fix_rounds: int | None = None,
         max_review_rounds: int | None = None,
         budget: Budget | None = None,
+        task_id: str | None = None,
+        base: str | None = None,
     ) -> str:
         """Record a new task on ``repository`` (a name under the workspaces root, or a path
         inside it) and return its id; see ``Pipeline.submit``. Nothing runs yet."""
@@ -89,6 +92,8 @@ class Runtime:
             max_fix_rounds=max_fix_rounds,
             max_review_rounds=max_review_rounds,
             budget=budget,
+            task_id=task_id,
+            base=base,
         )
 
     async def state(self, task_id: str) -> TaskState:

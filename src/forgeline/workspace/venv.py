@@ -165,6 +165,9 @@ def _copy_distribution(dist: metadata.Distribution, site: Path) -> None:
     sizes = {str(f): str(f.size) if f.size is not None else "" for f in files}
     for file in files:
         rel = PurePosixPath(str(file))
+        if ".." in rel.parts and _native_program(dist, file, site, rel):
+            copied.append((str(rel), hashes[str(file)], sizes[str(file)]))
+            continue
         if rel.is_absolute() or ".." in rel.parts or "__pycache__" in rel.parts:
             continue
         if rel.suffix == ".pyc":
@@ -190,6 +193,34 @@ def _copy_distribution(dist: metadata.Distribution, site: Path) -> None:
     writer.writerows(copied)
     writer.writerow((record_rel, "", ""))
     (site / record_rel).write_text(buffer.getvalue())
+
+
+def _native_program(
+    dist: metadata.Distribution, file: metadata.PackagePath, site: Path, rel: PurePosixPath
+) -> bool:
+    """Copy ``file`` into the venv's ``bin`` if it is a native program the distribution
+    installs there (ruff's binary); True if it was. Console scripts (``#!`` naming
+    forgeline's interpreter) are never copied: the venv runs ``python -m``."""
+    bin_dir = site.parents[2] / "bin"
+    target = Path(os.path.normpath(site / rel))
+    source = Path(str(dist.locate_file(file)))
+    if target.parent != bin_dir or not source.is_file():
+        return False
+    with source.open("rb") as handle:
+        if handle.read(2) == b"#!":
+            return False
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    target.chmod(0o755)
+    return True
+
+
+def _installed_names(site: Path) -> set[str]:
+    return {
+        canonicalize_name(dist.metadata["Name"])
+        for dist in metadata.distributions(path=[str(site)])
+        if dist.metadata["Name"]
+    }
 
 
 # --------------------------------------------------------------------------- installs
@@ -327,6 +358,20 @@ class WorkspaceVenv:
             return Mounts(venv=self.path)
         self.wheelhouse.mkdir(parents=True, exist_ok=True)
         return Mounts(venv=self.path, venv_writable=True, binds=(Bind(self.wheelhouse),))
+
+    async def seed(self, roots: Sequence[str]) -> tuple[str, ...]:
+        """Copy forgeline's own installed ``roots`` (with their requirements) into the
+        venv where it has none of them yet, as a new venv gets pytest: no network, and an
+        ordinary installation pip may upgrade or remove. A native program a distribution
+        installs (ruff's binary) goes into the venv's ``bin``. Returns the names copied;
+        a ``VenvError`` names a root forgeline's environment does not have."""
+        dists = seed_distributions(roots)
+        async with _exclusive(self.path):
+            present = _installed_names(self.site_packages)
+            missing = [d for d in dists if canonicalize_name(d.metadata["Name"]) not in present]
+            for dist in missing:
+                await asyncio.to_thread(_copy_distribution, dist, self.site_packages)
+        return tuple(dist.metadata["Name"] for dist in missing)
 
     # ------------------------------------------------------------------ installing
 
