@@ -28,7 +28,10 @@ from forgeline.core.task import TaskState, settled
 from forgeline.errors import ConfigError, ForgelineError
 from forgeline.llm import local
 from forgeline.llm.gateway import ModelRegistry
+from forgeline.observability.logs import configure_logging
+from forgeline.observability.tracing import Tracing
 from forgeline.pipeline.base import Services
+from forgeline.pipeline.delivery import Delivery, stop_following
 from forgeline.pipeline.execution import Execution, ExecutionFactory, Mode, for_mode
 from forgeline.pipeline.runner import Pipeline, Until
 from forgeline.sandbox.local import LocalSpawner
@@ -49,6 +52,9 @@ class Runtime:
         self.services = services
         self.pipeline = pipeline
         self.execution = execution
+        self.delivery: Delivery | None = None
+        """Pull requests and e-mails on the tasks' outcomes (``[github] open_pr``,
+        ``[email]``); None when neither is configured."""
 
     @property
     def settings(self) -> Settings:
@@ -107,12 +113,17 @@ class Runtime:
         stop = stop or asyncio.Event()
         execution = self.execution if mode is None else for_mode(mode)(self.pipeline)
         state = await self.pipeline.state(task_id)
-        if settled(state):
-            return state
-        if execution.owns_task:
-            await self.pipeline.recover(task_id)
-        await execution.drive(task_id, stop)
-        return await self.pipeline.state(task_id)
+        delivery = self.delivery if execution.owns_task else None  # else: its subscriber
+        if delivery is not None:
+            await delivery.watch(task_id)
+        if not settled(state):
+            if execution.owns_task:
+                await self.pipeline.recover(task_id)
+            await execution.drive(task_id, stop)
+            state = await self.pipeline.state(task_id)
+        if delivery is not None:
+            await delivery.catch_up(task_id)
+        return state
 
     async def follow(
         self,
@@ -189,6 +200,7 @@ async def open_runtime(
     keep_previews: bool = False,
     warn: Callable[[str], None] | None = None,
     create: bool = True,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build forgeline for ``settings`` and yield it; shut it down on the way out.
 
@@ -206,6 +218,11 @@ async def open_runtime(
     - ``keep_previews``: leave the web previews this process started running.
     - ``warn``: receives the loud warning of running untrusted code unsandboxed
       (default: a Python warning).
+    - ``tracing``: given instead of built from ``[telemetry]`` (a test's exporter).
+
+    It configures the log lines from ``[telemetry]`` and, when ``[github] open_pr`` or
+    ``[email]`` is set, delivers the tasks' outcomes (``pipeline/delivery.py``): after
+    each ``run_until_settled`` of a task-scoped execution, else as a subscriber.
 
     Errors in the settings (a model that cannot be built, no sandbox, no workspaces root)
     raise ``ForgelineError``s before anything is created.
@@ -226,16 +243,29 @@ async def open_runtime(
     except BaseException:
         await models.aclose()
         raise
+    configure_logging(settings.telemetry)
     services = Services(
-        store=store, settings=settings, spawner=spawner, models=models, workspaces=workspaces
+        store=store,
+        settings=settings,
+        spawner=spawner,
+        models=models,
+        workspaces=workspaces,
+        tracing=tracing or Tracing.from_config(settings.telemetry),
     )
     built = pipeline(services)
     runtime = Runtime(services, built, (execution or for_mode(settings.mode))(built))
+    if Delivery.wanted(settings):
+        runtime.delivery = Delivery(services)
+    following: asyncio.Task[None] | None = None
+    done_following = asyncio.Event()
     try:
         await runtime.execution.start()
+        if runtime.delivery is not None and not runtime.execution.owns_task:
+            following = asyncio.create_task(runtime.delivery.follow(done_following))
         yield runtime
     finally:
         try:
+            await stop_following(following, done_following)
             await runtime.execution.close()
             if not keep_previews:
                 await runtime._stop_previews()
@@ -243,6 +273,7 @@ async def open_runtime(
             await models.aclose()
             await asyncio.to_thread(local.stop_servers)
             await store.close()
+            await asyncio.to_thread(services.tracing.shutdown)
 
 
 def _spawner(settings: Settings, warn: Callable[[str], None] | None) -> ProcessSpawner:
