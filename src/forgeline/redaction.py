@@ -24,9 +24,10 @@ accumulate: redacting a value the process once knew is never wrong. Values short
 Where it applies, once each: ``redact_event`` in the event store's ``append_batch``, the one
 door every event goes through, whoever produced it (so the stored row, the store's
 in-memory copy, the terminal and the API all see the redacted text); ``RedactingFilter``
-on every log record (installed as the log record factory's last step) and the structlog processor
-of ``observability.logs``; span attributes and error descriptions of the traces
-(``observability.tracing``); and the command line's error message (``redact``).
+on every log record (installed as the log record factory's last step), and every value of
+a structured log line once more (``observability.logs``); span attributes and error
+descriptions (``observability.tracing``); and the command line's error message
+(``redact``).
 """
 
 from __future__ import annotations

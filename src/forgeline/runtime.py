@@ -5,9 +5,11 @@ down cleanly.
 the pipeline, and an ``Execution`` (``pipeline/execution.py``) that does the recorded
 work; the CLI, the test harness and the benchmarks enter through it, and the server, the
 distributed worker and the evolution daemon are meant to. Nothing else builds these for
-a run. Leaving the context drains the execution (work in flight is finished and
-recorded), stops the web previews this process started (unless ``keep_previews``), closes
-the models' connections and the local model's server, and closes the store.
+a run. It sets up the log lines and traces of ``[telemetry]`` and, with ``[github]
+open_pr`` or ``[email]``, the delivery of the tasks' outcomes (``pipeline/delivery.py``).
+Leaving the context drains the execution (work in flight is finished and recorded), stops
+the web previews this process started (unless ``keep_previews``), closes the models'
+connections and the local model's server, closes the store and flushes the traces.
 
 Submitting and running are apart: ``submit`` only records a task; ``run_until_settled``
 has the execution work on it until it needs a person; ``follow`` yields a task's events
@@ -106,7 +108,8 @@ class Runtime:
     ) -> TaskState:
         """Have the execution work on the task until it is settled (finished, or waiting
         for an answer or an approval) or ``stop`` is set, and return its state. The work
-        in flight when ``stop`` is set is finished and recorded first.
+        in flight when ``stop`` is set is finished and recorded first. A task-scoped
+        execution then delivers the task's new outcomes (``delivery``).
 
         ``mode`` drives this one task in this process in that mode instead of with the
         runtime's execution (tests compare the modes this way)."""

@@ -97,14 +97,12 @@ async def research_task(
     peer: Peer,
     *,
     tracing: Tracing | None = None,
-    pages: bool = True,
     **values: Any,
 ) -> Researched:
     """The research project's request run to its end in sequential mode: the search
-    answers with the local page ``/post`` (``pages``: it is served)."""
+    answers with the local page ``/post``."""
     searxng(peer, "/post")
-    if pages:
-        peer.route("GET /post", Reply(200, ARTICLE, HTML))
+    peer.route("GET /post", Reply(200, ARTICLE, HTML))
     done = Researched("", TaskState(task_id=""), [], tmp_path)
     settings = research_settings(tmp_path, peer, **values)
     async with open_runtime(

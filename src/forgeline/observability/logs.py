@@ -107,7 +107,10 @@ def configure_logging(config: TelemetryConfig, *, stream: TextIO | None = None) 
 @contextmanager
 def bind_task(task_id: str, correlation_id: str | None = None, **values: Any) -> Iterator[None]:
     """Every line logged inside carries the task's ids (and ``values``, e.g. the stage)."""
-    with structlog.contextvars.bound_contextvars(
+    tokens = structlog.contextvars.bind_contextvars(
         task_id=task_id, correlation_id=correlation_id or task_id, **values
-    ):
+    )
+    try:
         yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)

@@ -139,6 +139,9 @@ class Tracing:
         """A stage's run on one trigger (or any unit of a task's work), in the task's
         trace. An exception marks it as an error; set ``forgeline.outcome`` on the span
         to say how it ended. Model and tool spans inside it use this ``Tracing``."""
+        if self.provider is None:  # off: nothing to record, and nothing inside either
+            yield INVALID_SPAN
+            return
         parent = trace.set_span_in_context(NonRecordingSpan(task_span_context(task_id)))
         token = otel_context.attach(otel_context.set_value(_TRACING, self, parent))
         try:
