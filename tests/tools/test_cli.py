@@ -6,12 +6,23 @@ import asyncio
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pypdf import PdfReader
+from rich.console import Console
 from typer.testing import CliRunner
 
 from forgeline.cli.app import app
+from forgeline.cli.render import describe
+from forgeline.core.events import (
+    EmailSent,
+    Event,
+    GitHubCalled,
+    PageFetched,
+    ResearchWritten,
+    ToolSearched,
+)
 from tests.pipeline import harness
 from tests.scripts import todo_project
 from tests.tools.peers import Peer, Reply, github_api, received
@@ -192,3 +203,29 @@ def test_run_takes_a_request_or_an_issue(ws: Path, args: list[str]) -> None:
     assert result.exit_code == 2
     assert "give either REQUEST or --from-issue OWNER/REPO#N" in result.output
     assert not (ws / ".git").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (ToolSearched(provider="searxng", query="tomlkit", error="HTTP 429"),
+         "search 'tomlkit' (searxng) failed: HTTP 429"),
+        (ToolSearched(provider="duckduckgo", query="x", cached=True),
+         "search 'x' (duckduckgo): 0 result(s) from the cache"),
+        (PageFetched(url="http://10.0.0.1/", error="a private address"),
+         "fetch http://10.0.0.1/ refused: a private address"),
+        (ResearchWritten(topic="t", path="research/t.md", references=("a", "b")),
+         "wrote research/t.md with 2 reference(s)"),
+        (GitHubCalled(action="comment", repository="acme/todo", number=7, url="https://x/7"),
+         "github comment acme/todo#7: https://x/7"),
+        (EmailSent(outcome="failed", recipients=("a@x",), subject="s", error="refused"),
+         "e-mail (failed) to a@x failed: refused"),
+    ],
+)  # fmt: skip
+def test_tool_events_are_described(data: Any, line: str) -> None:
+    event = Event(
+        stream_id="task-t", data=data, correlation_id="t", actor="coder", version=1, position=1
+    )
+    console = Console(width=200, record=True)
+    console.print(describe(event))
+    assert console.export_text().strip() == line

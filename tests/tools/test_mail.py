@@ -15,6 +15,7 @@ from pypdf import PdfReader
 
 from forgeline.core.events import EmailSent
 from forgeline.core.task import TaskState
+from forgeline.errors import ConfigError
 from forgeline.tools.calls import ToolCalls
 from forgeline.tools.config import EmailConfig
 from forgeline.tools.mail import Mailer, MailError, outcome_of
@@ -213,3 +214,25 @@ async def test_who_gets_what(smtp: tuple[Inbox, int]) -> None:
     assert inbox.messages == []
     assert outcome_of(TaskState(task_id="t", status="awaiting_approval")) == "awaiting_approval"
     assert outcome_of(TaskState(task_id="t", status="cancelled")) is None
+
+
+async def test_configured_templates_replace_the_built_in_ones(
+    smtp: tuple[Inbox, int], tmp_path: Path
+) -> None:
+    inbox, port = smtp
+    (tmp_path / "email.txt.j2").write_text(
+        "{{ headline | upper }}: {{ s.request }} ({{ outcome }}, {{ pull_request or 'no PR' }})\n"
+    )
+    config = settings(port, templates=str(tmp_path), attach_report=False)
+
+    await Mailer(config).notify(failed_report(), outcome="failed", pull_request=None)
+
+    [(_, recipients, message)] = inbox.messages
+    assert recipients == ["oncall@example.org"]
+    text, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert text is not None and html is not None
+    assert text.get_content().strip() == "FAILED: add a /health endpoint (failed, no PR)"
+    assert "tests kept failing" in html.get_content()  # the built-in HTML template
+    (tmp_path / "email.txt.j2").write_text("{{ s.request | no_such_filter }}\n")
+    with pytest.raises(ConfigError, match=r"\[email\] templates .* do not render"):
+        await Mailer(config).notify(failed_report())
