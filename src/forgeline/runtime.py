@@ -264,7 +264,8 @@ async def open_runtime(
     try:
         await runtime.execution.start()
         if runtime.delivery is not None and not runtime.execution.owns_task:
-            following = asyncio.create_task(runtime.delivery.follow(done_following))
+            after = await runtime.delivery.start_position()
+            following = asyncio.create_task(runtime.delivery.follow(after, done_following))
         yield runtime
     finally:
         try:

@@ -27,7 +27,8 @@ outcomes from before delivery was configured are not announced.
 
 Who runs it (``open_runtime``, when either is configured): a task-scoped execution
 after each ``run_until_settled`` on that task (a task settles exactly at its outcomes),
-and a shared execution (``follow``) as a subscriber of the whole log.
+and a shared execution (``follow`` from ``start_position``) as a subscriber of the whole
+log.
 """
 
 from __future__ import annotations
@@ -152,13 +153,18 @@ class Delivery:
 
     # ------------------------------------------------------------- every task
 
-    async def follow(self, stop: asyncio.Event) -> None:
-        """Deliver every task's outcomes as they are recorded, until ``stop`` is set (a
-        shared execution); a first start watches the log from its end."""
+    async def start_position(self) -> int:
+        """Where ``follow`` starts: after its checkpoint, or the first time at the log's
+        end (saved, so a restart goes on from there)."""
         after = await self.store.get_checkpoint(SUBSCRIBER)
         if not after:
             after = await _last_position(self.store)
             await self.store.save_checkpoint(SUBSCRIBER, after)
+        return after
+
+    async def follow(self, after: int, stop: asyncio.Event) -> None:
+        """Deliver every task's outcomes recorded after position ``after`` as they are
+        recorded, until ``stop`` is set (a shared execution)."""
         async for event in self.store.follow(after=after, stop=stop):
             task_id = task_id_of(event.stream_id)
             if task_id is None:
