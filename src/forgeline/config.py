@@ -28,7 +28,13 @@ from forgeline.core.events import Budget
 from forgeline.errors import ConfigError
 from forgeline.evolve.config import EvolveConfig
 from forgeline.observability.config import TelemetryConfig
-from forgeline.tools.config import EmailConfig, FetchConfig, GitHubConfig, SearchConfig
+from forgeline.tools.config import (
+    EmailConfig,
+    FetchConfig,
+    GitHubConfig,
+    ResearchConfig,
+    SearchConfig,
+)
 
 ModelRole = Literal["planner", "architect", "coder", "fixer", "reviewer"]
 """A role with a model chain of its own (``[models]``)."""
@@ -323,6 +329,7 @@ class Settings(BaseSettings):
     deploy_timeout: float = Field(60, gt=0)
     search: SearchConfig = Field(default_factory=SearchConfig)
     fetch: FetchConfig = Field(default_factory=FetchConfig)
+    research: ResearchConfig = Field(default_factory=ResearchConfig)
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)

@@ -11,6 +11,7 @@ and an open change is marked failed with the error log.
 
 from __future__ import annotations
 
+import logging
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -46,11 +47,19 @@ from forgeline.core.task import TaskState
 from forgeline.errors import DuplicateEventError, ForgelineError
 from forgeline.llm.gateway import ModelRegistry
 from forgeline.llm.metered import BudgetExceeded, Compactor, Meter, merged_compaction
+from forgeline.observability.logs import bind_task
+from forgeline.observability.tracing import Tracing
 from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess
 from forgeline.store.base import EventStore
+from forgeline.tools.toolkit import Toolkit
 from forgeline.workspace.git import GitWorkspace
 from forgeline.workspace.layout import Workspaces
 from forgeline.workspace.venv import WorkspaceVenv, workspace_venv
+
+log = logging.getLogger(__name__)
+
+#: Events a run records beside its result (what the span's outcome is not).
+_ASIDE = ("context.", "tool.", "change.")
 
 
 @dataclass
@@ -66,6 +75,8 @@ class Services:
     clock: Callable[[], datetime] = utcnow
     previews: dict[str, SpawnedProcess] = field(default_factory=dict)
     """Web previews this process started, by task id."""
+    tracing: Tracing = field(default_factory=Tracing)
+    """Spans per stage, model and tool call (``[telemetry]``; a no-op by default)."""
 
 
 _current_run: ContextVar[StageRun] = ContextVar("forgeline_stage_run")
@@ -88,6 +99,9 @@ class StageRun:
         self.change: changes.ChangeState | None = None
         self.compactions: list[ContextCompacted] = []
         self.meters: dict[ModelRole, Meter] = {}
+        services = agent.services
+        self.tools = Toolkit(services.settings, services.store)
+        """The run's web tools; their calls are recorded with its result."""
 
     @cached_property
     def workspace(self) -> GitWorkspace:
@@ -121,6 +135,16 @@ class StageRun:
         """What compaction dropped during this run, one ``context.compacted`` event."""
         merged = merged_compaction(self.compactions)
         return [] if merged is None else [self.event(merged)]
+
+    def tool_events(self) -> list[NewEvent]:
+        """The run's tool calls, as ``tool.*`` events chained from its trigger."""
+        return self.tools.calls.events(
+            stream_id=self.trigger.stream_id,
+            correlation_id=self.state.task_id,
+            causation_id=self.trigger.id,
+            actor=self.agent.stage,
+            created_at=self.now,
+        )
 
     def paused(self, exc: BudgetExceeded) -> list[NewEvent]:
         pause = TaskAwaitingApproval(
@@ -213,6 +237,27 @@ class StageAgent(ABC):
     async def process_direct(
         self, state: TaskState, trigger: Event, *, cause: Event | None = None
     ) -> list[NewEvent]:
+        """The run's events: a span in the task's trace and its ids on every log line."""
+        task_id = state.task_id
+        with (
+            bind_task(task_id, stage=self.stage),
+            self.services.tracing.stage(task_id, self.stage, trigger=trigger.type) as span,
+        ):
+            out = await self._process(state, trigger, cause)
+            outcome = next((e.type for e in out if not e.type.startswith(_ASIDE)), "none")
+            span.set_attribute("forgeline.outcome", outcome)
+            log.debug(
+                "%s finished on %s: %s",
+                self.stage,
+                trigger.type,
+                outcome,
+                extra={"trigger": trigger.type, "outcome": outcome, "events": len(out)},
+            )
+            return out
+
+    async def _process(
+        self, state: TaskState, trigger: Event, cause: Event | None
+    ) -> list[NewEvent]:
         run = StageRun(self, state, trigger, cause)
         token = _current_run.set(run)
         try:
@@ -226,7 +271,7 @@ class StageAgent(ABC):
             out = run.failed(f"internal error: {detail}")
         finally:
             _current_run.reset(token)
-        return [*run.context_events(), *out]
+        return [*run.context_events(), *run.tool_events(), *out]
 
     @abstractmethod
     async def run(self, run: StageRun) -> list[NewEvent]: ...
