@@ -167,7 +167,7 @@ def secrets_of(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         if provider.api_key_env and environ.get(provider.api_key_env):
             found.add(environ[provider.api_key_env])
     found.update(value.get_secret_value() for value in settings.coder.env.values())
-    for url in (settings.store, settings.terminal.index_url, *settings.terminal.find_links):
+    for url in (settings.store, settings.packages.index_url, *settings.packages.find_links):
         if url and "://" in url:
             password = _password(url)
             if password:

@@ -22,10 +22,11 @@ class DeployerAgent(StageAgent):
         spec = state.architecture.run if state.architecture else RunSpec()
         settings = self.services.settings
         timeout = settings.deploy_timeout
-        # The program runs with the repository's venv (what the tests ran with).
-        venv = await run.venv()
         async with workspace.lock:
             await workspace.checkout(state.branch)
+            # The program runs with the task's venv and its declared packages (what the
+            # tests ran with).
+            venv = await run.venv()
             if spec.kind == "web":
                 # Its log and record in the repository, where a stopping process finds them.
                 log_dir = preview_dir(await repository_root(workspace.path), state.task_id)
