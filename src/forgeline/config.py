@@ -347,6 +347,31 @@ class PackagesConfig(BaseModel):
         return (*self.deny, *self.extra_deny)
 
 
+class DeployConfig(BaseModel):
+    """How the deployer ships the app a task built: the ``[deploy]`` table (note 001's
+    preview modes).
+
+    ``preview`` (default): a cli or library is smoke-run once, a web app starts as a
+    preview in the sandbox. ``compose_only``: the same, and the deployer also writes a
+    ``Dockerfile``, ``compose.yaml`` and ``.dockerignore`` for the app (its packages, its
+    command, its health check; checked against the Compose specification) and commits
+    them. ``docker_in_docker``: writes them and runs them with the Docker engine
+    (``docker_host``, else ``DOCKER_HOST``, else the local socket) instead of the sandbox;
+    without an engine the deploy fails, saying so.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["preview", "compose_only", "docker_in_docker"] = "preview"
+    docker_host: str | None = None
+    """The Docker engine ``docker_in_docker`` uses (``unix:///var/run/docker.sock``,
+    ``tcp://host:2376``); unset: ``DOCKER_HOST``, else the local socket if there is one."""
+    docker: str = "docker"
+    """The Docker CLI (with its compose plugin): a name on PATH or a path."""
+    base_image: str | None = None
+    """The image the Dockerfile starts from; default ``python:<forgeline's X.Y>-slim``."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FORGELINE_", env_nested_delimiter="__", extra="forbid"
@@ -378,6 +403,7 @@ class Settings(BaseSettings):
     coder: CoderConfig = Field(default_factory=CoderConfig)
     terminal: TerminalConfig = Field(default_factory=TerminalConfig)
     packages: PackagesConfig = Field(default_factory=PackagesConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
     workspace_venv: bool = True
     """Run the workspace's tests and programs with its repository's own venv
     (``.forgeline/venv``) rather than forgeline's interpreter."""

@@ -226,6 +226,9 @@ class DeployStatus(Frozen):
     preview_id: str | None = None
     """The running web preview's id, which a stopping process resolves to the process
     (``pid`` only informs: it may name another process by then). None in older events."""
+    files: tuple[str, ...] = ()
+    """Deploy files the deployer wrote (``[deploy] mode``), committed as ``commit``."""
+    commit: str | None = None
 
 
 class ToolCommand(Frozen):

@@ -61,7 +61,13 @@ from forgeline.workspace.venv import (
     seed_distributions,
 )
 
-__all__ = ["DOWNLOAD_ENV", "SYNC_MARKER", "PackageSync", "installed_distributions"]
+__all__ = [
+    "DOWNLOAD_ENV",
+    "SYNC_MARKER",
+    "PackageSync",
+    "installed_distributions",
+    "synced_packages",
+]
 
 #: What a venv's last sync was asked for and left, in the venv.
 SYNC_MARKER = "forgeline-packages.json"
@@ -134,6 +140,12 @@ def _read_state(venv: WorkspaceVenv) -> _State | None:
         return _State(str(data["key"]), dict(data["expected"]), pins)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def synced_packages(venv: WorkspaceVenv) -> tuple[PackagePin, ...]:
+    """The wheels the venv's last sync left in it (none before the first)."""
+    state = _read_state(venv)
+    return state.packages if state is not None else ()
 
 
 def _write_state(venv: WorkspaceVenv, state: _State) -> None:
