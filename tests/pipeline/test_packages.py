@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic_ai.messages import ModelMessage
 
 from forgeline.core.events import PackagesSynced
 from forgeline.llm.scripted import prompt_text, scripted_model
+from forgeline.runs.containers import validate_compose
 from forgeline.runs.testrun import run_pytest
 from forgeline.sandbox.local import LocalSpawner
 from forgeline.workspace.venv import WorkspaceVenv, workspace_venv
@@ -120,7 +122,10 @@ def files(**contents: str) -> dict[str, Any]:
 async def test_a_fastapi_service_gets_its_packages_passes_its_tests_and_previews(
     tmp_path: Path, web_wheels: Path
 ) -> None:
-    settings = {"packages": {"use_index": False, "find_links": [str(web_wheels)]}}
+    settings = {
+        "packages": {"use_index": False, "find_links": [str(web_wheels)]},
+        "deploy": {"mode": "compose_only"},
+    }
     code = files(**{"app.py": APP, "test_app.py": TEST_APP})
     async with pipeline(tmp_path, models(SERVICE, code), **settings) as p:
         task_id, state = await run_task(
@@ -155,6 +160,12 @@ async def test_a_fastapi_service_gets_its_packages_passes_its_tests_and_previews
         assert state.deploy is not None and state.deploy.ok and state.deploy.url
         assert get_json(state.deploy.url + "health") == {"status": "ok"}
         await p.stop_preview(task_id)
+        # compose_only: deploy files for the app, with the versions its tests ran with.
+        assert state.deploy.files == ("Dockerfile", "compose.yaml", ".dockerignore")
+        assert state.deploy.commit == state.head
+        dockerfile = (worktree / "Dockerfile").read_text()
+        assert f"fastapi=={fastapi.version}" in dockerfile and "HEALTHCHECK" in dockerfile
+        validate_compose(yaml.safe_load((worktree / "compose.yaml").read_text()))
 
 
 async def test_a_denied_package_fails_the_task_with_the_rule(tmp_path: Path) -> None:
