@@ -182,7 +182,7 @@ def secrets_of(settings: Settings, environ: Mapping[str, str] | None = None) -> 
             found.add(environ[value])
 
     walk(settings)
-    for url in (settings.store, settings.terminal.index_url, *settings.terminal.find_links):
+    for url in (settings.store, settings.packages.index_url, *settings.packages.find_links):
         if url and "://" in url:
             password = _password(url)
             if password:

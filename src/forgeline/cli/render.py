@@ -24,6 +24,7 @@ from forgeline.core.events import (
     Event,
     FixAttempted,
     GitHubCalled,
+    PackagesSynced,
     PageFetched,
     PlanCreated,
     PlanItemCompleted,
@@ -130,6 +131,11 @@ def describe(event: Event) -> str:
             if d.commit:
                 text += f" at {short(d.commit)}"
             return text + (f": {e(d.reason[:200])}" if d.reason else "")
+        case PackagesSynced():
+            pins = {pin.name: pin for pin in d.packages}
+            changed = [f"+{n} {pins[n].version}" if n in pins else f"+{n}" for n in d.installed]
+            changed += [f"-{n}" for n in d.removed]
+            return f"packages synced ({len(d.packages)} wheels): {e(' '.join(changed))}"
         case StageFailed():
             return f"[red]{e(d.stage)} failed[/]: {e(d.error)}"
         case TaskAwaitingApproval():

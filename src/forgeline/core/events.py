@@ -66,6 +66,13 @@ class RunSpec(Frozen):
     health_path: str = "/health"
 
 
+class PackageNeed(Frozen):
+    """A package the design needs: a requirement specifier (``fastapi>=0.110``) and why."""
+
+    name: str
+    reason: str = ""
+
+
 class FileWrite(Frozen):
     path: str
     content: str
@@ -136,6 +143,9 @@ class ArchitectureProposed(Frozen):
     files: tuple[FileSpec, ...] = ()
     run: RunSpec = RunSpec()
     commit: str
+    packages: tuple[PackageNeed, ...] = ()
+    """The packages beyond the standard library the design needs, each with its reason
+    (empty in events recorded before designs named them)."""
 
 
 class PlanItemDispatched(Frozen):
@@ -216,6 +226,9 @@ class DeployStatus(Frozen):
     preview_id: str | None = None
     """The running web preview's id, which a stopping process resolves to the process
     (``pid`` only informs: it may name another process by then). None in older events."""
+    files: tuple[str, ...] = ()
+    """Deploy files the deployer wrote (``[deploy] mode``), committed as ``commit``."""
+    commit: str | None = None
 
 
 class ToolCommand(Frozen):
@@ -234,6 +247,39 @@ class ToolCommand(Frozen):
     timed_out: bool = False
     usage: RunUsage | None = None
     output: str = ""
+
+
+class PackagePin(Frozen):
+    """One wheel a venv got: the distribution (normalized name), its version, and the
+    wheel's sha256, size in bytes and file name."""
+
+    name: str
+    version: str
+    sha256: str
+    size: int = 0
+    file: str = ""
+
+
+class PackagesSynced(Frozen):
+    """A task's venv was brought to the packages its project declares.
+
+    ``declared``: the requirement specifiers read from ``sources`` (the declaration files),
+    plus ``requested`` ones a terminal ``pip install`` added for the time being;
+    ``packages``: every wheel of the resolved set, as installed now; ``installed``: the
+    names this sync (re)installed; ``removed``: the names it uninstalled; ``venv``: the
+    venv, relative to the repository.
+    """
+
+    type: Literal["packages.synced"] = "packages.synced"
+    declared: tuple[str, ...] = ()
+    requested: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    packages: tuple[PackagePin, ...] = ()
+    installed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    downloaded: bool = False
+    venv: str = ""
+    usage: RunUsage | None = None
 
 
 class StageFailed(Frozen):
@@ -667,6 +713,7 @@ EventData = Annotated[
     | ReviewDecision
     | DeployStatus
     | ToolCommand
+    | PackagesSynced
     | StageFailed
     | FixAttempted
     | TaskCompleted

@@ -37,6 +37,7 @@ from forgeline.core.events import (
     Event,
     EventData,
     NewEvent,
+    PackagesSynced,
     StageFailed,
     TaskAwaitingApproval,
     change_stream,
@@ -52,9 +53,11 @@ from forgeline.observability.tracing import Tracing
 from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess
 from forgeline.store.base import EventStore
 from forgeline.tools.toolkit import Toolkit
+from forgeline.workspace.declared import read_declaration
 from forgeline.workspace.git import GitWorkspace
 from forgeline.workspace.layout import Workspaces
-from forgeline.workspace.venv import WorkspaceVenv, workspace_venv
+from forgeline.workspace.sync import PackageSync
+from forgeline.workspace.venv import WorkspaceVenv, repository_root, task_venv
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,7 @@ class StageRun:
         services = agent.services
         self.tools = Toolkit(services.settings, services.store)
         """The run's web tools; their calls are recorded with its result."""
+        self.synced: list[PackagesSynced] = []
 
     @cached_property
     def workspace(self) -> GitWorkspace:
@@ -110,10 +114,32 @@ class StageRun:
         return self.agent.services.workspaces.worktree(self.state)
 
     async def venv(self) -> WorkspaceVenv | None:
-        """The repository's own venv for running its code (``workspace_venv`` setting)."""
-        if not self.agent.services.settings.workspace_venv:
+        """The task's own venv for running its code, synced to the packages the worktree
+        declares now (``workspace.sync``: a ``PackageError`` says why it cannot be); None
+        with ``workspace_venv = false``. A sync that changed the venv is recorded with the
+        run's result (``package_events``)."""
+        services = self.agent.services
+        if not services.settings.workspace_venv:
             return None
-        return await workspace_venv(self.workspace.path)
+        path = self.workspace.path
+        venv = await task_venv(await repository_root(path), self.state.task_id)
+        installer = PackageSync(services.settings.packages, services.spawner)
+        synced = await installer.sync(venv, read_declaration(path), cwd=path)
+        if synced is not None:
+            self.synced.append(synced)
+        return venv
+
+    def package_events(self) -> list[NewEvent]:
+        """One ``packages.synced`` per sync that changed the venv, in order: the first
+        caused by the trigger, each next by the one before (one event of a type per
+        cause)."""
+        events: list[NewEvent] = []
+        for synced in self.synced:
+            event = self.event(synced)
+            if events:
+                event = event.model_copy(update={"causation_id": events[-1].id})
+            events.append(event)
+        return events
 
     def meter(self, role: ModelRole) -> Meter:
         if role not in self.meters:
@@ -271,7 +297,7 @@ class StageAgent(ABC):
             out = run.failed(f"internal error: {detail}")
         finally:
             _current_run.reset(token)
-        return [*run.context_events(), *run.tool_events(), *out]
+        return [*run.context_events(), *run.tool_events(), *run.package_events(), *out]
 
     @abstractmethod
     async def run(self, run: StageRun) -> list[NewEvent]: ...

@@ -398,7 +398,7 @@ class CodeWriter(StageAgent):
                 applied = await apply_change(
                     workspace,
                     change,
-                    validate=PythonValidator(self.services.spawner, venv=venv),
+                    validate=PythonValidator(self.services.spawner, venv=venv, sync=run.venv),
                     max_file_bytes=self.coder_config.max_file_bytes,
                 )
             except PatchError:
@@ -451,7 +451,7 @@ class CodeWriter(StageAgent):
             base = await workspace.head()
             if change is None:
                 return Landed(base, base, [])
-            validator = PythonValidator(self.services.spawner, venv=await run.venv())
+            validator = PythonValidator(self.services.spawner, sync=run.venv)
             try:
                 applied = await apply_change(
                     workspace,
