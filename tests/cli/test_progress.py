@@ -149,7 +149,7 @@ def test_the_request_comes_from_a_file_or_standard_input(ws: Path, tmp_path: Pat
         (["-f", "{bad}"], "is not UTF-8 text (byte 6): save it as UTF-8"),
         (["-f", "{missing}"], "cannot read the request file"),
         (["build it", "-f", "{bad}"], "not both"),
-        ([], "say what to build"),
+        ([], "give either REQUEST or --from-issue"),
     ],
 )
 def test_a_bad_request_file_is_refused_before_anything_is_made(

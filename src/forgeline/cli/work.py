@@ -46,6 +46,7 @@ from forgeline.cli.options import (
     Workspace,
 )
 from forgeline.cli.render import summary
+from forgeline.cli.tools import read_issue, record_calls
 from forgeline.core.events import task_stream, usage_stream
 from forgeline.core.task import TaskState, checked_request, settled
 from forgeline.errors import InvalidRequestError
@@ -213,6 +214,14 @@ def run(
             dir_okay=False,
         ),
     ] = None,
+    from_issue: Annotated[
+        str | None,
+        typer.Option(
+            "--from-issue",
+            help="OWNER/REPO#N: the GitHub issue's title and text are the request; its pull "
+            "request will close it.",
+        ),
+    ] = None,
     workspace: Workspace = Path("."),
     mode: Mode = None,
     max_fix_rounds: Annotated[
@@ -232,7 +241,15 @@ def run(
 ) -> None:
     """Build REQUEST: plan, design, code, test (and fix), review and deploy it.
 
-    The request is the argument, a file (--file request.md) or standard input (`-`)."""
+    The request is the argument, a file (--file request.md), standard input (`-`) or a
+    GitHub issue (--from-issue)."""
+    given_text = request is not None or request_file is not None
+    if given_text == (from_issue is not None):
+        errors.print(
+            "[red]error:[/] give either REQUEST or --from-issue OWNER/REPO#N (REQUEST may be "
+            "`-` to read standard input, or come from --file FILE)"
+        )
+        raise typer.Exit(EXIT_USAGE)
     budget = given(tokens=budget_tokens, usd=budget_usd)
     overrides = given(
         mode=mode,
@@ -243,12 +260,18 @@ def run(
     workspace = workspace.resolve()
 
     async def go() -> int:
-        text = checked_request(read_request(request, request_file))
+        text = "" if from_issue else checked_request(read_request(request, request_file))
         await GitWorkspace(workspace).check()  # refused before a store is made in it
         async with cli_runtime(
             workspace, store, config, agents=True, overrides=overrides
         ) as runtime:
-            task_id = await runtime.submit(text, workspace)
+            issue = None
+            if from_issue is not None:
+                issue, calls = await read_issue(runtime.settings, from_issue)
+            task_id = await runtime.submit(issue.request if issue else text, workspace)
+            if issue is not None:
+                await record_calls(runtime.store, calls, task_id)
+                console.print(f"request from {escape(issue.url)}", highlight=False)
             console.print(f"task [bold]{task_id}[/] on branch forgeline/{task_id}")
             state = await runtime.state(task_id)
             repository = runtime.workspaces.repository(state.repository)

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from opentelemetry import trace
 from pydantic_ai.exceptions import FallbackExceptionGroup, ModelAPIError, UnexpectedModelBehavior
 from pydantic_ai.messages import (
     ModelMessage,
@@ -78,6 +79,7 @@ from forgeline.errors import ForgelineError, StoreError
 from forgeline.llm.failures import provider_failure
 from forgeline.observability import progress
 from forgeline.observability.progress import Activity
+from forgeline.observability.tracing import model_span, record_usage
 from forgeline.store.base import EventStore
 
 log = logging.getLogger(__name__)
@@ -208,6 +210,7 @@ class Meter:
         return self.spent
 
     async def record(self, usage: LlmUsage) -> None:
+        record_usage(trace.get_current_span(), usage)  # the call's span (model_span)
         tokens, usd = await self.spent_so_far()
         if not usage.cache_hit:
             self.spent = (tokens + usage.input_tokens + usage.output_tokens, usd + usage.cost_usd)
@@ -261,6 +264,17 @@ class MeteredModel(WrapperModel):
         self.meter = meter
 
     async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        """One call (or cache hit) in a span of the stage's trace; ``Meter.record`` puts
+        its usage on the span."""
+        with model_span(self.meter.role, self.spec):
+            return await self._metered(messages, model_settings, model_request_parameters)
+
+    async def _metered(
         self,
         messages: list[ModelMessage],
         model_settings: ModelSettings | None,
