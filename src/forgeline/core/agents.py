@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Literal
 
+from pydantic import Field
+
 from forgeline.core.events import (
     AGENTS_STREAM,
     AgentAssigned,
@@ -47,7 +49,7 @@ AgentStatus = Literal["available", "busy"]
 
 class AgentState(Frozen):
     name: str
-    models: dict[str, str] = {}
+    models: dict[str, str] = Field(default_factory=dict)
     """A model chain per role (``a, b``); a role left out uses the configured one."""
     min_complexity: int = 1
     max_complexity: int = 10
@@ -73,9 +75,9 @@ class AgentState(Frozen):
 
 
 class Registry(Frozen):
-    agents: dict[str, AgentState] = {}
+    agents: dict[str, AgentState] = Field(default_factory=dict)
     """The registered agents by name (removed ones are gone)."""
-    holders: dict[str, str] = {}
+    holders: dict[str, str] = Field(default_factory=dict)
     """Task id -> the agent that took it, for every assignment not known to be finished."""
     version: int = 0
     """The ``agents`` stream's version this registry was folded to."""
@@ -153,7 +155,7 @@ def finish(registry: Registry, finished: Mapping[str, datetime]) -> Registry:
 
 class RegisterAgent(Frozen):
     name: str
-    models: dict[str, str] = {}
+    models: dict[str, str] = Field(default_factory=dict)
     min_complexity: int = 1
     max_complexity: int = 10
     capacity: int = 1

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
+from pydantic import Field
+
 from forgeline.core.events import KEYS_STREAM, Event, Frozen, KeyCreated, KeyRevoked, NewEvent
 from forgeline.errors import InvalidRequestError
 
@@ -41,7 +43,7 @@ class KeyState(Frozen):
 
 
 class Keys(Frozen):
-    keys: dict[str, KeyState] = {}
+    keys: dict[str, KeyState] = Field(default_factory=dict)
     version: int = 0
 
 
