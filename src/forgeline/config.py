@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from forgeline import redaction
+from forgeline.api.config import ServerConfig
 from forgeline.core.events import Budget
 from forgeline.errors import ConfigError
 from forgeline.observability.config import TelemetryConfig
@@ -325,6 +326,7 @@ class Settings(BaseSettings):
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
 
     def store_url(self, workspace: Path) -> str:
         return self.store or f"sqlite:///{workspace / '.forgeline' / 'forgeline.db'}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from forgeline.cli import control, show, work
+from forgeline.cli import control, server, show, work
 from forgeline.cli import tools as tool_commands
 from forgeline.cli.doctor import doctor
 
@@ -32,8 +32,11 @@ for command in (
     control.cancel,
     control.stop,
     doctor,
+    server.serve,
 ):
     app.command()(command)
+app.add_typer(server.keys, name="keys")
+app.add_typer(server.agents, name="agents")
 tool_commands.register(app)
 
 
