@@ -80,6 +80,9 @@ class TaskPage(BaseModel):
     total: int
     offset: int
     limit: int
+    position: int = Field(
+        description="The log position this list reflects: follow the stream after it."
+    )
 
 
 class ItemOut(BaseModel):

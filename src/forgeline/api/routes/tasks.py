@@ -74,6 +74,7 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TaskPage:
     """Tasks, newest first."""
+    position = await server.runtime.store.last_position()
     rows = sorted(await server.runtime.store.tasks(), key=lambda r: r.created_at, reverse=True)
     if status is not None:
         rows = [r for r in rows if r.status == status]
@@ -86,7 +87,11 @@ async def list_tasks(
         rows = kept
     page = rows[offset : offset + limit]
     return TaskPage(
-        tasks=[summary_out(r) for r in page], total=len(rows), offset=offset, limit=limit
+        tasks=[summary_out(r) for r in page],
+        total=len(rows),
+        offset=offset,
+        limit=limit,
+        position=position,
     )
 
 
