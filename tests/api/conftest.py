@@ -22,7 +22,7 @@ from tests.scripts import todo_project
 
 def server_settings(tmp_path: Path, **server: Any) -> Settings:
     root = tmp_path / "root"
-    root.mkdir(exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     store = tmp_path / "store" / "forgeline.db"
     return Settings(workspaces_root=root, store=f"sqlite:///{store}", server=server)
 
