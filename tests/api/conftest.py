@@ -47,13 +47,16 @@ class Api:
         return {"Authorization": f"Bearer {self.keys[scope]}"}
 
     def get(self, path: str, scope: str = "read", **kw: Any) -> Any:
-        return self.client.get(path, headers=self.headers(scope), **kw)
+        headers = {**self.headers(scope), **kw.pop("headers", {})}
+        return self.client.get(path, headers=headers, **kw)
 
     def post(self, path: str, scope: str = "write", **kw: Any) -> Any:
-        return self.client.post(path, headers=self.headers(scope), **kw)
+        headers = {**self.headers(scope), **kw.pop("headers", {})}
+        return self.client.post(path, headers=headers, **kw)
 
     def delete(self, path: str, scope: str = "admin", **kw: Any) -> Any:
-        return self.client.delete(path, headers=self.headers(scope), **kw)
+        headers = {**self.headers(scope), **kw.pop("headers", {})}
+        return self.client.delete(path, headers=headers, **kw)
 
     def call(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` (a coroutine function) on the server's event loop."""

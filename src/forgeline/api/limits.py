@@ -33,32 +33,34 @@ class BodyLimit:
             await _too_large(send, limit)
             return
         seen = 0
-        answered = False
+        started = refused = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not refused:
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge
+                    refused = True
+                    if not started:
+                        await _too_large(send, limit)
+            if refused:  # the route stops reading; its own answer goes nowhere
+                return {"type": "http.disconnect"}
             return message
 
         async def watched(message: Message) -> None:
-            nonlocal answered
+            nonlocal started
+            if refused:
+                return
             if message["type"] == "http.response.start":
-                answered = True
+                started = True
             await send(message)
 
         try:
             await self.app(scope, limited, watched)
-        except _TooLarge:
-            if not answered:
-                await _too_large(send, limit)
-
-
-class _TooLarge(Exception):
-    pass
+        except Exception:
+            if not refused:
+                raise
 
 
 async def _too_large(send: Send, limit: int) -> None:
