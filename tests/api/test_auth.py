@@ -137,6 +137,8 @@ def test_cors_is_closed_unless_configured(tmp_path: Path) -> None:
             "/api/me", headers={**api.headers("read"), "Origin": "https://elsewhere.example"}
         )
         assert "access-control-allow-origin" not in got.headers
-    for api in open_api(server_settings(tmp_path / "open", cors_origins=["https://elsewhere.example"])):
+    for api in open_api(
+        server_settings(tmp_path / "open", cors_origins=["https://elsewhere.example"])
+    ):
         answer = api.client.options("/api/tasks", headers=preflight)
         assert answer.headers["access-control-allow-origin"] == "https://elsewhere.example"

@@ -124,4 +124,4 @@ def test_a_task_file_outside_the_worktree_is_refused(api: Api, tmp_path: Path) -
     for path in ("../../../../secret.txt", ".git/config", "%2e%2e/%2e%2e/secret.txt"):
         answer = api.get(f"/api/tasks/{task['id']}/files/{path}")
         assert answer.status_code in (400, 404), (path, answer.text)
-        assert "no" != answer.json().get("text")
+        assert answer.json().get("text") != "no"

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from forgeline.core import agents
-from forgeline.core.agents import Assign, RegisterAgent, RemoveAgent, Registry
+from forgeline.core.agents import Assign, RegisterAgent, Registry, RemoveAgent
 from forgeline.core.events import AGENTS_STREAM, Event, NewEvent
 from forgeline.errors import InvalidRequestError
 from tests.core.given import AT
@@ -80,7 +80,9 @@ def test_the_least_recently_active_agent_goes_first() -> None:
     assert log.assign("t3", 3, minutes=3).data.agent == "a"  # type: ignore[union-attr]  # a at 1, b at 2
     # a task of b's ends: b is active at 10 now, a still at 3
     freed = agents.finish(log.registry, {"t2": AT + timedelta(minutes=10)})
-    assert freed.agents["b"].tasks == () and freed.agents["b"].last_active == AT + timedelta(minutes=10)
+    assert freed.agents["b"].tasks == () and freed.agents["b"].last_active == AT + timedelta(
+        minutes=10
+    )
     [pick, _] = agents.decide(freed, Assign(task_id="t4", complexity=3, cause="c4", at=AT))
     assert pick.data.agent == "a"  # type: ignore[union-attr]
 

@@ -21,7 +21,9 @@ def test_a_key_is_created_with_its_digest_only_and_revoked_once() -> None:
 
     def apply(new: list) -> None:  # type: ignore[type-arg]
         for e in new:
-            events.append(Event(**e.model_dump(), version=len(events) + 1, position=len(events) + 1))
+            events.append(
+                Event(**e.model_dump(), version=len(events) + 1, position=len(events) + 1)
+            )
 
     apply(keys.decide(Keys(), CreateKey(key_id="k1", name="ci", scope="write", digest="d", at=AT)))
     state = keys.fold(events)

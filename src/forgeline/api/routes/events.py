@@ -54,20 +54,14 @@ async def events(
     types: Types = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPage:
-    """A page of the log by global position (``next_after`` continues it)."""
+    """A page of the log by global position (``next_after`` continues it); with
+    ``task``, every event of that task (its stream, its model usage, its changes)."""
     store = server.runtime.store
     found: list[Event] = []
     position = after
-    if task is not None:
-        recorded = await store.read_stream(task_stream(task))
-        recorded += await store.read_stream(usage_stream(task))
-        for event in sorted(recorded, key=lambda e: e.position):
-            if event.position > after and visible(event, task, types):
-                found.append(event)
-                position = event.position
-                if len(found) == limit:
-                    break
-        return EventPage(events=[event_out(e) for e in found], next_after=position)
+    if task is not None:  # nothing of a task comes before its first event
+        first = await store.read_stream(task_stream(task))
+        position = max(after, first[0].position - 1) if first else after
     for _ in range(20):  # at most 20 pages scanned per request
         page = await store.read_all(after=position, limit=PAGE)
         for event in page:
