@@ -70,7 +70,7 @@ class Api:
 
         async def wait() -> None:
             with anyio.fail_after(timeout):
-                while not settled(await self.server.runtime.state(task_id)):
+                while not settled(await self.server.runtime.state(task_id)):  # noqa: ASYNC110
                     await anyio.sleep(0.05)
 
         self.call(wait)

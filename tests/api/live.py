@@ -17,6 +17,7 @@ import uvicorn
 
 from forgeline.api.keyring import Keyring
 from forgeline.config import Settings
+from forgeline.core.keys import Scope
 from forgeline.store import open_store
 from tests.api.conftest import server_app, server_settings
 from tests.conftest import free_port
@@ -48,10 +49,8 @@ async def _make_keys(settings: Settings) -> dict[str, str]:
     assert settings.store is not None
     async with open_store(settings.store) as store:
         ring = Keyring(store)
-        return {
-            scope: (await ring.create(f"{scope} key", scope))[1]
-            for scope in ("read", "write", "admin")
-        }  # type: ignore[arg-type]
+        scopes: tuple[Scope, ...] = ("read", "write", "admin")
+        return {scope: (await ring.create(f"{scope} key", scope))[1] for scope in scopes}
 
 
 @contextmanager

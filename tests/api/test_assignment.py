@@ -41,8 +41,7 @@ def _gated_coder(name: str) -> Model:
 
     async def gated(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         CALLS.append(name)
-        while not GATE.is_set():
-            await asyncio.sleep(0.02)
+        await asyncio.to_thread(GATE.wait)
         return respond(messages, info)
 
     return FunctionModel(gated, model_name=name)
@@ -68,9 +67,10 @@ def agents_api(tmp_path: Path) -> Iterator[Api]:
     GATE.clear()
     CALLS.clear()
     models = todo_project.models(planner=planner(), coder=configured_coder())
-    for api in open_api(server_settings(tmp_path), models):
-        yield api
-    GATE.set()
+    try:
+        yield from open_api(server_settings(tmp_path), models)
+    finally:
+        GATE.set()
 
 
 def status(api: Api, task_id: str, wanted: str, timeout: float = 60) -> dict[str, Any]:
