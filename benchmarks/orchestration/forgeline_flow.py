@@ -35,6 +35,7 @@ from forgeline.core.events import (
 )
 from forgeline.core.reactions import Role, Stage
 from forgeline.core.task import Initialize, TaskState, decide
+from forgeline.pipeline.assigner import AssignerAgent
 from forgeline.pipeline.base import Services, StageAgent, StageRun
 from forgeline.pipeline.execution import SharedWorkers
 from forgeline.pipeline.runner import Pipeline
@@ -120,6 +121,7 @@ class InstantDeployer(StageAgent):
 
 AGENT_TYPES: tuple[type[StageAgent], ...] = (
     InstantPlanner,
+    AssignerAgent,  # the real one: no model, the registry in the store
     InstantArchitect,
     InstantCoder,
     InstantTester,

@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from forgeline import redaction
+from forgeline.api.config import ServerConfig
 from forgeline.core.events import Budget
 from forgeline.errors import ConfigError
 from forgeline.evolve.config import EvolveConfig
@@ -442,6 +443,7 @@ class Settings(BaseSettings):
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     evolve: EvolveConfig = Field(default_factory=EvolveConfig)
     """``[evolve]``: the evolution daemon's signals and guardrails (docs/evolve.md)."""
 

@@ -78,6 +78,7 @@ PATTERNS: tuple[tuple[str, str], ...] = (
     ("xox", r"xox[abposr]-[A-Za-z0-9\-]{10,}"),  # Slack
     ("hf_", r"hf_[A-Za-z0-9]{30,}"),  # Hugging Face
     ("akia", r"AKIA[0-9A-Z]{16}"),  # AWS access key id
+    ("flk_", r"flk_[a-z0-9]{12}_[A-Za-z0-9_\-]{20,}"),  # forgeline's own API keys
     ("aiza", r"AIza[0-9A-Za-z_\-]{35}"),  # Google API key
     ("://", r"(?P<keep>://[^\s/:@'\"]+:)[^\s/@'\"]+(?=@)"),  # a URL's user:password@
 )

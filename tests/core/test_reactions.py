@@ -23,8 +23,10 @@ from forgeline.core.events import (
     Resume,
     ReviewDecision,
     StageFailed,
+    TaskAssigned,
     TaskAwaitingApproval,
     TaskInitiated,
+    TaskWaiting,
     TestResults,
 )
 from forgeline.core.reactions import (
@@ -57,8 +59,10 @@ def test_every_row_names_a_recorded_event_type() -> None:
     [
         (TaskInitiated(request="r", repository="ws", branch="b", base_commit="c"), "planner",
          False, ("running", "planner")),
-        (PlanCreated(summary="s", items=(), commit="c"), "architect", False,
-         ("running", "architect")),
+        (PlanCreated(summary="s", items=(), commit="c"), "assigner", False,
+         ("running", "assigner")),
+        (TaskAssigned(agent="a", complexity=3), "architect", False, ("running", "architect")),
+        (TaskWaiting(complexity=9, reason="busy"), None, False, ("waiting", "assigner")),
         (PlanItemDispatched(item_id="a"), "coder", True, ("running", "coder")),
         (CodePrOpened(branch="b", commit="c"), "tester", False, ("running", "tester")),
         (PASSED, "reviewer", False, ("running", "reviewer")),

@@ -13,7 +13,9 @@ from forgeline.core.events import (
     PlanItemCompleted,
     ReviewDecision,
     StageFailed,
+    TaskAssigned,
     TaskInitiated,
+    TaskWaiting,
     TestResults,
 )
 from forgeline.core.task import (
@@ -100,8 +102,16 @@ def test_initialize_twice_is_refused() -> None:
 def test_stage_routing_follows_the_pipeline() -> None:
     h = started()
     assert next_stage(state_of(h), h.events[-1]) == "planner"
-    h.add(PlanCreated(summary="s", items=(A,), commit="c1"))
-    assert next_stage(state_of(h), h.events[-1]) == "architect"
+    h.add(PlanCreated(summary="s", items=(A,), commit="c1", complexity=4))
+    assert next_stage(state_of(h), h.events[-1]) == "assigner"
+    h.add(TaskWaiting(complexity=4, reason="every agent that takes complexity 4 is busy"))
+    assert state_of(h).status == "waiting" and "busy" in (state_of(h).waiting or "")
+    assert next_stage(state_of(h), h.events[-1]) is None
+    h.add(TaskAssigned(agent="cheap", complexity=4, models={"coder": "test:cheap"}))
+    state = state_of(h)
+    assert (state.status, state.agent, state.waiting) == ("running", "cheap", None)
+    assert state.complexity == 4 and state.models == {"coder": "test:cheap"}
+    assert next_stage(state, h.events[-1]) == "architect"
     h.add(ArchitectureProposed(summary="a", adr_path="x", commit="c2"))
     assert next_stage(state_of(h), h.events[-1]) is None
     assert react(h) == ["plan.item.dispatched"]

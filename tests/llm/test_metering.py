@@ -123,9 +123,10 @@ async def test_a_budget_pauses_the_task_until_it_is_approved(tmp_path: Path, mod
     assert state.status == "completed", state.failure
     assert state.budget.tokens == 100_000
     assert len(architect.calls) == 1
-    assert types[:4] == [
+    assert types[:5] == [
         "task.initiated",
         "plan.created",
+        "task.assigned",
         "task.awaiting_approval",
         "budget.approved",
     ]

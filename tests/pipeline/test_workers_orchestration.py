@@ -56,6 +56,7 @@ ARCHITECTURE = ArchitectureProposed(
 CHAIN = [
     "task.initiated",
     "plan.created",
+    "task.assigned",
     "architecture.proposed",
     "plan.item.dispatched",
     "plan.item.completed",
@@ -162,9 +163,9 @@ async def test_sequential_run_records_each_reaction_with_its_trigger(tmp_path: P
         state = await p.run_sequential("t1")
         assert state.status == "completed"
         assert await types(store, "t1") == CHAIN
-        # planner, architect (+ dispatch), coder (+ pr), tester, reviewer, deployer
-        # (+ completed): six commits, none of them the orchestrator's own
-        assert len(commits) == 6
+        # planner, assigner, architect (+ dispatch), coder (+ pr), tester, reviewer,
+        # deployer (+ completed): seven commits, none of them the orchestrator's own
+        assert len(commits) == 7
         events = await store.read_stream(task_stream("t1"))
         by_id = {e.id: e for e in events}
         for e in events:
@@ -213,7 +214,7 @@ async def test_a_reaction_is_decided_again_when_the_task_moved_on(tmp_path: Path
         # cancellation came first, so the result is recorded again on the latest state,
         # which is cancelled: nothing of the run is recorded after the cancel.
         assert state.status == "cancelled"
-        assert await types(store, "t1") == [*CHAIN[:4], "task.cancelled"]
+        assert await types(store, "t1") == [*CHAIN[:5], "task.cancelled"]
 
 
 async def test_an_orchestrator_decision_is_not_recorded_on_a_stale_state(
@@ -224,9 +225,10 @@ async def test_an_orchestrator_decision_is_not_recorded_on_a_stale_state(
         p = make_pipeline(store)
         await submit(p, "t1", 1)
         await p.handle((await store.read_stream(task_stream("t1")))[0], "planner")
+        await p.handle((await store.read_stream(task_stream("t1")))[1], "assigner")
         # the architect's result recorded alone (as a stage's result always was before)
-        plan = (await store.read_stream(task_stream("t1")))[1]
-        out = await p.agents["architect"].process_direct(await p.state("t1"), plan)
+        assigned = (await store.read_stream(task_stream("t1")))[2]
+        out = await p.agents["architect"].process_direct(await p.state("t1"), assigned)
         [[architecture]] = await store.append_batch([AppendRequest(task_stream("t1"), out)])
         # the orchestrator reads the task, then another process cancels it before the
         # dispatch is written: the append fails, and on the latest state there is nothing
@@ -243,7 +245,7 @@ async def test_an_orchestrator_decision_is_not_recorded_on_a_stale_state(
         store.append_batch = append_batch  # type: ignore[method-assign]
         assert await p.handle(architecture, ORCHESTRATOR) == []
         assert cancelled
-        assert await types(store, "t1") == [*CHAIN[:3], "task.cancelled"]
+        assert await types(store, "t1") == [*CHAIN[:4], "task.cancelled"]
 
 
 class TwoItemPlanner(InstantPlanner):
@@ -260,8 +262,9 @@ async def test_the_orchestrator_reacts_to_its_own_dispatch_in_the_same_commit(
         p = make_pipeline(store, {**instant_agents(services), "planner": TwoItemPlanner(services)})
         await submit(p, "t1", 1)
         await p.handle((await store.read_stream(task_stream("t1")))[0], None)
-        plan = (await store.read_stream(task_stream("t1")))[1]
-        recorded = await p.handle(plan, "architect")
+        await p.handle((await store.read_stream(task_stream("t1")))[1], None)
+        assigned = (await store.read_stream(task_stream("t1")))[2]
+        recorded = await p.handle(assigned, "architect")
         # independent items: the first dispatch, and the dispatch that reacts to it
         assert [e.type for e in recorded] == [
             "architecture.proposed",
@@ -389,19 +392,19 @@ async def test_a_full_backlog_holds_back_neither_the_other_roles_nor_its_own_eve
         planner = Worker(fake, "planner", concurrency=2)  # type: ignore[arg-type]
         planner.max_backlog = 4
         planner.intake_page = 5
-        architect = Worker(fake, "architect", concurrency=2)  # type: ignore[arg-type]
-        for worker in (planner, architect):
+        assigner = Worker(fake, "assigner", concurrency=2)  # type: ignore[arg-type]
+        for worker in (planner, assigner):
             await worker.start_position()
             worker._inbox = feed.inbox()
-        tasks = [asyncio.create_task(w.run(stop, feed)) for w in (planner, architect)]
+        tasks = [asyncio.create_task(w.run(stop, feed)) for w in (planner, assigner)]
         tasks.append(asyncio.create_task(feed.run(0)))
         # the planner is stuck on its first two tasks, with 38 more queued before the
-        # architect's event: the architect gets it all the same
+        # assigner's event: the assigner gets it all the same
         for _ in range(200):
-            if ("architect", "plan.created", late.position) in fake.calls:
+            if ("assigner", "plan.created", late.position) in fake.calls:
                 break
             await asyncio.sleep(0.01)
-        assert ("architect", "plan.created", late.position) in fake.calls
+        assert ("assigner", "plan.created", late.position) in fake.calls
         assert [c for c in fake.calls if c[0] == "planner"] == [
             ("planner", "task.initiated", 1),
             ("planner", "task.initiated", 2),
@@ -418,7 +421,7 @@ async def test_a_full_backlog_holds_back_neither_the_other_roles_nor_its_own_eve
         planned = [c[2] for c in fake.calls if c[0] == "planner"]
         assert planned == list(range(1, 41))  # each once, in order
         assert await store.get_checkpoint("worker:planner") == late.position
-        assert await store.get_checkpoint("worker:architect") == late.position
+        assert await store.get_checkpoint("worker:assigner") == late.position
 
 
 async def test_an_event_whose_reaction_is_in_the_same_page_is_not_handled(

@@ -140,6 +140,7 @@ APPROVE: dict[str, Any] = {"approved": True, "comments": []}
 EVENT_CHAIN = [
     "task.initiated",
     "plan.created",
+    "task.assigned",
     "architecture.proposed",
     "plan.item.dispatched",
     "plan.item.completed",

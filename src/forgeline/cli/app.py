@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from forgeline.cli import changes, control, evolve, show, work
+from forgeline.cli import changes, control, evolve, server, show, work
 from forgeline.cli import tools as tool_commands
 from forgeline.cli.doctor import doctor
 
@@ -32,9 +32,12 @@ for command in (
     control.cancel,
     control.stop,
     doctor,
+    server.serve,
     evolve.evolve,
 ):
     app.command()(command)
+app.add_typer(server.keys, name="keys")
+app.add_typer(server.agents, name="agents")
 tool_commands.register(app)
 app.add_typer(changes.app)
 

@@ -134,6 +134,9 @@ class PlanCreated(Frozen):
     summary: str
     items: tuple[PlanItem, ...]
     commit: str
+    complexity: int = Field(default=5, ge=1, le=10)
+    """The planner's estimate, 1 (trivial) to 10 (hard): which agents may take the task
+    (``core.agents``). Events recorded before estimates read as 5."""
 
 
 class ArchitectureProposed(Frozen):
@@ -731,6 +734,74 @@ class EmailSent(Frozen):
     error: str | None = None
 
 
+# Agents and API keys (the server, note 002). The registry of agents is the ``agents``
+# stream, API keys the ``apikeys`` stream; a task's assignment is in its own stream too.
+
+AGENTS_STREAM = "agents"
+KEYS_STREAM = "apikeys"
+
+
+class AgentRegistered(Frozen):
+    """An agent was added (or replaced, by name): the models it runs each role on (a
+    chain ``a, b`` per role; a role left out uses the configured one), the task
+    complexities it takes and how many tasks it works on at once."""
+
+    type: Literal["agent.registered"] = "agent.registered"
+    name: str
+    models: dict[str, str] = Field(default_factory=dict)
+    min_complexity: int = Field(default=1, ge=1, le=10)
+    max_complexity: int = Field(default=10, ge=1, le=10)
+    capacity: int = Field(default=1, ge=1)
+
+
+class AgentRemoved(Frozen):
+    type: Literal["agent.removed"] = "agent.removed"
+    name: str
+
+
+class AgentAssigned(Frozen):
+    """In the ``agents`` stream: the agent took the task (it is busy with it until the
+    task ends)."""
+
+    type: Literal["agent.assigned"] = "agent.assigned"
+    name: str
+    task_id: str
+    complexity: int
+
+
+class TaskAssigned(Frozen):
+    """In the task's stream: the agent its stages run as, with that agent's models per
+    role as they were when it was assigned (empty: the configured models)."""
+
+    type: Literal["task.assigned"] = "task.assigned"
+    agent: str
+    complexity: int
+    models: dict[str, str] = Field(default_factory=dict)
+
+
+class TaskWaiting(Frozen):
+    """No agent could take the task; it waits until one can, and ``reason`` says why."""
+
+    type: Literal["task.waiting"] = "task.waiting"
+    complexity: int
+    reason: str
+
+
+class KeyCreated(Frozen):
+    """An API key of the server: only its sha256 digest is kept, never the key."""
+
+    type: Literal["key.created"] = "key.created"
+    key_id: str
+    name: str
+    scope: Literal["read", "write", "admin"]
+    digest: str
+
+
+class KeyRevoked(Frozen):
+    type: Literal["key.revoked"] = "key.revoked"
+    key_id: str
+
+
 ToolEventData = (
     ToolSearched | SearchCached | PageFetched | ResearchWritten | GitHubCalled | EmailSent
 )
@@ -773,6 +844,13 @@ EventData = Annotated[
     | ResearchWritten
     | GitHubCalled
     | EmailSent
+    | AgentRegistered
+    | AgentRemoved
+    | AgentAssigned
+    | TaskAssigned
+    | TaskWaiting
+    | KeyCreated
+    | KeyRevoked
     | CycleRecorded
     | CycleCompleted
     | RSITaskCreated

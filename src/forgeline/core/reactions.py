@@ -26,9 +26,12 @@ from typing import Final, Literal
 
 from forgeline.core.events import EventData
 
-Stage = Literal["planner", "architect", "coder", "tester", "fixer", "reviewer", "deployer"]
+Stage = Literal[
+    "planner", "assigner", "architect", "coder", "tester", "fixer", "reviewer", "deployer"
+]
 STAGES: tuple[Stage, ...] = (
     "planner",
+    "assigner",
     "architect",
     "coder",
     "tester",
@@ -81,7 +84,11 @@ def _changes_requested(data: EventData) -> bool:
 
 REACTIONS: tuple[Reaction, ...] = (
     Reaction("task.initiated", stage="planner", status="running", phase="planner"),
-    Reaction("plan.created", stage="architect", status="running", phase="architect"),
+    # the assigner gives the task an agent for its complexity (``core.agents``) ...
+    Reaction("plan.created", stage="assigner", status="running", phase="assigner"),
+    # ... or it waits until one is free; the agent's models then run every later stage
+    Reaction("task.waiting", status="waiting", phase="assigner"),
+    Reaction("task.assigned", stage="architect", status="running", phase="architect"),
     Reaction("architecture.proposed", orchestrator=True, status="running", phase="coder"),
     Reaction(
         "plan.item.dispatched", stage="coder", orchestrator=True, status="running", phase="coder"

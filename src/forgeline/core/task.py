@@ -46,11 +46,13 @@ from forgeline.core.events import (
     Resume,
     ReviewDecision,
     StageFailed,
+    TaskAssigned,
     TaskAwaitingApproval,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskInitiated,
+    TaskWaiting,
     TestResults,
     task_stream,
 )
@@ -69,6 +71,7 @@ from forgeline.errors import InvalidRequestError
 TaskStatus = Literal[
     "new",
     "running",
+    "waiting",
     "needs_clarification",
     "awaiting_approval",
     "completed",
@@ -95,6 +98,14 @@ class TaskState(Frozen):
     paused: tuple[TaskAwaitingApproval, ...] = ()
     """Stages stopped by the budget, each waiting to re-run on its trigger."""
     plan_summary: str = ""
+    complexity: int | None = None
+    """The planner's estimate (1-10), which decides the agents that may take the task."""
+    agent: str | None = None
+    """The agent the task's stages run as (``task.assigned``), once assigned."""
+    models: dict[str, str] = Field(default_factory=dict)
+    """That agent's model chain per role; a role left out uses the configured chain."""
+    waiting: str | None = None
+    """Why no agent could take the task yet (status ``waiting``)."""
     items: dict[str, ItemState] = Field(default_factory=dict)
     architecture: ArchitectureProposed | None = None
     code_rounds: int = 0
@@ -148,7 +159,12 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                 "plan_summary": data.summary,
                 "items": {item.id: ItemState(item=item) for item in data.items},
                 "head": data.commit,
+                "complexity": data.complexity,
             }
+        case TaskWaiting():
+            u |= {"status": "waiting", "waiting": data.reason}
+        case TaskAssigned():
+            u |= {"status": "running", "agent": data.agent, "models": data.models, "waiting": None}
         case ArchitectureProposed():
             u |= {"architecture": data, "head": data.commit}
         case PlanItemDispatched():

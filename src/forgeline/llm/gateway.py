@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 from openai import AsyncOpenAI
 from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
@@ -127,10 +128,20 @@ class ModelRegistry:
     """The model chain for each role, built once from settings (or given in tests)."""
 
     def __init__(
-        self, models: Mapping[ModelRole, Model], specs: Mapping[ModelRole, str] | None = None
+        self,
+        models: Mapping[ModelRole, Model],
+        specs: Mapping[ModelRole, str] | None = None,
+        *,
+        settings: Settings | None = None,
+        built: dict[str, Model] | None = None,
     ):
         self._models = dict(models)
         self._specs = dict(specs or {})
+        self._settings = settings
+        self._built: dict[str, Model] = {} if built is None else built
+        """Chains built from specs, by spec: shared with the registries ``with_chains``
+        derives, so each is built once and closed once."""
+        self._derived: dict[tuple[tuple[str, str], ...], ModelRegistry] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelRegistry:
@@ -146,7 +157,29 @@ class ModelRegistry:
                 built[spec] = build_chain(chain, settings)
             models[role] = built[spec]
             specs[role] = spec
-        return cls(models, specs)
+        return cls(models, specs, settings=settings, built=built)
+
+    def with_chains(self, chains: Mapping[str, str]) -> ModelRegistry:
+        """This registry with ``chains`` (role -> ``a, b``) in place of those roles'
+        chains: the models of a task's agent (``TaskState.models``). Each chain is built
+        once (``ConfigError`` when it cannot be) and the registry kept for the next task
+        with the same chains."""
+        chains = {r: c for r, c in chains.items() if r in MODEL_ROLES and c != self._specs.get(r)}
+        if not chains:
+            return self
+        key = tuple(sorted(chains.items()))
+        derived = self._derived.get(key)
+        if derived is None:
+            models, specs = dict(self._models), dict(self._specs)
+            for role, spec in chains.items():
+                if spec not in self._built:
+                    parts = [part.strip() for part in spec.split(",") if part.strip()]
+                    self._built[spec] = build_chain(parts, self._settings)
+                models[cast(ModelRole, role)] = self._built[spec]
+                specs[cast(ModelRole, role)] = spec
+            derived = ModelRegistry(models, specs, settings=self._settings, built=self._built)
+            self._derived[key] = derived
+        return derived
 
     def __getitem__(self, role: ModelRole) -> Model:
         return self._models[role]
@@ -161,7 +194,7 @@ class ModelRegistry:
 
     async def aclose(self) -> None:
         """Close the HTTP connections the chains' OpenAI-compatible clients hold open."""
-        await close_models(self._models.values())
+        await close_models([*self._models.values(), *self._built.values()])
 
     def metered(self, role: ModelRole, meter: Meter) -> MeteredModel:
         return MeteredModel(self[role], self.spec(role), meter)

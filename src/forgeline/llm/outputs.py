@@ -29,6 +29,9 @@ class PlanOutput(Output):
         min_length=1,
         description="Steps as a DAG: ids, what to do, depends_on ids, files each step writes.",
     )
+    complexity: int = Field(
+        default=5, ge=1, le=10, description="How hard the request is: 1 (a few lines) to 10."
+    )
 
 
 class ArchitectureOutput(Output):

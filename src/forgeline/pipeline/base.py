@@ -122,6 +122,12 @@ class StageRun:
         self.synced: list[PackagesSynced] = []
 
     @cached_property
+    def models(self) -> ModelRegistry:
+        """The models this run's roles use: the task's agent's chains (``task.assigned``)
+        over the configured ones."""
+        return self.agent.services.models.with_chains(self.state.models)
+
+    @cached_property
     def workspace(self) -> GitWorkspace:
         """The task's worktree, built on first use (resolving its path touches the disk,
         and a stage that records its result without git never needs it)."""
@@ -348,12 +354,13 @@ class StageAgent(ABC):
         (usage events, cache, budget, loop detection) and kept under the context budget."""
         settings = self.services.settings
         run = _current_run.get(None)
-        model: Model = self.services.models[role]
-        local = self.services.models.is_local(role)
+        models = self.services.models if run is None else run.models
+        model: Model = models[role]
+        local = models.is_local(role)
         timeout = settings.local_timeout if local else settings.model_timeout
         capabilities: list[Any] = list(kwargs.pop("capabilities", ()))
         if run is not None:
-            model = self.services.models.metered(role, run.meter(role))
+            model = models.metered(role, run.meter(role))
             compactor = Compactor(
                 role, settings.context_tokens, settings.trim_chars, run.compactions
             )

@@ -27,10 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar, Literal
 
 from forgeline.core.task import settled
+from forgeline.pipeline.assigner import Assignments
 from forgeline.pipeline.runner import Pipeline
 from forgeline.pipeline.workers import WorkerManager
 
@@ -71,7 +72,7 @@ class TaskWorkers(Execution):
 
     async def drive(self, task_id: str, stop: asyncio.Event) -> None:
         manager = WorkerManager(self.pipeline, concurrency=self.concurrency, task_id=task_id)
-        async with manager:
+        async with manager, serving_assignments(self.pipeline):
             await wait_until_settled(self.pipeline, task_id, stop, manager.failure)
 
 
@@ -85,15 +86,35 @@ class SharedWorkers(Execution):
         self.manager = WorkerManager(
             pipeline, concurrency=concurrency, orchestrator_concurrency=orchestrator_concurrency
         )
+        self._assignments = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
         self.manager.start()
+        self._assignments = contextlib.AsyncExitStack()
+        await self._assignments.enter_async_context(serving_assignments(self.pipeline))
 
     async def close(self) -> None:
         await self.manager.drain()
+        await self._assignments.aclose()
 
     async def drive(self, task_id: str, stop: asyncio.Event) -> None:
         await wait_until_settled(self.pipeline, task_id, stop, self.manager.failure)
+
+
+@contextlib.asynccontextmanager
+async def serving_assignments(pipeline: Pipeline) -> AsyncIterator[None]:
+    """Give waiting tasks agents as agents free up (``Assignments.serve``), meanwhile."""
+    stop = asyncio.Event()
+    serving = asyncio.create_task(
+        Assignments(pipeline.store, pipeline.services.clock).serve(stop), name="assignments"
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
 
 
 def for_mode(mode: Mode) -> ExecutionFactory:

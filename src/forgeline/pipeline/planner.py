@@ -48,5 +48,7 @@ class PlannerAgent(StageAgent):
                 [("plan.yaml", yaml.safe_dump(document, sort_keys=False))]
             )
             commit = await run.commit(files, "plan.yaml")
-        created = PlanCreated(summary=plan.summary, items=plan.items, commit=commit)
+        created = PlanCreated(
+            summary=plan.summary, items=plan.items, commit=commit, complexity=plan.complexity
+        )
         return [run.event(created), *await run.completed_change(commit, state.head, files)]

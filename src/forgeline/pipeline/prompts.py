@@ -13,7 +13,8 @@ precise enough for a programmer, the files it writes, and depends_on (ids of ste
 be finished first). Steps that do not depend on each other can run at the same time. \
 Include writing pytest tests as part of the steps. Use kind "clarification" only when the \
 request cannot be built without an answer from the user; its description is the question. \
-Keep it to the fewest steps that build the request.
+Keep it to the fewest steps that build the request. Rate the request's complexity from 1 \
+(a few lines) to 10 (a large system).
 
 An example, for the request "a function that converts Celsius to Fahrenheit, with tests" \
 (it shows the form only: plan the user's request, not this one):

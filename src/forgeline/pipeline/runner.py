@@ -75,6 +75,7 @@ from forgeline.errors import (
     TaskNotFoundError,
 )
 from forgeline.pipeline.architect import ArchitectAgent
+from forgeline.pipeline.assigner import AssignerAgent
 from forgeline.pipeline.base import Services, StageAgent
 from forgeline.pipeline.coder import CoderAgent
 from forgeline.pipeline.deployer import DeployerAgent
@@ -87,6 +88,7 @@ from forgeline.store.base import AppendRequest, EventStore, recorded_event
 
 AGENTS: tuple[type[StageAgent], ...] = (
     PlannerAgent,
+    AssignerAgent,
     ArchitectAgent,
     CoderAgent,
     TesterAgent,

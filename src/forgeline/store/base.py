@@ -322,6 +322,12 @@ class EventStore(ABC):
                     log.warning("%s", exc)
         return events
 
+    async def last_position(self) -> int:
+        """The position of the log's last event (0 for an empty log): a follower that
+        starts after it sees only what is recorded from now on."""
+        [(position,)] = await self._fetch(self.dialect.select_last_position, ())
+        return int(position or 0)
+
     async def stream_version(self, stream_id: str) -> int:
         [(version,)] = await self._fetch(self.dialect.select_version, (stream_id,))
         return int(version or 0)

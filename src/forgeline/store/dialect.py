@@ -53,3 +53,5 @@ class Dialect:
     """() -> one row: the highest migration applied (``schema_version`` exists)."""
     record_version: str
     """(version, summary, applied_at): a migration was applied."""
+    select_last_position: str = "SELECT MAX(position) FROM events"
+    """() -> one row: the log's last position, or NULL."""
