@@ -73,7 +73,7 @@ async def test_a_request_goes_through_every_stage(tmp_path: Path, mode: str) -> 
         row = await p.store.task(task_id)
         assert row is not None and (row.status, row.current_phase) == ("completed", "done")
         actors = [r.actor for r in await p.store.agent_events(task_id)]
-        assert actors[:3] == ["user", "planner", "architect"]
+        assert actors[:4] == ["user", "planner", "planner", "architect"]
 
 
 async def test_both_modes_complete_the_task_with_the_same_events_in_the_same_order(
@@ -329,8 +329,9 @@ async def test_output_that_stays_bad_fails_the_stage_and_keeps_the_record(tmp_pa
         events = await task_events(p, task_id)
         assert state.status == "failed"
         assert [e.type for e in events][-2:] == ["stage.failed", "task.failed"]
-        assert [e.type for e in events][:4] == [
+        assert [e.type for e in events][:5] == [
             "task.initiated",
+            "spec.derived",
             "plan.created",
             "architecture.proposed",
             "plan.item.dispatched",

@@ -129,6 +129,7 @@ APPROVE: dict[str, Any] = {"approved": True, "comments": []}
 # The task's events when everything goes right with this script.
 EVENT_CHAIN = [
     "task.initiated",
+    "spec.derived",
     "plan.created",
     "architecture.proposed",
     "plan.item.dispatched",

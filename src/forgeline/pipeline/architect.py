@@ -11,6 +11,7 @@ from forgeline.errors import WorkspaceError
 from forgeline.llm.outputs import ArchitectureOutput
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
+from forgeline.pipeline.fresh import ask_afresh
 from forgeline.workspace.git import confined_path
 
 
@@ -26,7 +27,9 @@ class ArchitectAgent(StageAgent):
     async def run(self, run: StageRun) -> list[NewEvent]:
         state, workspace = run.state, run.workspace
         await run.begin_change("an architecture decision record")
-        agent = self.model_agent("architect", ArchitectureOutput, prompts.ARCHITECT)
+        agent = self.model_agent(
+            "architect", ArchitectureOutput, prompts.ARCHITECT, output_retries=0
+        )
 
         def check(design: ArchitectureOutput) -> ArchitectureOutput:
             try:
@@ -39,7 +42,14 @@ class ArchitectAgent(StageAgent):
             return design
 
         agent.output_validator(check)
-        design: ArchitectureOutput = (await agent.run(prompts.task_context(state))).output
+        answer = await ask_afresh(
+            agent,
+            prompts.task_context(state),
+            attempts=self.services.settings.output_retries + 1,
+            temperature=run.tier[1].temperature,
+            what="the design",
+        )
+        design: ArchitectureOutput = answer.output
         async with workspace.lock:
             await workspace.checkout(state.branch)
             adr_dir = workspace.path / "docs" / "adr"

@@ -25,7 +25,7 @@ from pydantic_ai.capabilities import ProcessHistory
 from pydantic_ai.exceptions import AgentRunError
 from pydantic_ai.models import Model
 
-from forgeline.config import ModelRole, Settings
+from forgeline.config import ModelRole, Profile, Settings
 from forgeline.core import changes
 from forgeline.core.events import (
     ChangeCompleted,
@@ -46,8 +46,10 @@ from forgeline.core.task import TaskState
 from forgeline.errors import DuplicateEventError, ForgelineError
 from forgeline.llm.gateway import ModelRegistry
 from forgeline.llm.metered import BudgetExceeded, Compactor, Meter, merged_compaction
+from forgeline.pipeline.commands import StageCommands
 from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess
 from forgeline.store.base import EventStore
+from forgeline.tools.terminal import Terminal, command_events
 from forgeline.workspace.git import GitWorkspace
 from forgeline.workspace.layout import Workspaces
 from forgeline.workspace.venv import WorkspaceVenv, workspace_venv
@@ -88,12 +90,24 @@ class StageRun:
         self.change: changes.ChangeState | None = None
         self.compactions: list[ContextCompacted] = []
         self.meters: dict[ModelRole, Meter] = {}
+        self.commands: StageCommands | None = None
+        """The terminal of this run, once a model got it (``terminal``)."""
 
     @cached_property
     def workspace(self) -> GitWorkspace:
         """The task's worktree, built on first use (resolving its path touches the disk,
         and a stage that records its result without git never needs it)."""
         return self.agent.services.workspaces.worktree(self.state)
+
+    @cached_property
+    def tier(self) -> tuple[str, Profile]:
+        """The task's model tier (``[profiles.NAME]``): the one its spec recorded, else
+        the one the coder's model chain gets now."""
+        services = self.agent.services
+        settings = services.settings
+        if self.state.spec is not None and self.state.spec.tier in settings.profiles:
+            return self.state.spec.tier, settings.profiles[self.state.spec.tier]
+        return settings.tier(services.models.spec("coder"))
 
     async def venv(self) -> WorkspaceVenv | None:
         """The repository's own venv for running its code (``workspace_venv`` setting)."""
@@ -116,6 +130,36 @@ class StageRun:
                 clock=services.clock,
             )
         return self.meters[role]
+
+    async def terminal(self) -> StageCommands:
+        """This run's bounded terminal in the task's worktree (made on first use)."""
+        if self.commands is None:
+            settings = self.agent.services.settings
+            terminal = Terminal(
+                self.workspace.path,
+                self.agent.services.spawner,
+                settings.terminal,
+                venv=await self.venv(),
+            )
+            self.commands = StageCommands(terminal, self.tier[1])
+        return self.commands
+
+    @property
+    def commands_ran(self) -> bool:
+        return self.commands is not None and bool(self.commands.commands)
+
+    def command_events(self) -> list[NewEvent]:
+        """A ``tool.command`` per command this run ran or refused, chained from its cause."""
+        if self.commands is None:
+            return []
+        return command_events(
+            self.commands.commands,
+            stream_id=self.trigger.stream_id,
+            correlation_id=self.state.task_id,
+            causation_id=self.cause.id,
+            actor=self.agent.stage,
+            created_at=self.now,
+        )
 
     def context_events(self) -> list[NewEvent]:
         """What compaction dropped during this run, one ``context.compacted`` event."""
@@ -226,35 +270,52 @@ class StageAgent(ABC):
             out = run.failed(f"internal error: {detail}")
         finally:
             _current_run.reset(token)
-        return [*run.context_events(), *out]
+        return [*run.context_events(), *run.command_events(), *out]
 
     @abstractmethod
     async def run(self, run: StageRun) -> list[NewEvent]: ...
 
+    def model(self, role: ModelRole) -> Model:
+        """``role``'s model chain, metered for the current stage run (usage events, cache,
+        budget, loop detection) when there is one."""
+        run = _current_run.get(None)
+        if run is None:
+            return self.services.models[role]
+        return self.services.models.metered(role, run.meter(role))
+
+    def model_timeout(self, role: ModelRole) -> float:
+        """Seconds one request to ``role``'s chain may take."""
+        settings = self.services.settings
+        local = self.services.models.is_local(role)
+        return settings.local_timeout if local else settings.model_timeout
+
     def model_agent(
-        self, role: ModelRole, output_type: Any, instructions: str, **kwargs: Any
+        self,
+        role: ModelRole,
+        output_type: Any,
+        instructions: str,
+        *,
+        output_retries: int | None = None,
+        **kwargs: Any,
     ) -> Agent[Any, Any]:
-        """A pydantic-ai agent on ``role``'s model chain, metered for the current stage run
-        (usage events, cache, budget, loop detection) and kept under the context budget."""
+        """A pydantic-ai agent on ``role``'s model chain (``model``), kept under the context
+        budget; ``output_retries`` (default: the setting) answers it may send back."""
         settings = self.services.settings
         run = _current_run.get(None)
-        model: Model = self.services.models[role]
-        local = self.services.models.is_local(role)
-        timeout = settings.local_timeout if local else settings.model_timeout
         capabilities: list[Any] = list(kwargs.pop("capabilities", ()))
         if run is not None:
-            model = self.services.models.metered(role, run.meter(role))
             compactor = Compactor(
                 role, settings.context_tokens, settings.trim_chars, run.compactions
             )
             capabilities.append(ProcessHistory(compactor))
+        retries = settings.output_retries if output_retries is None else output_retries
         return Agent(
-            model,
+            self.model(role),
             output_type=output_type,
             instructions=instructions,
-            retries={"output": settings.output_retries, "tools": 1},
+            retries={"output": retries, "tools": 1},
             name=role,
-            model_settings={"timeout": timeout},
+            model_settings={"timeout": self.model_timeout(role)},
             capabilities=capabilities,
             **kwargs,
         )

@@ -1,4 +1,4 @@
-"""Deployer: approved review.decision -> deploy.status.
+"""Deployer: approved review.decision (or review.skipped) -> deploy.status.
 
 A CLI or library gets its smoke command run once; a web app is started on a free
 localhost port, its health URL polled, and the preview URL reported. The preview keeps
@@ -7,7 +7,7 @@ running until the runner stops it at the end of the task, or ``forgeline stop``.
 
 from __future__ import annotations
 
-from forgeline.core.events import DeployStatus, NewEvent, RunSpec
+from forgeline.core.events import DeployStatus, NewEvent
 from forgeline.pipeline.base import StageAgent, StageRun
 from forgeline.runs.preview import smoke, start_preview
 from forgeline.runs.preview_record import preview_dir
@@ -19,7 +19,7 @@ class DeployerAgent(StageAgent):
 
     async def run(self, run: StageRun) -> list[NewEvent]:
         state, workspace = run.state, run.workspace
-        spec = state.architecture.run if state.architecture else RunSpec()
+        spec = state.run_spec  # the architect's, else what the request states
         settings = self.services.settings
         timeout = settings.deploy_timeout
         # The program runs with the repository's venv (what the tests ran with).
