@@ -143,7 +143,7 @@ class CoderConfig(BaseModel):
         return "files" if local else "whole"
 
 
-#: The named answer repairs (``pipeline/filters.py``), in the order they apply.
+#: The named answer repairs (``llm/filters.py``), in the order they apply.
 FILTERS: tuple[str, ...] = ("template_tokens", "outer_fence", "placeholders", "planned_paths")
 SMALL = "small"
 FRONTIER = "frontier"
@@ -190,7 +190,7 @@ class Profile(BaseModel):
     """Seconds of terminal commands one coder or fixer step may spend in all."""
     filters: tuple[str, ...] = FILTERS
     """Named repairs applied to every code answer before it is checked
-    (``pipeline/filters.py``): ``template_tokens``, ``outer_fence``, ``placeholders``,
+    (``llm/filters.py``): ``template_tokens``, ``outer_fence``, ``placeholders``,
     ``planned_paths``."""
 
     @field_validator("filters")
