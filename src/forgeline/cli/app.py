@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from forgeline.cli import control, show, work
+from forgeline.cli import changes, control, evolve, show, work
 from forgeline.cli import tools as tool_commands
 from forgeline.cli.doctor import doctor
 
@@ -32,9 +32,11 @@ for command in (
     control.cancel,
     control.stop,
     doctor,
+    evolve.evolve,
 ):
     app.command()(command)
 tool_commands.register(app)
+app.add_typer(changes.app)
 
 
 def main() -> None:

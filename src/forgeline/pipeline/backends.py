@@ -182,7 +182,9 @@ class PatternBackend:
         self.name = f"pattern:{route.name}"
 
     async def propose(self, step: Step, seed: int, told: str | None) -> Change | None:
-        result = await self.route.executor.execute(self.route.context(step.run.workspace))
+        result = await self.route.executor.execute(
+            self.route.context(step.run.workspace, step.run.tools)
+        )
         return result.change
 
 

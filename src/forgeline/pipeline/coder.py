@@ -32,6 +32,7 @@ from forgeline.pipeline.backends import Backend, PatternBackend, Step, backend_f
 from forgeline.pipeline.base import StageAgent, StageRun
 from forgeline.pipeline.direct import DirectAttempt
 from forgeline.pipeline.landing import Lander, NoProgressError
+from forgeline.pipeline.research import research_notes
 from forgeline.pipeline.trials import chooser
 
 
@@ -55,8 +56,12 @@ class CoderAgent(StageAgent):
             raise StageError(f"plan item {item_id!r} is not in the plan")
         item = state.items[item_id].item
         await run.begin_change(f"plan item {item.id}: {item.title}")
+        context = "\n\n".join(
+            part for part in (prompts.task_context(state), research_notes(state, run.workspace))
+            if part
+        )  # fmt: skip
         request = (
-            f"{prompts.task_context(state)}\n\nImplement step [{item.id}] {item.title}: "
+            f"{context}\n\nImplement step [{item.id}] {item.title}: "
             f"{item.description}\nFiles for this step: {', '.join(item.files) or 'your choice'}"
         )
         what = f"plan item {item.id} ({item.title})"

@@ -170,7 +170,7 @@ class Lander:
             discarded = await self._discard_stray(run, base)
             if change is None:
                 return Landed(base, base, [], discarded=discarded)
-            validator = PythonValidator(self.services.spawner, venv=await run.venv())
+            validator = PythonValidator(self.services.spawner, sync=run.venv)
             try:
                 applied = await apply_change(
                     workspace, change, validate=validator, max_file_bytes=self.max_file_bytes

@@ -20,6 +20,7 @@ from forgeline.llm.outputs import PlanOutput
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
 from forgeline.pipeline.fresh import ask_afresh
+from forgeline.pipeline.research import planner_instructions
 from forgeline.pipeline.specification import specify
 from forgeline.workspace.git import confined_path
 
@@ -35,7 +36,8 @@ class PlannerAgent(StageAgent):
     async def _plan(self, run: StageRun) -> list[NewEvent]:
         state, workspace = run.state, run.workspace
         await run.begin_change("plan.yaml: the plan for the request")
-        agent = self.model_agent("planner", PlanOutput, prompts.PLANNER, output_retries=0)
+        instructions = planner_instructions(prompts.PLANNER, self.services.settings)
+        agent = self.model_agent("planner", PlanOutput, instructions, output_retries=0)
 
         def check(plan: PlanOutput) -> PlanOutput:
             plan = plan.model_copy(update={"items": repair_plan(plan.items)})

@@ -88,7 +88,7 @@ async def _tried(
             applied = await apply_change(
                 workspace,
                 change,
-                validate=PythonValidator(lander.services.spawner, venv=venv),
+                validate=PythonValidator(lander.services.spawner, venv=venv, sync=step.run.venv),
                 max_file_bytes=lander.max_file_bytes,
             )
         except PatchError:
