@@ -77,3 +77,40 @@ def test_an_unreadable_or_undecodable_file_is_named(tmp_path: Path) -> None:
     path.write_text("mode = [\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("model", "tier"),
+    [
+        ("local:qwen2.5-coder-1.5b", "small"),
+        ("ollama:qwen2.5-coder:7b", "small"),
+        ("vllm:Qwen/Qwen2.5-Coder-1.5B-Instruct, openai:gpt-4o", "small"),  # the first model
+        ("openai:gpt-4o-mini", "frontier"),
+        ("anthropic:claude-sonnet-4-5", "frontier"),
+    ],
+)
+def test_the_tier_is_chosen_by_the_model_string(tmp_path: Path, model: str, tier: str) -> None:
+    assert load_settings(tmp_path).tier(model)[0] == tier
+
+
+def test_a_tier_table_changes_only_the_keys_it_names_and_profile_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "forgeline.toml").write_text(
+        '[profiles.small]\ncandidates = 3\n\n[profiles.mid]\nmodels = ["openai:gpt-4o-mini"]\n'
+        "candidates = 2\nreview = false\n"
+    )
+    settings = load_settings(tmp_path)
+    name, small = settings.tier("local:qwen2.5-coder-1.5b")
+    assert (name, small.candidates, small.designers, small.review) == ("small", 3, 3, False)
+    assert settings.tier("openai:gpt-4o-mini")[0] == "mid"  # a tier of the user's own
+    assert settings.tier("openai:gpt-4o")[0] == "frontier"
+    monkeypatch.setenv("FORGELINE_PROFILE", "frontier")
+    assert load_settings(tmp_path).tier("local:qwen2.5-coder-1.5b")[0] == "frontier"
+    monkeypatch.setenv("FORGELINE_PROFILE", "huge")
+    with pytest.raises(ConfigError, match="profile 'huge' is not a tier"):
+        load_settings(tmp_path)
+    monkeypatch.delenv("FORGELINE_PROFILE")
+    (tmp_path / "forgeline.toml").write_text('[profiles.small]\nfilters = ["magic"]\n')
+    with pytest.raises(ConfigError, match="unknown filter"):
+        load_settings(tmp_path)

@@ -103,7 +103,7 @@ async def test_cancel_interrupts_the_stage_in_flight_and_nothing_follows(
         types = [e.type for e in await task_events(rt, task_id)]
         changes = [e.type for e in await rt.store.read_all() if e.type.startswith("change.")]
     assert state.status == "cancelled"
-    assert types == ["task.initiated", "plan.created", "task.cancelled"]
+    assert types == ["task.initiated", "spec.derived", "plan.created", "task.cancelled"]
     # the architect's change was opened, and nothing of its run was recorded after
     assert changes[-2:] == ["change.pending", "change.in_progress"]
 
@@ -115,7 +115,7 @@ async def test_a_task_that_never_settles_fails_the_harness_naming_what_was_recor
     hanging = todo_project.hanging_model(todo_project.PLAN, tmp_path / "reached")
     async with pipeline(tmp_path, todo_project.models(planner=hanging)) as rt:
         for mode in ("sequential", "event"):
-            with pytest.raises(AssertionError, match=r"still running .* task\.initiated$"):
+            with pytest.raises(AssertionError, match=r"still running .* spec\.derived$"):
                 await run_task(rt, "todo cli", mode, tmp_path / "ws")
 
 

@@ -56,10 +56,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, metavar="N", help="run the first N requests")
     parser.add_argument("--only", metavar="NAME,...", help="run these requests (see --list)")
     parser.add_argument(
+        "--profile",
+        metavar="TIER",
+        help="forgeline's model tier for the pipeline (FORGELINE_PROFILE; default: chosen by "
+        "the coder's model, small for a local model)",
+    )
+    parser.add_argument(
         "--candidates",
         type=int,
         metavar="N",
-        help="forgeline's candidates setting (FORGELINE_CANDIDATES) for the pipeline",
+        help="the tier's candidates for the pipeline (FORGELINE_PROFILES__<TIER>__CANDIDATES)",
     )
     parser.add_argument(
         "--timeout", type=float, default=1800, help="seconds per run (default 1800)"
@@ -91,10 +97,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def model_label(options: Options) -> tuple[str, list[str]]:
-    """What the runs will use, as one string, and the local models among it."""
+def model_label(options: Options) -> tuple[str, list[str], str]:
+    """What the runs will use, as one string, the local models among it, and the tier
+    (with its settings) the pipeline will follow."""
     with tempfile.TemporaryDirectory() as nowhere:
-        settings: Settings = load_settings(Path(nowhere), options.config)
+        overrides = {"profile": options.profile} if options.profile else {}
+        settings: Settings = load_settings(Path(nowhere), options.config, **overrides)
     models = settings.models
     if options.model:
         models = models.model_copy(update={"default": options.model})
@@ -113,7 +121,16 @@ def model_label(options: Options) -> tuple[str, list[str]]:
             if spec.strip().startswith("local:")
         }
     )
-    return label, names
+    tier, profile = settings.tier(chains["coder"])
+    options.tier = tier
+    candidates = options.candidates or profile.candidates
+    plans = "every request" if profile.plan == "always" else "multi-module requests"
+    tier_text = (
+        f"{tier}: {candidates} candidate(s), {profile.designers} designer(s), plans "
+        f"{plans}, {'a' if profile.review else 'no'} review, {profile.repair_rounds} repair "
+        f"round(s), tools {'on' if profile.tools else 'off'}"
+    )
+    return label, names, tier_text
 
 
 def _version(name: str) -> str | None:
@@ -166,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = Options(
         model=args.model,
         config=args.config.resolve() if args.config else None,
+        profile=args.profile,
         candidates=args.candidates,
         model_timeout=args.model_timeout,
         timeout=args.timeout,
@@ -176,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep=args.keep,
     )
     try:
-        label, local_models = model_label(options)
+        label, local_models, tier = model_label(options)
         if local_models:  # fail fast, with forgeline's install hint, before any run
             from forgeline.llm.local import ensure_model
 
@@ -188,16 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     arms = ARMS[args.arms]
     env = environment(local_models)
     sandbox = "bubblewrap" if reason is None else f"none (--unsafe-no-sandbox: {reason})"
-    candidates = "forgeline's default"
-    if args.candidates is not None:
-        candidates = str(args.candidates)
-        if "candidates" not in Settings.model_fields:
-            candidates += " (this forgeline has no candidates setting: ignored)"
 
     print(f"agent benchmark, {date.today().isoformat()}: {len(chosen)} request(s)")
     print(f"model      {label}")
     print(f"sandbox    {sandbox}")
-    print(f"candidates {candidates}")
+    print(f"tier       {tier}")
     model_timeout = "forgeline's" if args.model_timeout is None else f"{args.model_timeout:g}s"
     print(f"limits     {args.timeout:g}s per run, model timeout {model_timeout}")
     print(
@@ -209,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)  # clean up as on Ctrl-C
     root = Path(tempfile.mkdtemp(prefix="agents-bench-"))
-    record = Record(args, label, sandbox, env, arms)
+    record = Record(args, label, sandbox, env, arms, tier)
     results: list[RequestResult] = []
     interrupted = False
     try:
@@ -250,12 +263,14 @@ class Record:
         sandbox: str,
         env: dict[str, Any],
         arms: tuple[ArmName, ...],
+        tier: str,
     ) -> None:
         self.path: Path | None = args.json
         self.head = {
             "date": date.today().isoformat(),
             "model": label,
             "sandbox": sandbox,
+            "tier": tier,
             "candidates": args.candidates,
             "machine": env,
             "options": {

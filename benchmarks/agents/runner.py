@@ -63,7 +63,12 @@ class Options:
     """``provider:model`` for every role (``FORGELINE_MODELS__DEFAULT``); None: forgeline's
     own choice (the config file's, else the offline local model)."""
     config: Path | None = None
+    profile: str | None = None
+    """forgeline's ``profile`` (the model tier) for the pipeline; None: its own choice."""
     candidates: int | None = None
+    """The tier's ``candidates`` for the pipeline; None: the tier's own."""
+    tier: str | None = None
+    """The tier the pipeline follows (set once the settings are read)."""
     model_timeout: float | None = None
     """forgeline's ``model_timeout`` (``FORGELINE_MODEL_TIMEOUT``); None: its default."""
     timeout: float = 1800.0
@@ -76,15 +81,18 @@ class Options:
     keep: bool = False
 
     def env(self) -> dict[str, str]:
-        """The children's environment: ours, the model and candidates, and the repository
-        on the import path (``function:`` models from ``benchmarks`` or ``tests``)."""
+        """The children's environment: ours, the model, the tier and its candidates, and
+        the repository on the import path (``function:`` models from ``benchmarks`` or
+        ``tests``)."""
         env = dict(os.environ)
         path = env.get("PYTHONPATH")
         env["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
         if self.model:
             env["FORGELINE_MODELS__DEFAULT"] = self.model
-        if self.candidates is not None:
-            env["FORGELINE_CANDIDATES"] = str(self.candidates)
+        if self.profile:
+            env["FORGELINE_PROFILE"] = self.profile
+        if self.candidates is not None and self.tier:
+            env[f"FORGELINE_PROFILES__{self.tier.upper()}__CANDIDATES"] = str(self.candidates)
         if self.model_timeout is not None:
             env["FORGELINE_MODEL_TIMEOUT"] = f"{self.model_timeout:g}"
         env.setdefault("COLUMNS", "160")

@@ -11,11 +11,20 @@ import os
 import re
 import shlex
 import tomllib
+from fnmatch import fnmatchcase
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -113,8 +122,6 @@ class CoderConfig(BaseModel):
     """What the model answers with: whole files as structured output (``whole``) or as
     Markdown text (``files``), search/replace blocks or a unified diff. ``auto``: ``files``
     for a chain with a local model, else ``whole`` (``format_for``)."""
-    tools: bool = True
-    """Give the model read_file, list_files and search over the workspace."""
     max_file_bytes: int = Field(1024 * 1024, ge=1)
     """The largest file a change may write (bytes); a larger one is refused, rolled back."""
     context_chars: int = Field(40_000, ge=0)
@@ -142,6 +149,93 @@ class CoderConfig(BaseModel):
         if self.edit_format != "auto":
             return self.edit_format
         return "files" if local else "whole"
+
+
+#: The named answer repairs (``llm/filters.py``), in the order they apply.
+FILTERS: tuple[str, ...] = ("template_tokens", "outer_fence", "placeholders", "planned_paths")
+SMALL = "small"
+FRONTIER = "frontier"
+
+
+class Profile(BaseModel):
+    """How forgeline drives one tier of models: a ``[profiles.NAME]`` table.
+
+    The same pipeline serves every tier; these settings say how much checking, sampling,
+    planning and reviewing a model of the tier needs (docs/architecture.md §10).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: tuple[str, ...] = ()
+    """Model strings this tier is chosen for (``fnmatch`` patterns, any case), matched
+    against the first model of the coder's chain when ``profile = "auto"``."""
+    candidates: int = Field(1, ge=1, le=16)
+    """Whole-program answers sampled for a request that goes straight to the candidates,
+    and answers per plan step (each tried in the worktree, the best kept)."""
+    temperature: float = Field(0.7, ge=0, le=2)
+    """Sampling temperature of the candidates and the designer (each with its own seed)."""
+    designers: int = Field(2, ge=0, le=5)
+    """Sets of tests written from the request alone, which vote among the candidates."""
+    copy_examples: bool = False
+    """Ask the model to copy the request's examples the patterns missed into asserts
+    (each checked against the request's text)."""
+    plan: Literal["always", "multi_module"] = "always"
+    """``always``: planner and architect for every request. ``multi_module``: a request
+    for one module, class, command line or service in a repository without Python code
+    goes straight to the candidates; the planner runs for the rest and after a direct
+    attempt no candidate of which met the spec."""
+    review: bool = True
+    """Let the model review a change whose tests pass before it is deployed."""
+    repair_rounds: int = Field(1, ge=0, le=5)
+    """Rounds of one fresh repair, then a new sample of candidates, while no candidate of
+    a direct attempt passes the spec's checks."""
+    tools: bool = True
+    """Give the coder and the fixer tools: the read-only file tools and the terminal
+    (``[terminal]``'s allowlist, through the sandbox)."""
+    commands: int = Field(20, ge=0, le=500)
+    """Terminal commands one coder or fixer step may run (beyond that they are refused)."""
+    command_seconds: float = Field(600, gt=0)
+    """Seconds of terminal commands one coder or fixer step may spend in all."""
+    filters: tuple[str, ...] = FILTERS
+    """Named repairs applied to every code answer before it is checked
+    (``llm/filters.py``): ``template_tokens``, ``outer_fence``, ``placeholders``,
+    ``planned_paths``."""
+
+    @field_validator("filters")
+    @classmethod
+    def _known_filters(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [n for n in names if n not in FILTERS]
+        if unknown:
+            raise ValueError(
+                f"unknown filter(s) {', '.join(unknown)} (known: {', '.join(FILTERS)})"
+            )
+        return names
+
+
+def default_profiles() -> dict[str, Profile]:
+    """The built-in tiers: ``small`` for local and small open models, ``frontier`` for
+    the rest."""
+    return {
+        SMALL: Profile(
+            models=("local:*", "ollama:*", "*0.5b*", "*1.5b*", "*-3b*", "*:3b*"),
+            candidates=5,
+            temperature=0.7,
+            designers=3,
+            copy_examples=True,
+            plan="multi_module",
+            review=False,
+            repair_rounds=1,
+            tools=False,
+        ),
+        FRONTIER: Profile(
+            candidates=1,
+            designers=2,
+            plan="always",
+            review=True,
+            repair_rounds=1,
+            tools=True,
+        ),
+    }
 
 
 #: Commands the terminal tool allows by default (rules: see ``TerminalConfig``).
@@ -424,8 +518,12 @@ class Settings(BaseSettings):
     mode: Literal["event", "sequential"] = "event"
     max_fix_rounds: int = Field(3, ge=0, le=50)
     max_review_rounds: int = Field(3, ge=0, le=50)
-    candidates: int = Field(1, ge=1, le=16)
-    """Candidate answers per coder/fixer step, the best chosen by running the tests."""
+    profile: str = "auto"
+    """The model tier whose settings a task uses (``[profiles.NAME]``): ``auto`` picks the
+    first tier whose ``models`` patterns match the coder's model, else ``frontier``."""
+    profiles: dict[str, Profile] = Field(default_factory=default_profiles)
+    """Settings per model tier; a table given for ``small`` or ``frontier`` changes only
+    the keys it names."""
     output_retries: int = Field(3, ge=0, le=20)
     """How often a role may answer with invalid output before its stage fails."""
     require_sandbox: bool = False
@@ -449,6 +547,43 @@ class Settings(BaseSettings):
 
     def store_url(self, workspace: Path) -> str:
         return self.store or f"sqlite:///{workspace / '.forgeline' / 'forgeline.db'}"
+
+    @field_validator("profiles", mode="before")
+    @classmethod
+    def _merged_profiles(cls, value: Any) -> Any:
+        """The built-in tiers with the keys a table changes (``[profiles.small]
+        candidates = 3`` keeps every other setting of ``small``)."""
+        if not isinstance(value, dict):
+            return value
+        merged: dict[str, Any] = {k: p.model_dump() for k, p in default_profiles().items()}
+        for name, table in value.items():
+            if isinstance(table, Profile):
+                table = table.model_dump(exclude_unset=True)
+            if isinstance(table, dict):
+                merged[name] = {**merged.get(name, {}), **table}
+            else:
+                merged[name] = table
+        return merged
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> Settings:
+        if self.profile != "auto" and self.profile not in self.profiles:
+            known = ", ".join(["auto", *self.profiles])
+            raise ValueError(f"profile {self.profile!r} is not a tier ({known})")
+        return self
+
+    def tier(self, model: str) -> tuple[str, Profile]:
+        """The tier (its name and settings) for a coder whose model chain is ``model``
+        (``local:qwen2.5-coder-1.5b``, ``openai:gpt-4o, anthropic:...``): ``profile`` when
+        it names one, else the first tier with a ``models`` pattern matching the chain's
+        first model, else ``frontier``."""
+        if self.profile != "auto":
+            return self.profile, self.profiles[self.profile]
+        primary = model.split(",")[0].strip().lower()
+        for name, profile in self.profiles.items():
+            if any(fnmatchcase(primary, pattern.lower()) for pattern in profile.models):
+                return name, profile
+        return FRONTIER, self.profiles[FRONTIER]
 
 
 class _FileSource(PydanticBaseSettingsSource):

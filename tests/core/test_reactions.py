@@ -11,6 +11,7 @@ from forgeline.core import task
 from forgeline.core.events import (
     ArchitectureProposed,
     BudgetApproved,
+    CandidateChosen,
     ClarificationAnswered,
     ClarificationRequested,
     CodePrOpened,
@@ -22,6 +23,8 @@ from forgeline.core.events import (
     PlanItemDispatched,
     Resume,
     ReviewDecision,
+    ReviewSkipped,
+    SpecDerived,
     StageFailed,
     TaskAssigned,
     TaskAwaitingApproval,
@@ -36,6 +39,7 @@ from forgeline.core.reactions import (
     STAGES,
     orchestrator_reacts,
     phase_after,
+    planned,
     reacting_stages,
     routed_stage,
 )
@@ -46,6 +50,29 @@ PASSED = TestResults(commit="c", passed=2, failed=0)
 FAILED = TestResults(commit="c", passed=1, failed=1)
 APPROVED = ReviewDecision(approved=True, commit="c")
 REJECTED = ReviewDecision(approved=False, commit="c", comments=("no",))
+DIRECT = SpecDerived(digest="d", files=("todo.py",), plans="multi_module")
+PLANNED = SpecDerived(digest="d", files=("todo.py",), plans="always")
+MET = CandidateChosen(digest="a", reason="passes", spec_ok=True, candidates=5)
+MISSED = CandidateChosen(digest="a", reason="closest", spec_ok=False, candidates=5)
+
+
+@pytest.mark.parametrize(
+    ("spec", "route"),
+    [
+        ({}, "direct"),
+        ({"files": ()}, "direct"),
+        ({"plans": "always"}, "plan"),
+        ({"files": ("todo.py", "store.py")}, "plan"),
+        ({"existing_code": True}, "plan"),
+    ],
+)
+def test_the_route_is_a_rule_of_the_table(spec: dict[str, object], route: str) -> None:
+    """One module, class, command line or service in a new repository goes straight to
+    the candidates; several modules, code already there, or a tier that always plans go
+    to the planner."""
+    data = DIRECT.model_copy(update=spec)
+    assert planned(data) is (route == "plan")
+    assert routed_stage(data) == ("planner" if route == "plan" else "coder")
 
 
 def test_every_row_names_a_recorded_event_type() -> None:
@@ -65,7 +92,12 @@ def test_every_row_names_a_recorded_event_type() -> None:
         (TaskWaiting(complexity=9, reason="busy"), None, False, ("waiting", "assigner")),
         (PlanItemDispatched(item_id="a"), "coder", True, ("running", "coder")),
         (CodePrOpened(branch="b", commit="c"), "tester", False, ("running", "tester")),
-        (PASSED, "reviewer", False, ("running", "reviewer")),
+        (PASSED, "reviewer", True, ("running", "reviewer")),
+        (DIRECT, "coder", False, ("running", "coder")),
+        (PLANNED, "planner", False, ("running", "planner")),
+        (MISSED, "planner", False, ("running", "planner")),
+        (MET, None, False, None),
+        (ReviewSkipped(commit="c", reason="small"), "deployer", False, ("running", "deployer")),
         (FAILED, "fixer", True, ("running", "fixer")),
         (APPROVED, "deployer", False, ("running", "deployer")),
         (REJECTED, "coder", True, ("running", "coder")),

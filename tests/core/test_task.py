@@ -4,6 +4,7 @@ import pytest
 
 from forgeline.core.events import (
     ArchitectureProposed,
+    CandidateChosen,
     ClarificationAnswered,
     CodePrOpened,
     DeployStatus,
@@ -12,6 +13,9 @@ from forgeline.core.events import (
     PlanItem,
     PlanItemCompleted,
     ReviewDecision,
+    ReviewSkipped,
+    SpecCheckLabel,
+    SpecDerived,
     StageFailed,
     TaskAssigned,
     TaskInitiated,
@@ -297,3 +301,66 @@ def test_a_budget_is_crossed_by_tokens_or_dollars() -> None:
     assert "1001 tokens" in (budget.crossed_by(1001, 0.0) or "")
     assert "$0.6000" in (budget.crossed_by(10, 0.6) or "")
     assert Budget().crossed_by(10**9, 10.0**6) is None
+
+
+# ------------------------------------------------------ a request straight to the candidates
+
+
+def specified(review: bool = False, **kw: int) -> History:
+    """A task whose spec sends it straight to the candidates (a small tier: no review)."""
+    h = started(**kw)
+    check = SpecCheckLabel(
+        test_id="test_spec_examples.py::test_example_1", kind="example", label="f(1) == 2"
+    )
+    spec = SpecDerived(
+        digest="d",
+        files=("f.py",),
+        checks=(check,),
+        test_files=("test_spec_examples.py",),
+        commit="c1",
+        tier="small",
+        plans="multi_module",
+        review=review,
+    )
+    h.add(spec, actor="planner")
+    return h
+
+
+def test_the_chosen_candidate_is_the_head_and_its_files_the_tasks() -> None:
+    h = specified()
+    assert next_stage(fold("t1", h.events), h.events[-1]) == "coder"
+    chosen = CandidateChosen(
+        digest="a", reason="r", spec_ok=True, candidates=5, commit="c2", files=("f.py",)
+    )
+    h.add(chosen, actor="coder")
+    state = fold("t1", h.events)
+    assert state.head == "c2" and state.chosen == chosen
+    assert state.files == ("test_spec_examples.py", "f.py")
+    assert next_stage(state, h.events[-1]) is None  # its code.pr.opened goes to the tester
+
+
+def test_without_a_review_passing_tests_go_to_the_deployer() -> None:
+    h = specified(review=False)
+    h.add(CodePrOpened(branch="b", commit="c2", reason="selection"), actor="coder")
+    h.add(TestResults(commit="c2", passed=3, failed=0), actor="tester")
+    assert next_stage(fold("t1", h.events), h.events[-1]) is None  # no reviewer
+    assert react(h) == ["review.skipped"]
+    skipped = h.events[-1].data
+    assert isinstance(skipped, ReviewSkipped) and "small tier" in skipped.reason
+    # a tier that reviews keeps the reviewer, and the orchestrator does nothing
+    reviewed = specified(review=True)
+    reviewed.add(TestResults(commit="c2", passed=3, failed=0), actor="tester")
+    assert next_stage(fold("t1", reviewed.events), reviewed.events[-1]) == "reviewer"
+    assert react(reviewed) == []
+
+
+def test_a_task_that_keeps_failing_a_spec_check_fails_naming_it() -> None:
+    h = specified(max_fix=0)
+    h.add(CodePrOpened(branch="b", commit="c2", reason="selection"), actor="coder")
+    failing = ("test_spec_examples.py::test_example_1", "test_designed.py::test_x")
+    h.add(TestResults(commit="c2", passed=1, failed=2, failing=failing), actor="tester")
+    assert react(h) == ["task.failed"]
+    reason = fold("t1", h.events).failure or ""
+    assert "the spec's check 'f(1) == 2' (test_spec_examples.py::test_example_1)" in reason
+    assert "test_designed.py::test_x" in reason
+    assert "on branch forgeline/t1" in reason

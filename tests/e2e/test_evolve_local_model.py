@@ -57,7 +57,7 @@ async def test_the_local_model_fixes_an_obvious_bug_in_one_cycle(
         local_model=name,
         mode="sequential",
         max_fix_rounds=2,
-        candidates=2,
+        profiles={"small": {"candidates": 2}},
         workspaces_root=tmp_path,
         store=f"sqlite:///{tmp_path / 'events.db'}",
         unsafe_no_sandbox=True,  # the sandbox when it works, else plain processes

@@ -46,7 +46,7 @@ async def test_the_local_model_builds_a_fastapi_service_with_its_packages(
         local_model=name,
         mode="sequential",
         max_fix_rounds=2,
-        candidates=2,
+        profiles={"small": {"candidates": 2}},
         workspaces_root=tmp_path,
         store=f"sqlite:///{tmp_path / 'events.db'}",
         unsafe_no_sandbox=True,  # the sandbox when it works, else plain processes

@@ -1,4 +1,5 @@
-"""Several candidate answers per step, the best chosen by running the tests."""
+"""Several answers per plan step or fix round (the tier's ``candidates``), each tried in
+the worktree, the best kept."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ async def test_the_candidate_that_passes_the_tests_is_kept(tmp_path: Path):
         name="todo-fixer",
     )
     models = todo_project.models(coder=scripted_model([buggy_coder]), fixer=fixer.model)
-    async with pipeline(tmp_path, models, candidates=3) as p:
+    async with pipeline(tmp_path, models, profiles={"frontier": {"candidates": 3}}) as p:
         task_id, state = await run_task(p, REQUEST, "sequential", tmp_path / "ws")
         events = await task_events(p, task_id)
     assert state.status == "completed", state.failure
@@ -59,7 +60,9 @@ async def test_with_one_candidate_the_first_answer_is_used(tmp_path: Path):
         name="todo-fixer",
     )
     models = todo_project.models(coder=scripted_model([buggy_coder]), fixer=fixer.model)
-    async with pipeline(tmp_path, models, candidates=1, max_fix_rounds=2) as p:
+    async with pipeline(
+        tmp_path, models, profiles={"frontier": {"candidates": 1}}, max_fix_rounds=2
+    ) as p:
         _, state = await run_task(p, REQUEST, "sequential", tmp_path / "ws")
     assert state.status == "completed", state.failure
     assert state.fix_rounds == 2  # the wrong answer cost a round
@@ -82,7 +85,7 @@ async def test_without_tests_to_run_the_answer_most_candidates_agree_on_wins(tmp
         name="todo-coder",
     )
     models = todo_project.models(coder=coder.model)
-    async with pipeline(tmp_path, models, candidates=3) as p:
+    async with pipeline(tmp_path, models, profiles={"frontier": {"candidates": 3}}) as p:
         task_id, state = await run_task(p, REQUEST, "sequential", tmp_path / "ws")
     assert state.status == "completed", state.failure
     worktree = tmp_path / "ws" / ".forgeline" / "worktrees" / task_id
@@ -104,7 +107,9 @@ async def test_a_candidate_does_not_win_by_deleting_the_failing_test(tmp_path: P
         name="todo-fixer",
     )
     models = todo_project.models(coder=scripted_model([buggy_coder]), fixer=fixer.model)
-    async with pipeline(tmp_path, models, candidates=2, max_fix_rounds=1) as p:
+    async with pipeline(
+        tmp_path, models, profiles={"frontier": {"candidates": 2}}, max_fix_rounds=1
+    ) as p:
         task_id, state = await run_task(p, REQUEST, "sequential", tmp_path / "ws")
     assert len(fixer.calls) == 2
     tests = tmp_path / "ws" / ".forgeline" / "worktrees" / task_id / "test_todo.py"

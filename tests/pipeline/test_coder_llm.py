@@ -16,16 +16,16 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart, Tool
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from forgeline.core.events import FileWrite, FixAttempted
+from forgeline.llm.filters import FILTERS, Shape, apply_filters, filter_files
 from forgeline.llm.outputs import (
     Change,
     CodeChange,
     DiffChange,
     EditChange,
     SearchReplace,
-    tidy_text,
 )
 from forgeline.llm.scripted import prompt_text, scripted_model
-from forgeline.pipeline.coder import check_change
+from forgeline.pipeline.landing import check_change
 from forgeline.workspace.git import GitWorkspace
 from tests.pipeline.harness import pipeline, run_task, task_events
 from tests.scripts import todo_project
@@ -100,7 +100,8 @@ async def test_the_coder_reads_the_workspace_with_tools_and_refusals_go_back_to_
     def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         returns = [p for m in messages for p in m.parts if isinstance(p, ToolReturnPart)]
         if "Implement step [a]" in prompt_text(messages) and not returns:
-            assert {t.name for t in info.function_tools} == {"read_file", "list_files", "search"}
+            tools = {t.name for t in info.function_tools}
+            assert tools == {"read_file", "list_files", "search", "run_command"}
             calls = {
                 "dotdot": ("read_file", {"path": "../outside/secret.txt"}),
                 "absolute": ("read_file", {"path": str(outside / "secret.txt")}),
@@ -154,7 +155,7 @@ async def test_without_tools_the_current_files_are_in_the_prompt(tmp_path: Path)
 
     review = scripted_model([{"approved": False, "comments": ["docstring"]}, todo_project.APPROVE])
     models = todo_project.models(coder=FunctionModel(no_tools), reviewer=review)
-    async with pipeline(tmp_path, models, coder={"tools": False}) as p:
+    async with pipeline(tmp_path, models, profiles={"frontier": {"tools": False}}) as p:
         _, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
     assert state.status == "completed", state.failure
     review_prompt = next(text for text in prompts if "The reviewer requests" in text)
@@ -217,7 +218,7 @@ async def test_each_edit_format_lands_through_the_patch_engine(
     [attempt] = [e.data for e in events if isinstance(e.data, FixAttempted)]
     assert (attempt.outcome, attempt.files) == ("applied", ("todo.py",))
     subjects = git(p.worktree(state).path, "log", "--format=%s", f"{state.base_commit}..HEAD")
-    assert "forgeline fixer: fix round 1: index from 1" in subjects
+    assert "forgeline fixer: fix round 1" in subjects.splitlines()  # forgeline's words only
 
 
 NOT_THERE = "items[number + 5]"
@@ -322,27 +323,35 @@ async def test_good_edits_pass_the_pre_write_checks(make_workspace: GitWorkspace
         assert await check_change(make_workspace, change) is change
 
 
-async def test_fences_and_chat_tokens_around_a_file_are_removed_before_it_lands(
-    make_workspace: GitWorkspace,
-) -> None:
+def test_fences_and_chat_tokens_around_a_file_are_named_filters() -> None:
     fenced = "```python\nVALUE = 2\n```<|im_end|>"
-    checked = await check_change(
-        make_workspace, CodeChange(files=(FileWrite(path="todo.py", content=fenced),))
-    )
-    assert isinstance(checked, CodeChange)
-    assert checked.files[0].content == "VALUE = 2\n"
+    change = apply_filters(CodeChange(files=(FileWrite(path="todo.py", content=fenced),)), FILTERS)
+    assert isinstance(change, CodeChange)
+    assert change.files[0].content == "VALUE = 2\n"
     edit = EditChange(
-        edits=(SearchReplace(path="todo.py", search="VALUE = 1", replace="```\nVALUE = 3\n```"),)
+        edits=(SearchReplace(path="todo.py", search="VALUE = 1", replace="<|im_end|>VALUE = 3\n"),)
     )
-    checked_edit = await check_change(make_workspace, edit)
-    assert isinstance(checked_edit, EditChange)
-    assert checked_edit.edits[0].replace == "VALUE = 3\n"
+    filtered_edit = apply_filters(edit, FILTERS)
+    assert isinstance(filtered_edit, EditChange)
+    assert filtered_edit.edits[0].replace == "VALUE = 3\n"
+    # a tier without the filter keeps the text as the model wrote it
+    kept = apply_filters(CodeChange(files=(FileWrite(path="a.py", content=fenced),)), ())
+    assert isinstance(kept, CodeChange) and kept.files[0].content == fenced
 
 
-def test_tidying_keeps_fences_that_are_part_of_a_file() -> None:
+def test_the_filters_keep_fences_that_are_part_of_a_file() -> None:
     readme = "```\npip install todo\n```\n\nThen run:\n\n```\ntodo add milk\n```\n"
-    assert tidy_text(readme) == readme  # two fences: the file's own Markdown
-    assert tidy_text("print('<|x')\n") == "print('<|x')\n"
+    assert filter_files({"README.md": readme}, FILTERS) == {"README.md": readme}
+    assert filter_files({"a.py": "print('<|x')\n"}, FILTERS) == {"a.py": "print('<|x')\n"}
+
+
+def test_placeholder_files_are_dropped_and_new_files_go_to_their_planned_paths() -> None:
+    answer = {"bank.py": "<the whole file>\n", "src/todo.py": "x = 1\n", "lib/other.py": "y\n"}
+    shape = Shape(planned=("todo.py", "bank.py"))
+    assert filter_files(answer, FILTERS, shape) == {"todo.py": "x = 1\n", "lib/other.py": "y\n"}
+    # an existing file is never moved
+    existing = Shape(planned=("todo.py",), exists=lambda path: path == "src/todo.py")
+    assert filter_files({"src/todo.py": "x\n"}, FILTERS, existing) == {"src/todo.py": "x\n"}
 
 
 @pytest.fixture
@@ -355,26 +364,31 @@ async def make_workspace(tmp_path: Path) -> GitWorkspace:
     return workspace
 
 
-async def test_a_change_rolled_back_after_writing_goes_back_to_the_model(tmp_path: Path) -> None:
-    """A diff's Python is checked only once written: the rollback's reason is sent to the
-    model in the same conversation and its next answer lands."""
+async def test_a_change_rolled_back_after_writing_is_asked_afresh_without_it(
+    tmp_path: Path,
+) -> None:
+    """A diff's Python is checked only once written: the next attempt is a conversation
+    of its own, told the rollback's reason but never shown the rolled-back answer."""
     broken = {"summary": "broken", "diff": new_file_diff("todo.py", BROKEN)}
-    later: list[str] = []
+    later: list[tuple[int, str]] = []
 
     def coder(messages: list[ModelMessage]) -> dict[str, Any]:
         text = prompt_text(messages)
-        if "Implement step [a]" in text and "rolled that change back" not in text:
+        if "Implement step [a]" in text and "was refused" not in text:
             return broken
-        if "rolled that change back" in text:
-            later.append(text)
+        if "was refused" in text:
+            later.append((len(messages), text))
         return as_format(todo_project.code_for(messages), "diff")
 
     models = todo_project.models(coder=scripted_model([coder]))
     async with pipeline(tmp_path, models, coder={"edit_format": "diff"}) as p:
         _, state = await run_task(p, "todo cli", "sequential", tmp_path / "ws")
     assert state.status == "completed", state.failure
-    assert len(later) == 1
-    assert "todo.py does not compile (line 1)" in later[0]
+    [(messages, text)] = later
+    assert messages == 1  # a fresh conversation: the request alone
+    assert "todo.py does not compile (line 1)" in text
+    assert "+++ b/todo.py" not in text  # the refused answer never goes back (its reason
+    # may quote the line that does not compile)
     subjects = git(p.worktree(state).path, "log", "--format=%s", f"{state.base_commit}..HEAD")
     assert "broken" not in subjects
 

@@ -80,8 +80,8 @@ async def test_rounds_that_keep_failing_are_each_recorded(tmp_path: Path) -> Non
 
 
 async def test_the_same_fix_twice_stops_as_no_progress(tmp_path: Path) -> None:
-    """A proposal identical to the round before leaves every file as it is: it goes back
-    to the model, and when the model keeps to it the round ends as "no progress"."""
+    """A proposal identical to the round before leaves every file as it is: it is asked
+    afresh, and when the model keeps to it the round ends as "no progress"."""
     same = todo(todo_project.BUGGY_TODO_PY + "\n# a comment does not fix it\n")
     models = todo_project.models(coder=buggy_coder(), fixer=scripted_model([same]))
     async with pipeline(tmp_path, models, max_fix_rounds=3, output_retries=1) as p:
@@ -129,6 +129,7 @@ async def test_a_rejected_round_is_recorded_with_its_reason(tmp_path: Path) -> N
     assert state.status == "failed"
     [attempt] = [e.data for e in events if isinstance(e.data, FixAttempted)]
     assert attempt.outcome == "rejected"
-    assert "the model's output was still invalid after retries" in attempt.reason
+    assert "no usable answer in 2 attempts" in attempt.reason
+    assert "'../escape.py' leaves the workspace" in attempt.reason
     run = run_from_log(events)
     assert run is not None and run.stopped == "failed" and not run.fixed

@@ -73,7 +73,7 @@ async def test_a_request_goes_through_every_stage(tmp_path: Path, mode: str) -> 
         row = await p.store.task(task_id)
         assert row is not None and (row.status, row.current_phase) == ("completed", "done")
         actors = [r.actor for r in await p.store.agent_events(task_id)]
-        assert actors[:4] == ["user", "planner", "assigner", "architect"]
+        assert actors[:5] == ["user", "planner", "planner", "assigner", "architect"]
 
 
 async def test_both_modes_complete_the_task_with_the_same_events_in_the_same_order(
@@ -331,6 +331,7 @@ async def test_output_that_stays_bad_fails_the_stage_and_keeps_the_record(tmp_pa
         assert [e.type for e in events][-2:] == ["stage.failed", "task.failed"]
         assert [e.type for e in events][:5] == [
             "task.initiated",
+            "spec.derived",
             "plan.created",
             "task.assigned",
             "architecture.proposed",

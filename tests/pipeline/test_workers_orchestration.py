@@ -296,7 +296,7 @@ def _event(data: object, actor: str = "coder") -> Event:
 @pytest.mark.parametrize(
     ("data", "reacts"),
     [
-        (TestResults(commit="c", passed=1, failed=0), False),
+        (TestResults(commit="c", passed=1, failed=0), True),  # skips a review per tier
         (TestResults(commit="c", passed=0, failed=1), True),
         (ReviewDecision(approved=True, commit="c"), False),
         (ReviewDecision(approved=False, commit="c"), True),

@@ -139,6 +139,7 @@ APPROVE: dict[str, Any] = {"approved": True, "comments": []}
 # The task's events when everything goes right with this script.
 EVENT_CHAIN = [
     "task.initiated",
+    "spec.derived",
     "plan.created",
     "task.assigned",
     "architecture.proposed",

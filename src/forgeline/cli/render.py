@@ -13,6 +13,8 @@ from forgeline.core.events import (
     ArchitectureProposed,
     Budget,
     BudgetApproved,
+    CandidateChosen,
+    CandidateRecorded,
     ChangeCompleted,
     ChangeFailed,
     ClarificationAnswered,
@@ -32,8 +34,10 @@ from forgeline.core.events import (
     PreviewStopped,
     ResearchWritten,
     ReviewDecision,
+    ReviewSkipped,
     RunUsage,
     SearchCached,
+    SpecDerived,
     StageFailed,
     StageLogged,
     StageProgress,
@@ -46,6 +50,7 @@ from forgeline.core.events import (
     ToolCommand,
     ToolSearched,
 )
+from forgeline.core.reactions import planned
 from forgeline.core.task import TaskState
 from forgeline.llm.metered import UsageRow
 from forgeline.observability.progress import duration_text
@@ -91,6 +96,23 @@ def describe(event: Event) -> str:
             outcome = "[green]ok[/]" if d.ok else "[red]failed[/]"
             where = f" at {e(d.url)}" if d.url else ""
             return f"{e(d.kind)} {outcome}{where}{usage_text(d.usage)}"
+        case SpecDerived():
+            return spec_text(d)
+        case CandidateRecorded():
+            colour = "green" if d.spec_total and not d.spec_failed else "yellow"
+            seed = f", seed {d.seed}" if d.seed is not None else ""
+            return (
+                f"candidate {d.index + 1} ({e(d.origin)}{seed}) {e(d.digest)}: "
+                f"[{colour}]spec {d.spec_passed}/{d.spec_total}[/], designer tests "
+                f"{d.designer_passed}, {d.input_tokens + d.output_tokens:,} tokens"
+            )
+        case CandidateChosen():
+            colour = "green" if d.spec_ok else "red"
+            which = f"candidate {d.index + 1} of {d.candidates}" if d.index is not None else "none"
+            at = f" at {short(d.commit)}" if d.commit else ""
+            return f"[{colour}]{which}[/]{at}: {e(d.reason)}"
+        case ReviewSkipped():
+            return f"review skipped: {e(d.reason)}"
         case ToolCommand():
             command = e(shlex.join(d.argv)[:200])
             if d.denied:
@@ -185,6 +207,17 @@ def progress_text(p: StageProgress, elapsed_s: float) -> str:
         of = f" of {p.tests_total}" if p.tests_total is not None else ""
         parts.append(f"pytest {p.tests_done}{of} tests run")
     return (f"{what}: " if what else "") + ", ".join(parts)
+
+
+def spec_text(d: SpecDerived) -> str:
+    """The spec as a line: what it checks, the tier, and the route."""
+    files = e(", ".join(d.files)) or "no file named"
+    parts = [files]
+    if d.interface:
+        parts.append(f"{len(d.interface)} signature(s)/command(s)/route(s)")
+    parts.append(f"{len(d.trials)} example(s), {len(d.checks)} check(s)")
+    route = "plan" if planned(d) else "straight to the candidates"
+    return f"spec {e(d.digest)}: {'; '.join(parts)} " + e(f"[{d.tier} tier, {route}]")
 
 
 def usage_text(usage: RunUsage | None) -> str:

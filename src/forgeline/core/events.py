@@ -185,7 +185,9 @@ class CodePrOpened(Frozen):
     branch: str
     commit: str
     round: int = 0
-    reason: Literal["plan", "fix", "review"] = "plan"
+    reason: Literal["plan", "fix", "review", "selection"] = "plan"
+    """``plan``: the plan's items are done; ``selection``: the chosen candidate of a
+    request that went straight to the candidates; ``fix``, ``review``: a later round."""
     files: tuple[str, ...] = ()
 
 
@@ -232,6 +234,97 @@ class DeployStatus(Frozen):
     files: tuple[str, ...] = ()
     """Deploy files the deployer wrote (``[deploy] mode``), committed as ``commit``."""
     commit: str | None = None
+
+
+class SpecCheckLabel(Frozen):
+    """One check of a spec: its pytest id in the spec's test files, and what it checks."""
+
+    test_id: str
+    kind: Literal["interface", "example"]
+    label: str
+
+
+class SpecDerived(Frozen):
+    """What the request itself says the program must be (``forgeline.spec``), as the user
+    reads it, and the facts the task's route follows from (``core.reactions.planned``).
+
+    ``spec`` is the whole ``forgeline.spec.Spec`` as data (the later stages read it
+    back); ``test_files`` are the spec's checks as pytest files, committed in ``commit``.
+    ``tier`` names the model tier (``[profiles.NAME]``) whose ``plans`` and ``review``
+    the task follows; ``existing_code``: the repository held Python files already.
+    """
+
+    type: Literal["spec.derived"] = "spec.derived"
+    digest: str
+    files: tuple[str, ...] = ()
+    interface: tuple[str, ...] = ()
+    """Signatures, command lines and routes, as written."""
+    trials: tuple[str, ...] = ()
+    trial_sources: tuple[str, ...] = ()
+    checks: tuple[SpecCheckLabel, ...] = ()
+    notes: tuple[str, ...] = ()
+    spec: dict[str, Any] = Field(default_factory=dict)
+    test_files: tuple[str, ...] = ()
+    commit: str = ""
+    tier: str = "frontier"
+    plans: Literal["always", "multi_module"] = "always"
+    review: bool = True
+    existing_code: bool = False
+    run: RunSpec | None = None
+    """How the deployer exercises the result when no architect is asked."""
+
+
+class CandidateRecorded(Frozen):
+    """One candidate answer of a direct attempt and what it passed (its files are in the
+    response cache's ``llm.cached`` event, never in the model's later context)."""
+
+    type: Literal["candidate.recorded"] = "candidate.recorded"
+    index: int = 0
+    digest: str
+    origin: str
+    """``greedy``, ``sample`` or ``repair``."""
+    files: tuple[str, ...] = ()
+    input_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+    temperature: float | None = None
+    seed: int | None = None
+    spec_passed: int = 0
+    spec_total: int = 0
+    spec_failed: tuple[str, ...] = ()
+    designer_passed: int = 0
+
+
+class CandidateChosen(Frozen):
+    """Which candidate was chosen and why; ``commit`` holds it on the task's branch with
+    the tests it passes (``tests``). ``spec_ok`` False: none met the spec, and the closest
+    is on the branch."""
+
+    type: Literal["candidate.chosen"] = "candidate.chosen"
+    digest: str | None
+    index: int | None = None
+    reason: str
+    spec_ok: bool
+    candidates: int
+    scores: tuple[tuple[str, int], ...] = ()
+    """``(digest, score)`` for every eligible candidate, best first."""
+    consensus_tests: tuple[str, ...] = ()
+    repairs: int = 0
+    resamples: int = 0
+    commit: str | None = None
+    files: tuple[str, ...] = ()
+    tests: tuple[str, ...] = ()
+    """The test files landed with it: the spec's, the designer tests the consensus agreed
+    on, and those of its own that it passes."""
+
+
+class ReviewSkipped(Frozen):
+    """Passing tests go to the deployer without an LLM review: the task's model tier
+    says a review by that model adds no signal (``[profiles.NAME] review``)."""
+
+    type: Literal["review.skipped"] = "review.skipped"
+    commit: str
+    reason: str
 
 
 class ToolCommand(Frozen):
@@ -819,6 +912,10 @@ EventData = Annotated[
     | TestResults
     | ReviewDecision
     | DeployStatus
+    | SpecDerived
+    | CandidateRecorded
+    | CandidateChosen
+    | ReviewSkipped
     | ToolCommand
     | PackagesSynced
     | StageFailed

@@ -74,6 +74,26 @@ def _failed(data: EventData) -> bool:
     return data.type == "test.results" and not data.ok
 
 
+def planned(data: EventData) -> bool:
+    """The route rule: a ``spec.derived`` goes to the planner (plan -> architect -> items)
+    when its tier always plans, when the request names more than one module, or when the
+    repository holds code already; else straight to the coder's candidates (a request for
+    one module, class, command line or service)."""
+    return data.type == "spec.derived" and (
+        data.plans == "always" or len(data.files) > 1 or data.existing_code
+    )
+
+
+def _direct(data: EventData) -> bool:
+    return data.type == "spec.derived" and not planned(data)
+
+
+def _attempt_failed(data: EventData) -> bool:
+    """A direct attempt none of whose candidates met the spec: the planner runs next,
+    with the closest candidate on the branch."""
+    return data.type == "candidate.chosen" and not data.spec_ok
+
+
 def _approved(data: EventData) -> bool:
     return data.type == "review.decision" and data.approved
 
@@ -83,7 +103,13 @@ def _changes_requested(data: EventData) -> bool:
 
 
 REACTIONS: tuple[Reaction, ...] = (
+    # the planner derives the spec first; the route follows from what it records
     Reaction("task.initiated", stage="planner", status="running", phase="planner"),
+    Reaction("spec.derived", when=planned, stage="planner", status="running", phase="planner"),
+    Reaction("spec.derived", when=_direct, stage="coder", status="running", phase="coder"),
+    Reaction(
+        "candidate.chosen", when=_attempt_failed, stage="planner", status="running", phase="planner"
+    ),
     # the assigner gives the task an agent for its complexity (``core.agents``) ...
     Reaction("plan.created", stage="assigner", status="running", phase="assigner"),
     # ... or it waits until one is free; the agent's models then run every later stage
@@ -99,7 +125,14 @@ REACTIONS: tuple[Reaction, ...] = (
     Reaction("clarification.answered", orchestrator=True, status="running", phase="coder"),
     Reaction("plan.item.completed", orchestrator=True, status="running", phase="coder"),
     Reaction("code.pr.opened", stage="tester", status="running", phase="tester"),
-    Reaction("test.results", when=_passed, stage="reviewer", status="running", phase="reviewer"),
+    Reaction(
+        "test.results",
+        when=_passed,
+        stage="reviewer",
+        orchestrator=True,  # skips the review where the task's tier has none
+        status="running",
+        phase="reviewer",
+    ),
     Reaction(
         "test.results",
         when=_failed,
@@ -119,6 +152,7 @@ REACTIONS: tuple[Reaction, ...] = (
         status="running",
         phase="coder",
     ),
+    Reaction("review.skipped", stage="deployer", status="running", phase="deployer"),
     Reaction("deploy.status", orchestrator=True, status="running", phase="deployer"),
     Reaction("stage.failed", orchestrator=True),
     # the budget pause: a stage stopped before a model call would cross the budget ...

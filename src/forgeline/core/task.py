@@ -30,6 +30,7 @@ from forgeline.core.events import (
     ArchitectureProposed,
     Budget,
     BudgetApproved,
+    CandidateChosen,
     ClarificationAnswered,
     ClarificationRequested,
     CodePrOpened,
@@ -45,6 +46,9 @@ from forgeline.core.events import (
     PreviewStopped,
     Resume,
     ReviewDecision,
+    ReviewSkipped,
+    RunSpec,
+    SpecDerived,
     StageFailed,
     TaskAssigned,
     TaskAwaitingApproval,
@@ -97,6 +101,10 @@ class TaskState(Frozen):
     budget: Budget = Budget()
     paused: tuple[TaskAwaitingApproval, ...] = ()
     """Stages stopped by the budget, each waiting to re-run on its trigger."""
+    spec: SpecDerived | None = None
+    """What the request says the program must be, and the facts the route follows from."""
+    chosen: CandidateChosen | None = None
+    """The last candidate chosen (a direct attempt)."""
     plan_summary: str = ""
     complexity: int | None = None
     """The planner's estimate (1-10), which decides the agents that may take the task."""
@@ -127,6 +135,28 @@ class TaskState(Frozen):
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
+    @property
+    def reviews(self) -> bool:
+        """Whether passing tests get an LLM review (the tier's ``review``)."""
+        return self.spec is None or self.spec.review
+
+    @property
+    def run_spec(self) -> RunSpec:
+        """How the deployer exercises the result: the architect's, else the spec's."""
+        if self.architecture is not None:
+            return self.architecture.run
+        if self.spec is not None and self.spec.run is not None:
+            return self.spec.run
+        return RunSpec()
+
+    def check_label(self, test_id: str) -> str | None:
+        """What the spec check with pytest id ``test_id`` checks; None for other tests."""
+        if self.spec is not None:
+            for check in self.spec.checks:
+                if check.test_id == test_id:
+                    return check.label
+        return None
+
 
 def settled(state: TaskState) -> bool:
     """The task needs nobody but a person now: finished, or waiting for an answer or for
@@ -154,6 +184,13 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                 "max_review_rounds": data.max_review_rounds,
                 "budget": data.budget,
             }
+        case SpecDerived():
+            u |= {"spec": data, "head": data.commit or state.head}
+            u["files"] = _merge(state.files, data.test_files)
+        case CandidateChosen():
+            u["chosen"] = data
+            if data.commit:
+                u |= {"head": data.commit, "files": _merge(state.files, data.files)}
         case PlanCreated():
             u |= {
                 "plan_summary": data.summary,
@@ -258,6 +295,8 @@ def next_stage(state: TaskState, event: Event) -> Stage | None:
     match event.data:
         case TestResults(ok=False) if state.fix_rounds >= state.max_fix_rounds:
             return None
+        case TestResults(ok=True) if not state.reviews:
+            return None  # the orchestrator records review.skipped
         case ReviewDecision(approved=False) if state.review_rounds >= state.max_review_rounds:
             return None
     return stage
@@ -431,13 +470,17 @@ def _react(state: TaskState, event: Event) -> list[EventData]:
             return _dispatch(state)
         case StageFailed():
             return [TaskFailed(reason=f"{data.stage} failed: {data.error}")]
+        case TestResults() if data.ok and not state.reviews:
+            tier = state.spec.tier if state.spec else "this"
+            reason = f"the {tier} tier's model reviews nothing a test does not check"
+            return [ReviewSkipped(commit=data.commit, reason=reason)]
         case TestResults() if not data.ok and state.fix_rounds >= state.max_fix_rounds:
-            failing = ", ".join(data.failing[:10]) or "see the test output"
             return [
                 TaskFailed(
                     reason=f"tests still fail after {state.fix_rounds} fix round(s) "
-                    f"(limit {state.max_fix_rounds}): {failing}. Fix by hand on branch "
-                    f"{state.branch}, or run again with a higher --max-fix-rounds"
+                    f"(limit {state.max_fix_rounds}): {_failing(state, data)}. The code is "
+                    f"on branch {state.branch}: fix it by hand, or run again with a higher "
+                    "--max-fix-rounds"
                 )
             ]
         case ReviewDecision() if (
@@ -457,6 +500,16 @@ def _react(state: TaskState, event: Event) -> list[EventData]:
             return [TaskFailed(reason=f"the {data.kind} smoke check failed: {data.output[-500:]}")]
         case _:
             return []
+
+
+def _failing(state: TaskState, results: TestResults) -> str:
+    """The failing tests, the spec's checks first and named by what they check."""
+    if not results.failing:
+        return "see the test output"
+    checks = [(t, state.check_label(t)) for t in results.failing]
+    named = [f"the spec's check {label!r} ({t})" for t, label in checks if label]
+    others = [t for t, label in checks if not label]
+    return ", ".join([*named, *others][:10])
 
 
 def _dispatch(state: TaskState) -> list[EventData]:

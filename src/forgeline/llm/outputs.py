@@ -92,35 +92,9 @@ class DiffChange(Output):
 
 Change = CodeChange | EditChange | DiffChange
 
-#: A chat template's special token (``<|im_end|>``, ``<|endoftext|>``, ...) that a small
-#: model sometimes writes into a file.
+#: A chat template's special token (``<|im_end|>``, ``<|endoftext|>``, ...): transport
+#: noise, never part of a file (``llm/filters.py`` drops it from file contents too).
 _SPECIAL_TOKEN = re.compile(r"<\|[A-Za-z0-9_\-]+\|>")
-#: A whole text wrapped in one Markdown code fence.
-_FENCED = re.compile(r"\A\s*```[\w+.-]*[ \t]*\n(?P<body>.*?\n?)```\s*\Z", re.DOTALL)
-
-
-def tidy_text(text: str) -> str:
-    """``text`` without chat-template tokens and without a Markdown fence around all of it.
-
-    Both are transport noise from models, never file content; removing them is cheaper
-    and surer than asking a small model to answer again.
-    """
-    text = _SPECIAL_TOKEN.sub("", text)
-    fenced = _FENCED.match(text)
-    return fenced.group("body") if fenced and "```" not in fenced.group("body") else text
-
-
-def tidy_change(change: Change) -> Change:
-    """``change`` with ``tidy_text`` applied to the text it writes (the same object when
-    nothing needed it). Search texts are left alone: they must match the file."""
-    if isinstance(change, CodeChange):
-        files = tuple(f.model_copy(update={"content": tidy_text(f.content)}) for f in change.files)
-        return change if files == change.files else change.model_copy(update={"files": files})
-    if isinstance(change, EditChange):
-        edits = tuple(e.model_copy(update={"replace": tidy_text(e.replace)}) for e in change.edits)
-        return change if edits == change.edits else change.model_copy(update={"edits": edits})
-    diff = tidy_text(change.diff)
-    return change if diff == change.diff else change.model_copy(update={"diff": diff})
 
 
 #: A line that opens or closes a Markdown code fence, with its info string.

@@ -22,6 +22,7 @@ from forgeline.errors import WorkspaceError
 from forgeline.llm.outputs import ArchitectureOutput
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
+from forgeline.pipeline.fresh import ask_afresh
 from forgeline.workspace.declared import PackageError, read_declaration, requirement
 from forgeline.workspace.git import GitWorkspace, confined_path
 from forgeline.workspace.packages import PackagePolicy
@@ -57,7 +58,9 @@ class ArchitectAgent(StageAgent):
     async def run(self, run: StageRun) -> list[NewEvent]:
         state, workspace = run.state, run.workspace
         await run.begin_change("an architecture decision record")
-        agent = self.model_agent("architect", ArchitectureOutput, prompts.ARCHITECT)
+        agent = self.model_agent(
+            "architect", ArchitectureOutput, prompts.ARCHITECT, output_retries=0
+        )
 
         def check(design: ArchitectureOutput) -> ArchitectureOutput:
             try:
@@ -77,7 +80,14 @@ class ArchitectAgent(StageAgent):
             return design.model_copy(update={"packages": packages})
 
         agent.output_validator(check)
-        design: ArchitectureOutput = (await agent.run(prompts.task_context(state))).output
+        answer = await ask_afresh(
+            agent,
+            prompts.task_context(state),
+            attempts=self.services.settings.output_retries + 1,
+            temperature=run.tier[1].temperature,
+            what="the design",
+        )
+        design: ArchitectureOutput = answer.output
         # A package outside the policy fails the task now, naming it and the rule.
         names = [canonicalize_name(Requirement(p.name).name) for p in design.packages]
         PackagePolicy(self.services.settings.packages).check_declared(names)

@@ -26,7 +26,7 @@ from pydantic_ai.capabilities import ProcessHistory
 from pydantic_ai.exceptions import AgentRunError, ModelAPIError
 from pydantic_ai.models import Model
 
-from forgeline.config import ModelRole, Settings
+from forgeline.config import ModelRole, Profile, Settings
 from forgeline.core import changes
 from forgeline.core.events import (
     ChangeCompleted,
@@ -53,8 +53,10 @@ from forgeline.llm.metered import BudgetExceeded, Compactor, Meter, merged_compa
 from forgeline.observability.logs import bind_task
 from forgeline.observability.progress import Activity
 from forgeline.observability.tracing import Tracing
+from forgeline.pipeline.commands import StageCommands
 from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess
 from forgeline.store.base import EventStore
+from forgeline.tools.terminal import Terminal, command_events
 from forgeline.tools.toolkit import Toolkit
 from forgeline.workspace.declared import read_declaration
 from forgeline.workspace.git import GitWorkspace
@@ -116,6 +118,8 @@ class StageRun:
             interval=agent.services.settings.progress_interval,
             clock=agent.services.clock,
         )
+        self.commands: StageCommands | None = None
+        """The terminal of this run, once a model got it (``terminal``)."""
         services = agent.services
         self.tools = Toolkit(services.settings, services.store)
         """The run's web tools; their calls are recorded with its result."""
@@ -132,6 +136,16 @@ class StageRun:
         """The task's worktree, built on first use (resolving its path touches the disk,
         and a stage that records its result without git never needs it)."""
         return self.agent.services.workspaces.worktree(self.state)
+
+    @cached_property
+    def tier(self) -> tuple[str, Profile]:
+        """The task's model tier (``[profiles.NAME]``): the one its spec recorded, else
+        the one the coder's model chain gets now."""
+        services = self.agent.services
+        settings = services.settings
+        if self.state.spec is not None and self.state.spec.tier in settings.profiles:
+            return self.state.spec.tier, settings.profiles[self.state.spec.tier]
+        return settings.tier(services.models.spec("coder"))
 
     async def venv(self) -> WorkspaceVenv | None:
         """The task's own venv for running its code, synced to the packages the worktree
@@ -176,6 +190,36 @@ class StageRun:
                 clock=services.clock,
             )
         return self.meters[role]
+
+    async def terminal(self) -> StageCommands:
+        """This run's bounded terminal in the task's worktree (made on first use)."""
+        if self.commands is None:
+            settings = self.agent.services.settings
+            terminal = Terminal(
+                self.workspace.path,
+                self.agent.services.spawner,
+                settings.terminal,
+                venv=await self.venv(),
+            )
+            self.commands = StageCommands(terminal, self.tier[1])
+        return self.commands
+
+    @property
+    def commands_ran(self) -> bool:
+        return self.commands is not None and bool(self.commands.commands)
+
+    def command_events(self) -> list[NewEvent]:
+        """A ``tool.command`` per command this run ran or refused, chained from its cause."""
+        if self.commands is None:
+            return []
+        return command_events(
+            self.commands.commands,
+            stream_id=self.trigger.stream_id,
+            correlation_id=self.state.task_id,
+            causation_id=self.cause.id,
+            actor=self.agent.stage,
+            created_at=self.now,
+        )
 
     def context_events(self) -> list[NewEvent]:
         """What compaction dropped during this run, one ``context.compacted`` event."""
@@ -338,6 +382,7 @@ class StageAgent(ABC):
             _current_run.reset(token)
         return [
             *run.context_events(),
+            *run.command_events(),
             *run.tool_events(),
             *run.package_events(),
             *run.activity.pending(),
@@ -347,31 +392,49 @@ class StageAgent(ABC):
     @abstractmethod
     async def run(self, run: StageRun) -> list[NewEvent]: ...
 
-    def model_agent(
-        self, role: ModelRole, output_type: Any, instructions: str, **kwargs: Any
-    ) -> Agent[Any, Any]:
-        """A pydantic-ai agent on ``role``'s model chain, metered for the current stage run
-        (usage events, cache, budget, loop detection) and kept under the context budget."""
+    def model(self, role: ModelRole) -> Model:
+        """``role``'s model chain, metered for the current stage run (usage events, cache,
+        budget, loop detection) when there is one."""
+        run = _current_run.get(None)
+        if run is None:
+            return self.services.models[role]
+        return run.models.metered(role, run.meter(role))
+
+    def model_timeout(self, role: ModelRole) -> float:
+        """Seconds one request to ``role``'s chain may take."""
         settings = self.services.settings
         run = _current_run.get(None)
         models = self.services.models if run is None else run.models
-        model: Model = models[role]
         local = models.is_local(role)
-        timeout = settings.local_timeout if local else settings.model_timeout
+        return settings.local_timeout if local else settings.model_timeout
+
+    def model_agent(
+        self,
+        role: ModelRole,
+        output_type: Any,
+        instructions: str,
+        *,
+        output_retries: int | None = None,
+        **kwargs: Any,
+    ) -> Agent[Any, Any]:
+        """A pydantic-ai agent on ``role``'s model chain (``model``), kept under the context
+        budget; ``output_retries`` (default: the setting) answers it may send back."""
+        settings = self.services.settings
+        run = _current_run.get(None)
         capabilities: list[Any] = list(kwargs.pop("capabilities", ()))
         if run is not None:
-            model = models.metered(role, run.meter(role))
             compactor = Compactor(
                 role, settings.context_tokens, settings.trim_chars, run.compactions
             )
             capabilities.append(ProcessHistory(compactor))
+        retries = settings.output_retries if output_retries is None else output_retries
         return Agent(
-            model,
+            self.model(role),
             output_type=output_type,
             instructions=instructions,
-            retries={"output": settings.output_retries, "tools": 1},
+            retries={"output": retries, "tools": 1},
             name=role,
-            model_settings={"timeout": timeout},
+            model_settings={"timeout": self.model_timeout(role)},
             capabilities=capabilities,
             **kwargs,
         )

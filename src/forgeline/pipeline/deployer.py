@@ -1,4 +1,4 @@
-"""Deployer: approved review.decision -> deploy.status.
+"""Deployer: approved review.decision (or review.skipped) -> deploy.status.
 
 A CLI or library gets its smoke command run once; a web app is started on a free
 localhost port, its health URL polled, and the preview URL reported. The preview keeps
@@ -13,7 +13,7 @@ Docker engine instead of the sandbox, and fails saying so when none is configure
 
 from __future__ import annotations
 
-from forgeline.core.events import DeployStatus, NewEvent, RunSpec
+from forgeline.core.events import DeployStatus, NewEvent
 from forgeline.pipeline.base import StageAgent, StageRun
 from forgeline.runs.containers import compose_up, deploy_files, docker_engine
 from forgeline.runs.preview import DeployResult, smoke, start_preview
@@ -27,7 +27,7 @@ class DeployerAgent(StageAgent):
 
     async def run(self, run: StageRun) -> list[NewEvent]:
         state, workspace = run.state, run.workspace
-        spec = state.architecture.run if state.architecture else RunSpec()
+        spec = state.run_spec  # the architect's, else what the request states
         settings = self.services.settings
         mode = settings.deploy.mode
         timeout = settings.deploy_timeout

@@ -7,8 +7,10 @@ left. Every round records a ``fix.attempt`` event (number, outcome, reason, dura
 back-end, the proposal's fingerprint, the task diff's sha256 before and after), so the
 fix rate can be read from the log (``fixgen.attempts_from_log``).
 
-A model's answer that leaves every file as it is goes back to the model (as many times as
-``output_retries``): failing tests are never fixed by the same files.
+The fixer uses the configured coder back-end (``backends.py``) like the coder; nothing
+of an answer it refuses goes back to the model. An answer that leaves every file as it is
+is asked afresh (as many times as ``output_retries``): failing tests are never fixed by
+the same files. The spec's checks (``spec.derived``'s test files) may not be changed.
 
 Deterministic loop detection: a round stops the stage with "no progress" when its
 proposal is the same as an earlier round's (same fingerprint), when it leaves every file
@@ -37,14 +39,10 @@ from forgeline.executors.patch import change_fingerprint
 from forgeline.llm.metered import BudgetExceeded
 from forgeline.llm.outputs import Change
 from forgeline.pipeline import prompts
-from forgeline.pipeline.base import StageRun
-from forgeline.pipeline.coder import (
-    CodeWriter,
-    Landed,
-    NoProgressError,
-    UnchangedError,
-    failure_reason,
-)
+from forgeline.pipeline.backends import Step, backend_for, write
+from forgeline.pipeline.base import StageAgent, StageRun
+from forgeline.pipeline.landing import Landed, Lander, NoProgressError
+from forgeline.pipeline.trials import chooser
 from forgeline.sandbox.spawner import tail_text
 
 Outcome = Literal["applied", "rejected", "no_progress"]
@@ -65,7 +63,7 @@ class _Round:
     digest: str | None = None
 
 
-class FixerAgent(CodeWriter):
+class FixerAgent(StageAgent):
     stage = "fixer"
 
     async def run(self, run: StageRun) -> list[NewEvent]:
@@ -76,15 +74,14 @@ class FixerAgent(CodeWriter):
         number = state.fix_rounds + 1
         await run.begin_change(f"fix round {number}")
         earlier = await self._earlier_attempts(run)
-        current = _Round(number, time.monotonic(), self.coder_config.backend)
+        current = _Round(number, time.monotonic(), self.services.settings.coder.backend)
         try:
             landed = await self._fix(run, results, earlier, current)
         except BudgetExceeded:
             raise  # a pause, not a failed round: the stage runs again once approved
         except (ForgelineError, AgentRunError) as exc:
-            reason = failure_reason(exc)
-            unchanged = isinstance(exc.__cause__, UnchangedError)
-            no_progress = isinstance(exc, NoProgressError) or unchanged
+            reason = _reason(exc)
+            no_progress = isinstance(exc, NoProgressError)
             outcome: Outcome = "no_progress" if no_progress else "rejected"
             attempt = self._attempt(current, outcome, reason)
             return [run.event(attempt), *run.failed(reason)]
@@ -130,9 +127,11 @@ class FixerAgent(CodeWriter):
                         f"{what}: no progress, the same change as fix round {attempt.attempt}"
                     )
 
-        landed = await self.write(
-            run, "fixer", prompts.FIXER, request, what, screen=screen, must_change=True
-        )
+        lander = Lander(self)
+        step = Step(run, "fixer", prompts.FIXER, request, what, must_change=True)
+        backend = backend_for(self, lander)
+        first = chooser(step, backend, lander)
+        landed = await write(step, backend, lander, screen=screen, first=first)
         workspace = run.workspace
         current.base_digest = await workspace.diff_sha256(state.base_commit, landed.base)
         current.digest = await workspace.diff_sha256(state.base_commit, landed.commit)
@@ -174,6 +173,14 @@ class FixerAgent(CodeWriter):
             commit=landed.commit if landed else None,
             files=tuple(landed.files) if landed else (),
         )
+
+
+def _reason(exc: BaseException) -> str:
+    """What ``fix.attempt`` and ``stage.failed`` say for ``exc``."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, AgentRunError):
+        text = f"the model's output was still invalid after retries: {text}"
+    return text[:4000]
 
 
 def _seen_code(earlier: list[FixAttempted]) -> dict[str, str]:

@@ -1,17 +1,27 @@
-"""Planner: task.initiated -> plan.created, committing plan.yaml."""
+"""Planner: the task's spec first, then (where the route rule says) its plan.
+
+- ``task.initiated`` -> ``spec.derived`` (``specification.specify``): the request's spec,
+  its checks committed, and the facts the route follows from;
+- ``spec.derived`` the route rule gives the planner (its tier always plans, or the
+  request spans modules, or the repository has code), or ``candidate.chosen`` of a direct
+  attempt none of whose candidates met the spec -> ``plan.created``, committing
+  ``plan.yaml``.
+"""
 
 from __future__ import annotations
 
 import yaml
 from pydantic_ai import ModelRetry
 
-from forgeline.core.events import NewEvent, PlanCreated
+from forgeline.core.events import NewEvent, PlanCreated, TaskInitiated
 from forgeline.core.plan import PlanError, repair_plan, validate_plan
 from forgeline.errors import WorkspaceError
 from forgeline.llm.outputs import PlanOutput
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
+from forgeline.pipeline.fresh import ask_afresh
 from forgeline.pipeline.research import planner_instructions
+from forgeline.pipeline.specification import specify
 from forgeline.workspace.git import confined_path
 
 
@@ -19,10 +29,15 @@ class PlannerAgent(StageAgent):
     stage = "planner"
 
     async def run(self, run: StageRun) -> list[NewEvent]:
+        if isinstance(run.trigger.data, TaskInitiated):
+            return await specify(self, run)
+        return await self._plan(run)
+
+    async def _plan(self, run: StageRun) -> list[NewEvent]:
         state, workspace = run.state, run.workspace
         await run.begin_change("plan.yaml: the plan for the request")
         instructions = planner_instructions(prompts.PLANNER, self.services.settings)
-        agent = self.model_agent("planner", PlanOutput, instructions)
+        agent = self.model_agent("planner", PlanOutput, instructions, output_retries=0)
 
         def check(plan: PlanOutput) -> PlanOutput:
             plan = plan.model_copy(update={"items": repair_plan(plan.items)})
@@ -36,7 +51,14 @@ class PlannerAgent(StageAgent):
             return plan
 
         agent.output_validator(check)
-        plan: PlanOutput = (await agent.run(f"Request: {state.request}")).output
+        answer = await ask_afresh(
+            agent,
+            prompts.task_context(state),
+            attempts=self.services.settings.output_retries + 1,
+            temperature=run.tier[1].temperature,
+            what="the plan",
+        )
+        plan: PlanOutput = answer.output
         document = {
             "request": state.request,
             "summary": plan.summary,

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from forgeline.core.task import TaskState
 from forgeline.llm.outputs import files_layout
+from forgeline.spec.model import Spec
 
 PLANNER = """You are the planner of a software team. Break the user's request into a small \
 plan of concrete steps. Each step has a short id (a, b, c ...), a title, a description \
@@ -85,7 +86,14 @@ def answer_format(edit_format: str, paths: Sequence[str] = ()) -> str:
 
 
 TOOLS = """You can read the repository with the tools read_file, list_files and search \
-before you answer; the files shown in the prompt are current."""
+before you answer; the files shown in the prompt are current. run_command runs allowlisted \
+commands in the repository (its tests, for instance); files a command writes are \
+discarded, so put every change in your answer."""
+
+# Appended to a step's prompt when the answer before was refused: the reason, never the
+# refused answer (that goes to a conversation of its own).
+REFUSED = """An earlier answer to this was refused, and nothing of it was kept: {reason}
+Answer afresh, avoiding that."""
 
 REVIEWER = """You are the reviewer. Check that the change does what the request asks, is \
 tested and is safe. Approve when it does; otherwise list concrete changes to make."""
@@ -97,8 +105,23 @@ def files_block(files: Mapping[str, str]) -> str:
     return "\n\n".join(f"### {path}\n```\n{text}\n```" for path, text in files.items())
 
 
+def spec_text(state: TaskState) -> str:
+    """What the request itself fixes (its files, interface and examples), as text; empty
+    when it states none."""
+    if state.spec is None or not state.spec.spec:
+        return ""
+    return Spec.model_validate(state.spec.spec).render()
+
+
 def task_context(state: TaskState) -> str:
     lines = [f"Request: {state.request}"]
+    if fixed := spec_text(state):
+        lines.append(f"What the request states (its own tests check it):\n{fixed}")
+    if state.chosen is not None and not state.chosen.spec_ok:
+        lines.append(
+            "A first attempt without a plan met none of those checks; its closest answer "
+            "is in the current files."
+        )
     if state.plan_summary:
         lines.append(f"Plan: {state.plan_summary}")
         for item_state in state.items.values():

@@ -49,9 +49,9 @@ def choose(evaluations: Sequence[Evaluation]) -> Choice:
     """Pick among ``evaluations`` (one per candidate, in sampling order)."""
     if not evaluations:
         return Choice(index=None, digest=None, reason="no candidates", spec_ok=False)
-    best_spec = max(e.spec_passed for e in evaluations)
+    closeness = [(not e.empty, e.spec_passed) for e in evaluations]
     eligible = [i for i, e in enumerate(evaluations) if e.spec_ok] or [
-        i for i, e in enumerate(evaluations) if e.spec_passed == best_spec
+        i for i, c in enumerate(closeness) if c == max(closeness)
     ]
     groups: dict[frozenset[str], list[int]] = {}
     for i in eligible:
@@ -78,6 +78,8 @@ def choose(evaluations: Sequence[Evaluation]) -> Choice:
     total = chosen.spec_total
     if chosen.spec_ok:
         head = f"passes all {total} spec checks ({len(eligible)} of {len(evaluations)} do)"
+    elif chosen.empty:
+        head = "no candidate's answer held a file"
     else:
         head = (
             f"no candidate passes every spec check; the closest passes {top.spec_passed} "

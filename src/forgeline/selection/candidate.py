@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 
 from pydantic import Field
 from pydantic_ai import ModelRetry
 
-from forgeline.llm.outputs import files_layout, parse_files, tidy_text
+from forgeline.config import FILTERS
+from forgeline.llm.filters import Shape, filter_files
+from forgeline.llm.outputs import files_layout, parse_files
 from forgeline.spec.asking import AnyModel, ModelAnswer, ask
 from forgeline.spec.model import Spec, SpecModel
 
@@ -39,6 +42,11 @@ _PYTEST_CONFIG = frozenset(
         "pyproject.toml",
     }
 )
+
+
+def is_test_module(path: str) -> bool:
+    """A pytest test module (``test_x.py``, ``x_test.py``), not conftest or configuration."""
+    return bool(_TEST_FILE.search(path)) and not path.endswith("conftest.py")
 
 
 def is_test_file(path: str) -> bool:
@@ -71,6 +79,14 @@ class Candidate(SpecModel):
         return {p: t for p, t in self.files.items() if not is_test_file(p)}
 
 
+def filtered(candidate: Candidate, spec: Spec, names: Sequence[str] = FILTERS) -> Candidate:
+    """``candidate`` through the named answer repairs (``llm/filters.py``); the spec's
+    files are the planned ones."""
+    shape = Shape(planned=tuple(m.path for m in spec.modules))
+    files = filter_files(dict(candidate.files), names, shape)
+    return candidate if files == candidate.files else candidate.model_copy(update={"files": files})
+
+
 def candidate_prompt(spec: Spec) -> str:
     """The one prompt every candidate of ``spec`` is asked with."""
     paths = [m.path for m in spec.modules]
@@ -90,7 +106,7 @@ def read_candidate(answer: ModelAnswer, spec: Spec, origin: str = "sample") -> C
         change = parse_files(answer.text, [m.path for m in spec.modules])
     except ModelRetry as exc:
         return Candidate(answer=answer, origin=origin, problem=str(exc))
-    files = {f.path: tidy_text(f.content) for f in change.files}
+    files = {f.path: f.content for f in change.files}
     return Candidate(files=files, answer=answer, origin=origin)
 
 

@@ -62,14 +62,19 @@ class Evaluation(SpecModel):
     designer_passed: tuple[str, ...] = ()
     extra_ok: bool | None = None
     """None when the suite has no extra tests."""
+    extra_failed: tuple[str, ...] = ()
+    """The extra test files with a failing test."""
     error: str = ""
     """The first failing spec check's report, for a repair."""
     seconds: float = 0.0
     timed_out: bool = False
+    empty: bool = False
+    """The candidate has no code file at all (its answer held none)."""
 
     @property
     def spec_ok(self) -> bool:
-        return not self.spec_failed
+        """Whether it passes every spec check (an answer with no code never does)."""
+        return not self.spec_failed and not self.empty
 
     @property
     def spec_passed(self) -> int:
@@ -96,17 +101,22 @@ def read_report(report: TestReport, candidate: Candidate, suite: TestSuite) -> E
 
     spec_failed = tuple(t for t in spec_ids if failed(t))
     extra_ok = None
+    extra_failed: tuple[str, ...] = ()
     if suite.extra:
-        extra_ok = not unusable and not any(f.split("::", 1)[0] in suite.extra for f in failing)
+        files = {f.split("::", 1)[0] for f in failing}
+        extra_failed = tuple(p for p in suite.extra if unusable or p in files)
+        extra_ok = not extra_failed
     return Evaluation(
         digest=candidate.digest,
         spec_failed=spec_failed,
         spec_total=len(spec_ids),
         designer_passed=tuple(t.test_id for t in suite.designer if not failed(t.test_id)),
         extra_ok=extra_ok,
+        extra_failed=extra_failed,
         error=_section(report.output, spec_failed[0]) if spec_failed else "",
         seconds=round(report.duration_s, 3),
         timed_out=report.timed_out,
+        empty=not candidate.code_files,
     )
 
 
@@ -133,15 +143,13 @@ class CandidateRunner:
             tempfile.mkdtemp(prefix=f"candidate-{candidate.digest}-", dir=self.scratch)
         )
         try:
-            for path, text in candidate.code_files.items():
+            for path, text in (*candidate.code_files.items(), *suite.files.items()):
                 try:
                     target = confined_path(workspace, path)
                 except WorkspaceError:  # a path outside the workspace is not written
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
-            for path, text in suite.files.items():
-                (workspace / path).write_text(text, encoding="utf-8")
             report = await run_pytest(workspace, self.spawner, timeout=self.timeout, venv=self.venv)
         finally:
             shutil.rmtree(workspace, ignore_errors=True)

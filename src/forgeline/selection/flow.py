@@ -11,22 +11,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from forgeline.core.events import CandidateChosen, CandidateRecorded, SpecDerived
 from forgeline.selection.agreement import Choice, choose
-from forgeline.selection.candidate import TEMPERATURE, Candidate, sample_candidates
+from forgeline.selection.candidate import (
+    TEMPERATURE,
+    Candidate,
+    filtered,
+    is_test_module,
+    sample_candidates,
+)
 from forgeline.selection.designer import DesignedTests, design_tests
 from forgeline.selection.execution import CandidateRunner, Evaluation, TestSuite, build_suite
-from forgeline.selection.records import (
-    CandidateChosen,
-    CandidateRecorded,
-    SpecDerived,
-    candidate_chosen,
-    candidate_recorded,
-    spec_derived,
-)
+from forgeline.selection.records import candidate_chosen, candidate_recorded, spec_derived
 from forgeline.selection.repair import repair
 from forgeline.spec.asking import AnyModel
+from forgeline.spec.checks import tests_file
 from forgeline.spec.copier import CopyResult, copy_examples, with_copies
 from forgeline.spec.model import Spec, SpecModel
+
+#: Where the designer tests the chosen consensus agreed on land.
+AGREED_FILE = "test_designed.py"
 
 
 class Selection(SpecModel):
@@ -39,6 +43,7 @@ class Selection(SpecModel):
     evaluations: tuple[Evaluation, ...]
     choice: Choice
     repairs: int = 0
+    resamples: int = 0
 
     @property
     def chosen(self) -> Candidate | None:
@@ -51,6 +56,16 @@ class Selection(SpecModel):
             answers.append(self.copies.answer)
         return sum(a.tokens for a in answers if a is not None)
 
+    def agreed_tests(self) -> dict[str, str]:
+        """The designer tests the chosen candidate's consensus set passes, as one test
+        file, each distinct test once (none when there are none)."""
+        agreed = set(self.choice.consensus_tests)
+        bodies: dict[str, str] = {}  # one test per distinct code
+        for test in (t for d in self.designed for t in d.tests if t.test_id in agreed):
+            bodies.setdefault(test.code, test.test_id.rsplit("::", 1)[-1])
+        named = [(name, code) for code, name in bodies.items()]
+        return {AGREED_FILE: tests_file(self.spec, named)} if named else {}
+
     def records(self) -> tuple[SpecDerived, tuple[CandidateRecorded, ...], CandidateChosen]:
         """The payloads of ``spec.derived``, ``candidate.recorded`` and
         ``candidate.chosen``."""
@@ -58,10 +73,12 @@ class Selection(SpecModel):
         return (
             spec_derived(self.spec, suite.spec_checks),
             tuple(
-                candidate_recorded(c, e)
-                for c, e in zip(self.candidates, self.evaluations, strict=True)
+                candidate_recorded(c, e, i)
+                for i, (c, e) in enumerate(zip(self.candidates, self.evaluations, strict=True))
             ),
-            candidate_chosen(self.choice, len(self.candidates), repaired=self.repairs > 0),
+            candidate_chosen(
+                self.choice, len(self.candidates), repairs=self.repairs, resamples=self.resamples
+            ),
         )
 
 
@@ -76,6 +93,19 @@ async def evaluate_all(
     return [done[c.digest] for c in candidates]
 
 
+async def passing_own_tests(
+    runner: CandidateRunner, candidate: Candidate, spec: Spec
+) -> dict[str, str]:
+    """The candidate's own test files whose every test passes against its code (they
+    never took part in the choice)."""
+    own = {p: t for p, t in candidate.files.items() if p not in candidate.code_files}
+    own = {p: t for p, t in own.items() if is_test_module(p)}
+    if not own:
+        return {}
+    evaluation = await runner.evaluate(candidate, build_suite(spec, extra=own))
+    return {p: t for p, t in own.items() if p not in evaluation.extra_failed}
+
+
 async def select(
     model: AnyModel,
     spec: Spec,
@@ -86,15 +116,18 @@ async def select(
     repairs: int = 1,
     temperature: float = TEMPERATURE,
     copy: bool = True,
+    resample: bool = False,
     extra: Mapping[str, str] | None = None,
     prepare: Callable[[Candidate], Candidate] | None = None,
     timeout: float | None = None,
 ) -> Selection:
-    """Sample ``candidates``, check and rank them, repair the closest while none passes
-    the spec (at most ``repairs`` times). ``extra`` test files (a benchmark's hidden
-    tests) run with the others and never take part in the choice. ``prepare`` reshapes
-    every answer before it is checked (a named filter for a model's habits)."""
-    shape = prepare or (lambda candidate: candidate)
+    """Sample ``candidates``, check and rank them; while none passes the spec, at most
+    ``repairs`` rounds of one fresh repair of the closest and, with ``resample``, a new
+    sample of ``candidates`` (the next seeds) when the repair does not pass either.
+    ``extra`` test files (a benchmark's hidden tests) run with the others and never take
+    part in the choice. ``prepare`` reshapes every answer before it is checked (the
+    named filters for a model's habits)."""
+    shape = prepare or (lambda candidate: filtered(candidate, spec))
     copies = None
     if copy:
         copies = await copy_examples(model, spec, timeout=timeout)
@@ -110,7 +143,7 @@ async def select(
     suite = build_suite(spec, designed, extra)
     evaluations = await evaluate_all(runner, pool, suite)
     choice = choose(evaluations)
-    rounds = 0
+    rounds = resamples = 0
     while not choice.spec_ok and choice.index is not None and rounds < repairs:
         base = pool[choice.index]
         fixed = await repair(
@@ -121,6 +154,20 @@ async def select(
         evaluations.append(await runner.evaluate(fixed, suite))
         choice = choose(evaluations)
         rounds += 1
+        if resample and not choice.spec_ok:
+            more = await sample_candidates(
+                model,
+                spec,
+                candidates,
+                temperature=temperature,
+                first_seed=1 + candidates * (rounds),
+                timeout=timeout,
+            )
+            fresh = [shape(c) for c in more]
+            pool += fresh
+            evaluations += await evaluate_all(runner, fresh, suite)
+            choice = choose(evaluations)
+            resamples += 1
     return Selection(
         spec=spec,
         copies=copies,
@@ -129,4 +176,5 @@ async def select(
         evaluations=tuple(evaluations),
         choice=choice,
         repairs=rounds,
+        resamples=resamples,
     )

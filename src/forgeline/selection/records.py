@@ -1,64 +1,22 @@
-"""What the selection flow would record as events, as payloads.
+"""The events the specification and selection flow records, built from its results.
 
-The event types themselves (``spec.derived``, ``candidate.recorded``,
-``candidate.chosen``) are added when the flow is wired into the pipeline; these models are
-their ``data``, built from the flow's results by the functions below.
+The payloads are the core's (``spec.derived``, ``candidate.recorded``,
+``candidate.chosen`` in ``forgeline.core.events``); the functions here fill them from a
+``Spec``, a ``Candidate`` with its ``Evaluation`` and a ``Choice``.
 """
 
 from __future__ import annotations
 
+from forgeline.core.events import CandidateChosen, CandidateRecorded, SpecCheckLabel, SpecDerived
 from forgeline.selection.agreement import Choice
 from forgeline.selection.candidate import Candidate
 from forgeline.selection.execution import Evaluation
 from forgeline.spec.checks import SpecCheck
-from forgeline.spec.model import Spec, SpecModel
-
-
-class SpecDerived(SpecModel):
-    """The spec a request got, as a user reads it."""
-
-    digest: str
-    files: tuple[str, ...]
-    interface: tuple[str, ...]
-    """Signatures, command lines and routes, as written."""
-    trials: tuple[str, ...]
-    trial_sources: tuple[str, ...]
-    checks: tuple[str, ...]
-    """Every check's label, interface checks first."""
-    notes: tuple[str, ...]
-
-
-class CandidateRecorded(SpecModel):
-    """One candidate and what it passed."""
-
-    digest: str
-    origin: str
-    files: tuple[str, ...]
-    input_tokens: int
-    output_tokens: int
-    seconds: float
-    temperature: float | None
-    seed: int | None
-    spec_passed: int
-    spec_total: int
-    spec_failed: tuple[str, ...]
-    designer_passed: int
-
-
-class CandidateChosen(SpecModel):
-    """Which candidate was chosen, and why."""
-
-    digest: str | None
-    reason: str
-    spec_ok: bool
-    candidates: int
-    scores: tuple[tuple[str, int], ...]
-    """``(digest, score)`` for every eligible candidate, best first."""
-    consensus_tests: tuple[str, ...]
-    repaired: bool = False
+from forgeline.spec.model import Spec
 
 
 def spec_derived(spec: Spec, checks: tuple[SpecCheck, ...]) -> SpecDerived:
+    """The spec as a user reads it (the route's facts are the pipeline's to add)."""
     return SpecDerived(
         digest=spec.digest,
         files=tuple(m.path for m in spec.modules),
@@ -69,14 +27,18 @@ def spec_derived(spec: Spec, checks: tuple[SpecCheck, ...]) -> SpecDerived:
         ),
         trials=tuple(t.code for t in spec.trials),
         trial_sources=tuple(t.source for t in spec.trials),
-        checks=tuple(c.label for c in checks),
+        checks=tuple(SpecCheckLabel(test_id=c.test_id, kind=c.kind, label=c.label) for c in checks),
         notes=spec.notes,
+        spec=spec.model_dump(mode="json"),
     )
 
 
-def candidate_recorded(candidate: Candidate, evaluation: Evaluation) -> CandidateRecorded:
+def candidate_recorded(
+    candidate: Candidate, evaluation: Evaluation, index: int = 0
+) -> CandidateRecorded:
     answer = candidate.answer
     return CandidateRecorded(
+        index=index,
         digest=candidate.digest,
         origin=candidate.origin,
         files=tuple(sorted(candidate.files)),
@@ -92,13 +54,17 @@ def candidate_recorded(candidate: Candidate, evaluation: Evaluation) -> Candidat
     )
 
 
-def candidate_chosen(choice: Choice, candidates: int, *, repaired: bool = False) -> CandidateChosen:
+def candidate_chosen(
+    choice: Choice, candidates: int, *, repairs: int = 0, resamples: int = 0
+) -> CandidateChosen:
     return CandidateChosen(
         digest=choice.digest,
+        index=choice.index,
         reason=choice.reason,
         spec_ok=choice.spec_ok,
         candidates=candidates,
         scores=tuple((r.digest, r.score) for r in choice.ranking),
         consensus_tests=choice.consensus_tests,
-        repaired=repaired,
+        repairs=repairs,
+        resamples=resamples,
     )

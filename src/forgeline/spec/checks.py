@@ -192,22 +192,26 @@ def interface_bodies(spec: Spec) -> list[tuple[str, str, str]]:
     return out
 
 
-def spec_suite(spec: Spec) -> tuple[dict[str, str], tuple[SpecCheck, ...]]:
-    """The spec's test files by path, and the checks they hold."""
+def spec_suite(
+    spec: Spec, names: tuple[str, str] = (INTERFACE_FILE, EXAMPLES_FILE)
+) -> tuple[dict[str, str], tuple[SpecCheck, ...]]:
+    """The spec's test files by path (``names``: the interface checks' file and the
+    trials'), and the checks they hold."""
+    interface_file, examples_file = names
     files: dict[str, str] = {}
     checks: list[SpecCheck] = []
     interface = interface_bodies(spec)
     if interface:
-        files[INTERFACE_FILE] = tests_file(spec, [(n, code) for n, _, code in interface])
+        files[interface_file] = tests_file(spec, [(n, code) for n, _, code in interface])
         checks += [
-            SpecCheck(test_id=f"{INTERFACE_FILE}::{n}", kind="interface", label=label)
+            SpecCheck(test_id=f"{interface_file}::{n}", kind="interface", label=label)
             for n, label, _ in interface
         ]
     if spec.trials:
         bodies = [(f"test_example_{i}", t.code) for i, t in enumerate(spec.trials, 1)]
-        files[EXAMPLES_FILE] = tests_file(spec, bodies)
+        files[examples_file] = tests_file(spec, bodies)
         checks += [
-            SpecCheck(test_id=f"{EXAMPLES_FILE}::{n}", kind="example", label=t.quote[:120])
+            SpecCheck(test_id=f"{examples_file}::{n}", kind="example", label=t.quote[:120])
             for (n, _), t in zip(bodies, spec.trials, strict=True)
         ]
     return files, tuple(checks)
