@@ -122,7 +122,7 @@ async def test_a_task_traced_through_the_runtime(tmp_path: Path, peer: Peer) -> 
     assert {span.context.trace_id for span in spans} == {trace_id_for(task_id)}
     named = _by_name(spans)
     stages = {name.removeprefix("stage ") for name in named if name.startswith("stage ")}
-    assert stages == {"planner", "architect", "coder", "tester", "reviewer", "deployer"}
+    assert stages == {"planner", "assigner", "architect", "coder", "tester", "reviewer", "deployer"}
     assert len(named["stage coder"]) == 3  # the research step and two code steps
     outcomes = {(span.attributes or {}).get("forgeline.outcome") for span in named["stage coder"]}
     assert outcomes == {"plan.item.completed"}
