@@ -131,9 +131,12 @@ async def test_a_task_traced_through_the_runtime(tmp_path: Path, peer: Peer) -> 
     # model calls inside their stage, with tokens
     planner_model = [s for s in spans if s.name.startswith("model ") and
                      (s.attributes or {}).get("forgeline.role") == "planner"]  # fmt: skip
-    [planner] = named["stage planner"]
+    # the planner's two steps: the spec (read by patterns, no model call), then the plan
+    specified, planned = named["stage planner"]
+    outcomes = [(s.attributes or {}).get("forgeline.outcome") for s in (specified, planned)]
+    assert outcomes == ["spec.derived", "plan.created"]
     assert planner_model and all(
-        s.parent is not None and s.parent.span_id == planner.context.span_id for s in planner_model
+        s.parent is not None and s.parent.span_id == planned.context.span_id for s in planner_model
     )
     attributes = planner_model[0].attributes or {}
     assert int(attributes["gen_ai.usage.input_tokens"]) > 0

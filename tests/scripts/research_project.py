@@ -51,7 +51,9 @@ PLAN: dict[str, Any] = {
 
 EVENT_CHAIN = [
     "task.initiated",
+    "spec.derived",
     "plan.created",
+    "task.assigned",
     "architecture.proposed",
     "plan.item.dispatched",  # r, the research step: its tool calls, then its result
     "tool.search",
