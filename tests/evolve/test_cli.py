@@ -41,7 +41,9 @@ def test_evolve_once_runs_a_cycle_and_changes_lists_what_it_did(tmp_path: Path) 
     shown = cli("changes", "show", "RSI-1.1", "--workspace", str(repo))
     assert shown.exit_code == 0, shown.output
     assert "1 failing / 2 passing tests" in shown.output  # before
-    assert "0 failing / 3 passing tests" in shown.output  # after
+    # after: the repository's three tests and the check of the spec (calc.py imports)
+    assert "0 failing / 4 passing tests" in shown.output
+    assert "test_spec_interface.py" in shown.output  # the spec's check, among the files
     assert "regressions  none" in shown.output
     assert project.git(repo, "show", "main:calc.py") == project.CALC
 

@@ -35,6 +35,15 @@ def test_names_of_standard_library_objects_are_not_the_programs() -> None:
     assert [r.render() for r in spec.routes] == ["GET /health -> 200"]
 
 
+def test_test_functions_in_quoted_pytest_output_are_not_the_programs() -> None:
+    spec = derive_spec(
+        "These tests fail: test_calc.py::test_add. Fix the code they test (calc.py).\n"
+        "```\n    def test_add():\n>       assert add(2, 3) == 5\nE       assert -1 == 5\n```"
+    )
+    assert [m.path for m in spec.modules] == ["calc.py"]
+    assert spec.callables == ()  # test_add() is the test's, add(2, 3) a use
+
+
 def test_literal_examples_of_calls() -> None:
     request = (
         'Write text.py with slugify(text: str) and add(a, b). `slugify("Hello, World!")` '

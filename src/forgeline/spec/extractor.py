@@ -7,7 +7,8 @@ What it reads (each only where the text states it literally):
   (``slugify(text: str) -> str``, ``a class LRUCache(capacity: int)``). Left out: builtins
   called with arguments (``len(cache)``), names that are parameters of another signature
   (``clock()``), and attributes of standard-library objects the request names
-  (``serve_forever()`` of ``http.server.HTTPServer``);
+  (``serve_forever()`` of ``http.server.HTTPServer``), and test functions (``test_add()``
+  in quoted pytest output: they live in test files, as test files are left out of files);
 - command lines: code spans starting ``python x.py``;
 - routes: ``GET /path`` with the status and JSON body it ``answers``; the server factory
   (a named function taking ``host`` and ``port``) or the ``--port`` command that starts it;
@@ -164,8 +165,8 @@ def signatures(text: str, named: list[tuple[int, str]]) -> list[CallableSpec]:
         return []
     for span in call_spans(text):
         args = _signature(span.source)
-        if args is None or span.name in found:
-            continue
+        if args is None or span.name in found or span.name.startswith("test_"):
+            continue  # a test function belongs to a test file, not to the program
         params = params_of(args)
         if span.name in dir(builtins) and params:
             continue  # len(cache), round(result, 2): a use, not a definition
