@@ -9,8 +9,9 @@ deliberate exceptions that make the benchmark's counting visible:
 - ``todo``: the first version (the coder's, and the single shot's) marks the wrong item
   done; its own tests catch that, and the fixer's answer is the reference. So the
   pipeline passes after one fixer round and the single shot fails the hidden tests.
-- ``slugify``: every version leaves hyphens at the ends; its own tests do not notice, so
-  the pipeline completes and both ways fail the hidden tests.
+- ``slugify``: every version drops digits; its own tests and the request's examples
+  (the spec's checks) have none, so the pipeline completes and both ways fail the hidden
+  tests.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from benchmarks.agents.suite import SUITE, BenchRequest
 CAUGHT_BUGS = {
     "todo": ("items[int(argv[1]) - 1]", "items[int(argv[1])]"),
 }
-#: Entries whose every version has a bug only the hidden tests catch.
+#: Entries whose every version has a bug only the hidden tests catch (not the agents'
+#: own tests, nor the spec's checks of the request's examples).
 HIDDEN_BUGS = {
-    "slugify": ('text.lower()).strip("-")', "text.lower())"),
+    "slugify": ("[^a-z0-9]+", "[^a-z]+"),
 }
 
 AGENT_TESTS = {
