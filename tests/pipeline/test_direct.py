@@ -224,8 +224,9 @@ async def test_a_failed_direct_attempt_goes_to_the_planner_with_the_closest_on_t
     assert state.status == "completed", state.failure
     types = [e.type for e in events]
     at = types.index("candidate.chosen")
-    assert types[at + 1 : at + 4] == [
+    assert types[at + 1 : at + 5] == [
         "plan.created",
+        "task.assigned",
         "architecture.proposed",
         "plan.item.dispatched",
     ]

@@ -329,7 +329,7 @@ async def test_output_that_stays_bad_fails_the_stage_and_keeps_the_record(tmp_pa
         events = await task_events(p, task_id)
         assert state.status == "failed"
         assert [e.type for e in events][-2:] == ["stage.failed", "task.failed"]
-        assert [e.type for e in events][:5] == [
+        assert [e.type for e in events][:6] == [
             "task.initiated",
             "spec.derived",
             "plan.created",

@@ -5,17 +5,23 @@ A small model shown its own refused answer copies it (the agents benchmark saw t
 (``ModelRetry``), forgeline asks again in a fresh conversation: the same prompt with the
 reason appended (``prompts.REFUSED``), sampled at the tier's temperature with the next
 seed. The refused answer itself never reaches a model again.
+
+The attempts share one conversation id, though their messages do not: the meter counts
+repeats per conversation, so a model that sends the same refused answer ``loop_limit``
+times stops the stage (``LoopDetected``) instead of spending every attempt.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
 from pydantic_ai import Agent, AgentRunResult, ModelRetry
 from pydantic_ai.exceptions import UnexpectedModelBehavior
 from pydantic_ai.settings import ModelSettings
 
 from forgeline.errors import StageError
+from forgeline.llm.metered import LoopDetected
 from forgeline.pipeline import prompts
 
 
@@ -49,11 +55,18 @@ async def ask_afresh(
     """Run ``agent`` (built with no output retries) on ``prompt`` until an answer passes
     its validators, at most ``attempts`` times, each in a fresh conversation."""
     told: str | None = None
+    conversation = uuid4().hex  # one question: a repeated refused answer is a loop
     for seed in range(attempts):
         try:
             return await agent.run(
-                with_reason(prompt, told), model_settings=sampling(seed, temperature)
+                with_reason(prompt, told),
+                model_settings=sampling(seed, temperature),
+                conversation_id=conversation,
             )
         except UnexpectedModelBehavior as exc:
             told, _ = refusal(exc)
+        except LoopDetected as exc:
+            if told is None:
+                raise
+            raise LoopDetected(f"{exc}. It was refused because: {told}") from exc
     raise StageError(f"{what}: no usable answer in {attempts} attempt(s); the last: {told}")
