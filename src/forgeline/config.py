@@ -28,6 +28,7 @@ from forgeline.core.events import Budget
 from forgeline.errors import ConfigError
 from forgeline.observability.config import TelemetryConfig
 from forgeline.tools.config import EmailConfig, FetchConfig, GitHubConfig, SearchConfig
+from forgeline.transport.config import TransportConfig
 
 ModelRole = Literal["planner", "architect", "coder", "fixer", "reviewer"]
 """A role with a model chain of its own (``[models]``)."""
@@ -308,6 +309,11 @@ class Settings(BaseSettings):
     repository by its path relative to it, and its worktree follows from that and the
     task id. Default (the CLI): the directory holding ``--workspace``."""
     mode: Literal["event", "sequential"] = "event"
+    broker: str | None = None
+    """RabbitMQ URL (``amqp://user:password@host:5672/vhost``). Set: work is handed to
+    ``forgeline worker`` processes through the broker (distributed mode, which needs a
+    Postgres store); unset: the stages run in the process that drives the task."""
+    transport: TransportConfig = Field(default_factory=TransportConfig)
     max_fix_rounds: int = Field(3, ge=0, le=50)
     max_review_rounds: int = Field(3, ge=0, le=50)
     candidates: int = Field(1, ge=1, le=16)

@@ -7,7 +7,7 @@ text that leaves the process that way passes through ``Redactor.text``, which re
 
 - every secret forgeline knows from its settings (``secrets_of``): the providers' keys and
   the values of their ``api_key_env`` variables, ``[coder] env``, the password of the
-  store URL and of the package index URL, and the values of environment variables named
+  store URL, the broker URL and the package index URL, and the values of environment variables named
   like keys (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*_PASSWORD``, ...), which is
   where pydantic-ai's providers and the coding CLIs read theirs;
 - text shaped like a well-known kind of key, configured or not (``PATTERNS``): ``sk-...``,
@@ -167,7 +167,13 @@ def secrets_of(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         if provider.api_key_env and environ.get(provider.api_key_env):
             found.add(environ[provider.api_key_env])
     found.update(value.get_secret_value() for value in settings.coder.env.values())
-    for url in (settings.store, settings.terminal.index_url, *settings.terminal.find_links):
+    urls = (
+        settings.store,
+        settings.broker,
+        settings.terminal.index_url,
+        *settings.terminal.find_links,
+    )
+    for url in urls:
         if url and "://" in url:
             password = _password(url)
             if password:
