@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,7 @@ async def broker_url(rabbitmq_node: RabbitNode) -> str:
 
 
 def settings(root: Path, store: str, broker: str, **transport: Any) -> Settings:
-    config = {"heartbeat": 1.0, "backoff": 0.2, "backoff_max": 1.0} | transport
+    config = {"heartbeat": 2.0, "backoff": 0.2, "backoff_max": 1.0} | transport
     return Settings(
         workspaces_root=root,
         store=store,
@@ -115,3 +115,12 @@ async def worker(
         finally:
             stop.set()
             await task
+
+
+async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait until ``check()`` holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(0.05)

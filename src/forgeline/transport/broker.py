@@ -156,6 +156,7 @@ class Broker:
         self._consumer: AbstractChannel | None = None
         self._consuming: list[tuple[AbstractQueue, str]] = []
         self._declared: set[str] = set()
+        self._lost = asyncio.Event()
 
     def error(self, action: str, exc: BaseException) -> BrokerError:
         detail = " ".join(str(exc).split()) or type(exc).__name__
@@ -169,9 +170,11 @@ class Broker:
         if "heartbeat" not in url.query:
             url = url.update_query(heartbeat=self.heartbeat)
         try:
+            self._lost = lost = asyncio.Event()
             self._connection = await aio_pika.connect(
                 url, timeout=self.connect_timeout, client_properties={"product": "forgeline"}
             )
+            self._connection.close_callbacks.add(lambda *_: lost.set())
             self._publisher = await self._connection.channel(publisher_confirms=True)
             self._exchange = await self._publisher.declare_exchange(
                 EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
@@ -186,22 +189,22 @@ class Broker:
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
+        self._lost.set()
         self._publisher = self._consumer = None
         self._exchange = None
         self._consuming.clear()
         self._declared.clear()
-        if connection is not None and not connection.is_closed:
-            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                await connection.close()
+        if connection is not None:
+            with contextlib.suppress(*CONNECTION_EXCEPTIONS, TimeoutError):
+                await asyncio.wait_for(connection.close(), self.connect_timeout)
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        return self._connection is not None and not self._lost.is_set()
 
     async def closed(self) -> None:
         """Return once the connection is lost (or closed)."""
-        if self._connection is not None:
-            await self._connection.closed()
+        await self._lost.wait()
 
     async def __aenter__(self) -> Broker:
         await self.connect()

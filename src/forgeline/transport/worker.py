@@ -104,6 +104,7 @@ class BrokerWorker:
         self.broker = Broker(settings.broker, heartbeat=self.config.heartbeat)
         self.relay: Relay | None = None
         self.handled = 0
+        """Messages handled and acknowledged."""
         self._in_flight: dict[int, _InFlight] = {}
         self._keys = count()
         self._stop = asyncio.Event()
@@ -156,6 +157,9 @@ class BrokerWorker:
     # ------------------------------------------------------------------ messages
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        """Start handling ``message`` in a task of the worker's own: the client library
+        cancels its delivery tasks when the connection drops, and a stage in flight
+        should go on and record its result (the store is reachable)."""
         try:
             work = Work.from_body(message.body)
         except BrokerError as exc:
@@ -163,9 +167,11 @@ class BrokerWorker:
             await _settle(message.reject(requeue=False))
             return
         key = next(self._keys)
-        self._in_flight[key] = _InFlight(
-            work, self.pipeline.services.clock(), asyncio.current_task()
-        )
+        flight = _InFlight(work, self.pipeline.services.clock())
+        self._in_flight[key] = flight
+        flight.task = asyncio.create_task(self._process(key, work, message))
+
+    async def _process(self, key: int, work: Work, message: AbstractIncomingMessage) -> None:
         try:
             await self._handle(work, redelivered=bool(message.redelivered))
         except StageInterrupted as exc:
@@ -183,8 +189,8 @@ class BrokerWorker:
                 return  # unacknowledged: the broker gives it out again
         finally:
             self._in_flight.pop(key, None)
-        self.handled += 1
-        await _settle(message.ack())
+        if await _settle(message.ack()):
+            self.handled += 1
 
     async def _handle(self, work: Work, *, redelivered: bool) -> None:
         event = await self._event(work)
@@ -350,10 +356,12 @@ class BrokerWorker:
                 await asyncio.wait_for(stop.wait(), self.cancel_check)
 
 
-async def _settle(acknowledgement: Awaitable[object]) -> None:
-    """Acknowledge (or reject) a message; on a lost connection the broker gives it out
-    again, and whoever takes it finds the work recorded."""
+async def _settle(acknowledgement: Awaitable[object]) -> bool:
+    """Acknowledge (or reject) a message; on a lost connection (False) the broker gives it
+    out again, and whoever takes it finds the work recorded."""
     try:
         await acknowledgement
     except CONNECTION_EXCEPTIONS as exc:
         log.info("could not acknowledge a message (%s): it will be redelivered", exc)
+        return False
+    return True
