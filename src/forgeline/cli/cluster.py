@@ -31,7 +31,9 @@ from forgeline.cli.options import (
 from forgeline.config import Settings, load_settings
 from forgeline.core.events import utcnow
 from forgeline.core.reactions import STAGES, Role
+from forgeline.errors import ForgelineError
 from forgeline.pipeline.execution import Sequential
+from forgeline.redaction import redact
 from forgeline.runtime import open_runtime
 
 Root = Annotated[
@@ -46,7 +48,11 @@ Root = Annotated[
 
 def _settings(root: Path | None, config: Path | None, **overrides: object) -> Settings:
     base = (root or Path.cwd()).resolve()
-    settings = load_settings(base, config, **given(**overrides))
+    try:
+        settings = load_settings(base, config, **given(**overrides))
+    except ForgelineError as exc:  # a bad config file: its message, no traceback
+        errors.print(f"[red]error:[/] {escape(redact(str(exc)))}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
     return settings.model_copy(update={"workspaces_root": settings.workspaces_root or base})
 
 
