@@ -161,3 +161,23 @@ def rabbitmq_node() -> Iterator[RabbitNode]:
         yield node
     finally:
         node.remove()
+
+
+# ------------------------------------------------------------------ packages
+
+
+#: The packages of the FastAPI service the package tests build: the framework, its test
+#: client and the server that runs it.
+WEB_PACKAGES = ("fastapi", "httpx", "uvicorn")
+
+
+@pytest.fixture(scope="session")
+def web_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A find-links directory with wheels of ``WEB_PACKAGES`` and all they need, re-packed
+    from forgeline's own environment (the dev extra installs them): installed offline with
+    ``use_index = false``, never from an index."""
+    from tests.workspace.wheels import repack_closure
+
+    links = tmp_path_factory.mktemp("web-wheels")
+    repack_closure(WEB_PACKAGES, links)
+    return links

@@ -64,7 +64,7 @@ def test_the_secrets_come_from_the_settings_and_key_named_variables() -> None:
         },
         coder={"env": {"AIDER_SOMETHING": "coder-env-secret-0123"}},
         store="postgresql://forgeline:store-password-01@db/forgeline",
-        terminal={"index_url": "https://user:index-token-0123@pypi.example/simple"},
+        packages={"index_url": "https://user:index-token-0123@pypi.example/simple"},
     )
     environ = {
         "MY_PROVIDER_VAR": KEY,

@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return replay_main(args)
     held = True if args.held_out else False if args.tuned else None
     try:
-        chosen = select(args.requests, args.only, held_out=held)
+        chosen = select(args.requests, args.only, held_out=held, packages=False)
         return asyncio.run(collect(args, chosen))
     except (ValueError, ForgelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)

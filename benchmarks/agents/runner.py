@@ -9,8 +9,9 @@
 
 Then the request's hidden tests are copied into the finished workspace (the pipeline's
 task worktree) and run there with pytest, in a subprocess through forgeline's spawner (the
-bubblewrap sandbox, or plain processes where it cannot work) and with the repository's
-venv, the interpreter forgeline's tester uses. A request passes when every hidden test
+bubblewrap sandbox, or plain processes where it cannot work) and with the task's venv, the
+interpreter forgeline's tester uses (for a request that needs packages, synced to what the
+workspace declares plus the request's packages). A request passes when every hidden test
 passes. The hidden tests run whatever the task's outcome: a failed task may still have
 left working code, and a "completed" one may not do what was asked.
 """
@@ -32,15 +33,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchmarks.agents.suite import BenchRequest
+from forgeline.config import PackagesConfig
 from forgeline.core.events import task_stream, usage_stream
 from forgeline.core.fixes import attempts_from_log, run_from_log
 from forgeline.core.task import fold
+from forgeline.errors import ForgelineError
 from forgeline.llm.metered import usage_rows
 from forgeline.runs.testrun import parse_junit, pytest_command
 from forgeline.sandbox.select import UnsafeSpawnerWarning, choose_spawner
 from forgeline.store.sqlite import SQLiteEventStore
+from forgeline.workspace.declared import Declaration, read_declaration
 from forgeline.workspace.git import GitWorkspace
 from forgeline.workspace.layout import Workspaces
+from forgeline.workspace.sync import PackageSync
 from forgeline.workspace.venv import workspace_venv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,6 +225,17 @@ async def run_hidden(
         warnings.simplefilter("ignore", UnsafeSpawnerWarning)  # said once, by the caller
         spawner = choose_spawner(require_sandbox=False, allow_unsafe=unsafe)
     venv = await workspace_venv(workspace)
+    if request.packages:  # what the hidden tests import, with what the workspace declares
+        try:
+            declared = read_declaration(workspace)
+        except ForgelineError:
+            declared = Declaration()
+        try:
+            await PackageSync(PackagesConfig(), spawner).sync(
+                venv, declared, cwd=workspace, requested=request.packages
+            )
+        except ForgelineError as exc:
+            return HiddenResult(errors=1, note=f"the packages could not be installed: {exc}")
     with tempfile.TemporaryDirectory(prefix="forgeline-hidden-") as tmp:
         report = Path(tmp) / "junit.xml"
         argv = pytest_command(

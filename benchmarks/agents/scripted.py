@@ -130,6 +130,9 @@ def answer(role: str, request: BenchRequest) -> dict[str, Any]:
             "decision": "## Context\nA small request.\n\n## Decision\nOne module and tests.\n",
             "files": [{"path": path} for path in sorted(files)],
             "run": {"kind": "library", "command": []},
+            "packages": [
+                {"name": name, "reason": "the request needs it"} for name in request.packages
+            ],
         }
     if role == "reviewer":
         return {"approved": True, "comments": []}

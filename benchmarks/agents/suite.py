@@ -8,9 +8,13 @@ the scripted model's answers). Neither is ever shown to the agents: they are cop
 a finished workspace only after its run.
 
 The first five cover one request of each kind, so ``--requests 5`` is a balanced sample.
-The last 16 (``HELD_OUT``, ``held_out=True``) were written before any prompt of the
-specification and selection flow was tuned, and are kept out of every tuning loop: the
-harnesses report them apart from the 24 tuned ones (``TUNED``).
+Three (``WITH_PACKAGES``, ``packages=...``) need packages from PyPI: a FastAPI service, a
+``requests``-based client tested against a local server and a ``click`` command line. The
+pipeline installs what the task declares (forgeline's checked install path); the hidden
+tests run in the task's venv with the request's packages added. The last 16
+(``HELD_OUT``, ``held_out=True``) were written before any prompt of the specification and
+selection flow was tuned, and are kept out of every tuning loop: the harnesses report them
+apart from the 24 tuned ones (``TUNED``, which holds no request that needs packages).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ Kind = Literal["function", "class", "cli", "store", "web"]
 KINDS: tuple[Kind, ...] = ("function", "class", "cli", "store", "web")
 
 STDLIB = "Use only the Python standard library, and include pytest tests."
+WITH = "Declare the packages it needs in requirements.txt, and include pytest tests."
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class BenchRequest:
     held_out: bool = False
     """Written after the tuned set and kept out of every prompt-tuning loop: figures for it
     are reported apart."""
+    packages: tuple[str, ...] = ()
+    """Packages from PyPI the request needs (its hidden tests import them)."""
 
     @property
     def hidden_tests(self) -> Path:
@@ -63,6 +70,10 @@ def _r(name: str, kind: Kind, text: str, *, held_out: bool = False) -> BenchRequ
 
 def _h(name: str, kind: Kind, text: str) -> BenchRequest:
     return _r(name, kind, text, held_out=True)
+
+
+def _p(name: str, kind: Kind, text: str, packages: tuple[str, ...]) -> BenchRequest:
+    return BenchRequest(name, kind, " ".join(text.split()) + " " + WITH, packages=packages)
 
 
 SUITE: tuple[BenchRequest, ...] = (
@@ -310,6 +321,40 @@ SUITE: tuple[BenchRequest, ...] = (
         holding the URL, and 404 for an unknown code. A new server on the same db_path still
         knows the earlier codes.""",
     ),
+    # --- requests that need packages from PyPI
+    _p(
+        "kv_fastapi",
+        "web",
+        """Write kv_fastapi.py, a key-value web service with FastAPI, kept in memory: a
+        module-level app = FastAPI(). PUT /items/KEY with a JSON body {"value": VALUE}
+        (VALUE a string) stores it and answers 200 with {"key": KEY, "value": VALUE};
+        GET /items/KEY answers 200 with the same, or 404 for an unknown key; DELETE
+        /items/KEY removes it and answers 204, or 404 for an unknown key; GET /items
+        answers 200 with the sorted list of keys. Test it with FastAPI's TestClient
+        (which needs httpx).""",
+        ("fastapi", "httpx"),
+    ),
+    _p(
+        "weather_client",
+        "function",
+        """Write weather.py with fetch_forecast(base_url: str, city: str) -> dict, which
+        uses the requests library to GET base_url + "/forecast" with the query parameter
+        city (timeout 5 seconds) and returns the decoded JSON object. An answer other than
+        200, a body that is not JSON, or a connection error raises WeatherError, an
+        exception class defined in weather.py. Also summary(base_url: str, city: str) ->
+        str, which formats the forecast's "city", "temp_c" and "sky" fields as
+        "Paris: 21.5 C, sunny". Test it against a local server started in the tests.""",
+        ("requests",),
+    ),
+    _p(
+        "greet_click",
+        "cli",
+        """Write greet.py, a command line built with click whose command is the function
+        main. `python greet.py NAME` prints `Hello, NAME!`; --shout prints it in upper
+        case; --times N prints the line N times (default 1, N at least 1: click refuses
+        anything else with exit status 2); --greeting TEXT replaces Hello.""",
+        ("click",),
+    ),
     # --- the held-out set: written before any prompt was tuned, and never tuned on
     _h(
         "palindrome",
@@ -483,16 +528,25 @@ SUITE: tuple[BenchRequest, ...] = (
 BY_NAME: dict[str, BenchRequest] = {r.name: r for r in SUITE}
 
 
-TUNED: tuple[BenchRequest, ...] = tuple(r for r in SUITE if not r.held_out)
+TUNED: tuple[BenchRequest, ...] = tuple(r for r in SUITE if not r.held_out and not r.packages)
 HELD_OUT: tuple[BenchRequest, ...] = tuple(r for r in SUITE if r.held_out)
+WITH_PACKAGES: tuple[BenchRequest, ...] = tuple(r for r in SUITE if r.packages)
 
 
 def select(
-    requests: int | None = None, only: str | None = None, *, held_out: bool | None = None
+    requests: int | None = None,
+    only: str | None = None,
+    *,
+    held_out: bool | None = None,
+    packages: bool = True,
 ) -> list[BenchRequest]:
     """The suite, or the named entries (``only``: comma-separated), or the first N;
-    ``held_out`` True/False keeps only the held-out or only the tuned requests."""
+    ``held_out`` True/False keeps only the held-out or only the tuned requests;
+    ``packages=False`` leaves out the requests that need packages (for a harness whose
+    venv cannot install them)."""
     chosen = list(SUITE if held_out is None else HELD_OUT if held_out else TUNED)
+    if not packages:
+        chosen = [r for r in chosen if not r.packages]
     if only:
         names = [n.strip() for n in only.split(",") if n.strip()]
         unknown = [n for n in names if n not in BY_NAME]

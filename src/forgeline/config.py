@@ -26,8 +26,15 @@ from pydantic_settings import (
 from forgeline import redaction
 from forgeline.core.events import Budget
 from forgeline.errors import ConfigError
+from forgeline.evolve.config import EvolveConfig
 from forgeline.observability.config import TelemetryConfig
-from forgeline.tools.config import EmailConfig, FetchConfig, GitHubConfig, SearchConfig
+from forgeline.tools.config import (
+    EmailConfig,
+    FetchConfig,
+    GitHubConfig,
+    ResearchConfig,
+    SearchConfig,
+)
 from forgeline.transport.config import TransportConfig
 
 ModelRole = Literal["planner", "architect", "coder", "fixer", "reviewer"]
@@ -237,16 +244,9 @@ class TerminalConfig(BaseModel):
     """Characters of a command's output kept (its tail) in the answer and the event."""
     confine_paths: bool = True
     """Refuse arguments that are paths outside the workspace (absolute, or ``..`` out)."""
-    installs: Literal["download", "wheelhouse", "off"] = "download"
-    """``pip install``: ``download`` fetches wheels with forgeline's own pip (the only step
-    with network), then installs them in the sandbox offline; ``wheelhouse`` installs only
-    wheels already in ``.forgeline/wheels``; ``off`` refuses installs."""
-    index_url: str | None = None
-    """The package index to download from (default: pip's own configuration)."""
-    use_index: bool = True
-    """False: download only from ``find_links``."""
-    find_links: tuple[str, ...] = ()
-    """Extra places (directories or URLs) with wheels to download from."""
+    installs: bool = True
+    """Let ``pip install`` run: through the package policy and the checked install path
+    (``[packages]``); the package lasts until the next sync of the declared packages."""
 
     @field_validator("allow", "deny", "extra_allow", "extra_deny")
     @classmethod
@@ -267,6 +267,117 @@ class TerminalConfig(BaseModel):
     @property
     def deny_rules(self) -> tuple[str, ...]:
         return (*self.deny, *self.extra_deny)
+
+
+#: Packages a project may declare by default: common web, data, command-line and test
+#: libraries (compared by normalized name; see ``PackagesConfig``).
+PACKAGES_ALLOW: tuple[str, ...] = (
+    # web services and clients
+    "fastapi", "starlette", "uvicorn", "flask", "werkzeug", "jinja2", "itsdangerous",
+    "markupsafe", "django", "gunicorn", "python-multipart", "websockets", "aiohttp",
+    "httpx", "requests", "urllib3", "beautifulsoup4", "lxml", "pydantic",
+    "pydantic-settings", "email-validator", "sqlalchemy", "alembic", "psycopg",
+    "psycopg2-binary", "redis", "pyjwt", "passlib", "bcrypt", "cryptography",
+    # data
+    "numpy", "pandas", "scipy", "matplotlib", "seaborn", "scikit-learn", "statsmodels",
+    "sympy", "networkx", "polars", "pyarrow", "openpyxl", "xlsxwriter", "pillow",
+    "tabulate", "python-dateutil", "pytz", "tzdata", "pyyaml", "toml", "tomli", "tomli-w",
+    "orjson", "ujson", "simplejson", "jsonschema", "markdown", "regex", "chardet",
+    "charset-normalizer", "arrow", "pendulum", "attrs", "cachetools", "tenacity",
+    "python-dotenv", "platformdirs", "packaging", "anyio", "typing-extensions",
+    "structlog", "loguru", "marshmallow",
+    # command lines
+    "click", "typer", "rich", "colorama", "tqdm", "prompt-toolkit", "questionary",
+    "docopt",
+    # tests
+    "pytest", "pytest-asyncio", "pytest-mock", "pytest-cov", "coverage", "hypothesis",
+    "freezegun", "responses", "respx", "requests-mock",
+)  # fmt: skip
+
+#: Packages refused by default whatever ``allow`` says.
+PACKAGES_DENY: tuple[str, ...] = (
+    # unmaintained since 2013 with known vulnerabilities; cryptography does its job
+    "pycrypto",
+)
+
+_PACKAGE_PATTERN = re.compile(r"^[A-Za-z0-9*?\[\]][A-Za-z0-9._*?\[\]-]*$")
+
+
+class PackagesConfig(BaseModel):
+    """Which packages a task's project may get, from where: the ``[packages]`` table.
+
+    The declared packages (``requirements.txt``, ``pyproject.toml``) are checked by name
+    before anything is fetched: a ``deny`` entry refuses the package (and also any
+    package they need); a name one edit away from a popular package is refused as
+    typosquat-shaped unless ``allow``/``extra_allow`` names it exactly; a declared name no
+    ``allow`` entry matches is refused. Entries are names or patterns with ``*``, ``?``
+    and ``[...]``, compared with the normalized name (``Python_Dateutil`` is
+    ``python-dateutil``); ``allow = ["*"]`` allows any name. ``allow``/``deny`` replace the
+    defaults, ``extra_allow``/``extra_deny`` add to them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow: tuple[str, ...] = PACKAGES_ALLOW
+    deny: tuple[str, ...] = PACKAGES_DENY
+    extra_allow: tuple[str, ...] = ()
+    extra_deny: tuple[str, ...] = ()
+    max_wheels: int = Field(60, ge=1)
+    """The most wheels one declared set may bring in (the packages and all they need)."""
+    max_total_mb: float = Field(300, gt=0)
+    """The most megabytes (10^6 bytes) those wheels may weigh together."""
+    offline: bool = False
+    """Install only from the repository's wheelhouse (``.forgeline/wheels``): nothing is
+    downloaded, so a package missing there fails with pip's reason."""
+    index_url: str | None = None
+    """The package index to download from (default: pip's own configuration)."""
+    use_index: bool = True
+    """False: download only from ``find_links``."""
+    find_links: tuple[str, ...] = ()
+    """Extra places (directories or URLs) with wheels to download from."""
+    timeout: float = Field(600, gt=0)
+    """Seconds one download, resolution or install may take."""
+
+    @field_validator("allow", "deny", "extra_allow", "extra_deny")
+    @classmethod
+    def _names(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in entries:
+            if not _PACKAGE_PATTERN.match(entry):
+                raise ValueError(f"package entry {entry!r} is not a package name or pattern")
+        return entries
+
+    @property
+    def allow_entries(self) -> tuple[str, ...]:
+        return (*self.allow, *self.extra_allow)
+
+    @property
+    def deny_entries(self) -> tuple[str, ...]:
+        return (*self.deny, *self.extra_deny)
+
+
+class DeployConfig(BaseModel):
+    """How the deployer ships the app a task built: the ``[deploy]`` table (note 001's
+    preview modes).
+
+    ``preview`` (default): a cli or library is smoke-run once, a web app starts as a
+    preview in the sandbox. ``compose_only``: the same, and the deployer also writes a
+    ``Dockerfile``, ``compose.yaml`` and ``.dockerignore`` for the app (its packages, its
+    command, its health check; checked against the Compose specification) and commits
+    them. ``docker_in_docker``: writes them and runs them with the Docker engine
+    (``docker_host``, else ``DOCKER_HOST``, else the local socket) instead of the sandbox;
+    without an engine the deploy fails, saying so.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["preview", "compose_only", "docker_in_docker"] = "preview"
+    docker_host: str | None = None
+    """The Docker engine ``docker_in_docker`` uses (``unix:///var/run/docker.sock``,
+    ``tcp://host:2376``); unset: ``DOCKER_HOST``, else the local socket if there is one."""
+    docker: str = "docker"
+    """The Docker CLI (with its compose plugin): a name on PATH or a path."""
+    base_image: str | None = None
+    """The image the Dockerfile starts from; default ``python:<forgeline's X.Y>-slim``."""
 
 
 class Settings(BaseSettings):
@@ -299,6 +410,8 @@ class Settings(BaseSettings):
     """Retries with backoff of one request (rate limits, 5xx) before falling back."""
     coder: CoderConfig = Field(default_factory=CoderConfig)
     terminal: TerminalConfig = Field(default_factory=TerminalConfig)
+    packages: PackagesConfig = Field(default_factory=PackagesConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
     workspace_venv: bool = True
     """Run the workspace's tests and programs with its repository's own venv
     (``.forgeline/venv``) rather than forgeline's interpreter."""
@@ -328,9 +441,12 @@ class Settings(BaseSettings):
     deploy_timeout: float = Field(60, gt=0)
     search: SearchConfig = Field(default_factory=SearchConfig)
     fetch: FetchConfig = Field(default_factory=FetchConfig)
+    research: ResearchConfig = Field(default_factory=ResearchConfig)
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    evolve: EvolveConfig = Field(default_factory=EvolveConfig)
+    """``[evolve]``: the evolution daemon's signals and guardrails (docs/evolve.md)."""
 
     def store_url(self, workspace: Path) -> str:
         return self.store or f"sqlite:///{workspace / '.forgeline' / 'forgeline.db'}"

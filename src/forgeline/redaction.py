@@ -5,11 +5,13 @@ sk-...", a 500 that lists the request headers), and such text travels on as a st
 error, a task's failure reason, a log line and a message on the terminal. Every piece of
 text that leaves the process that way passes through ``Redactor.text``, which replaces
 
-- every secret forgeline knows from its settings (``secrets_of``): the providers' keys and
-  the values of their ``api_key_env`` variables, ``[coder] env``, the password of the
-  store URL, the broker URL and the package index URL, and the values of environment variables named
-  like keys (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*_PASSWORD``, ...), which is
-  where pydantic-ai's providers and the coding CLIs read theirs;
+- every secret forgeline knows from its settings (``secrets_of``): every ``SecretStr`` in
+  them (the providers' keys, ``[coder] env``, the GitHub token, the SMTP password, the
+  trace collector's headers) and the values of the variables their ``*_env`` keys name,
+  the password of the store URL, the broker URL and the package index URL, and the values of
+  environment variables named like keys (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``,
+  ``*_PASSWORD``, ...), which is where pydantic-ai's providers and the coding CLIs read
+  theirs;
 - text shaped like a well-known kind of key, configured or not (``PATTERNS``): ``sk-...``,
   ``Bearer ...``, ``ghp_...``, ``xoxb-...``, a URL's ``user:password@``.
 
@@ -22,8 +24,10 @@ accumulate: redacting a value the process once knew is never wrong. Values short
 Where it applies, once each: ``redact_event`` in the event store's ``append_batch``, the one
 door every event goes through, whoever produced it (so the stored row, the store's
 in-memory copy, the terminal and the API all see the redacted text); ``RedactingFilter``
-on every log record (installed as the log record factory's last step); and the command
-line's error message (``redact``).
+on every log record (installed as the log record factory's last step), and every value of
+a structured log line once more (``observability.logs``); span attributes and error
+descriptions (``observability.tracing``); and the command line's error message
+(``redact``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 if TYPE_CHECKING:
     from forgeline.config import Settings
@@ -158,22 +162,32 @@ def _replacement(match: re.Match[str]) -> str:
 
 
 def secrets_of(settings: Settings, environ: Mapping[str, str] | None = None) -> set[str]:
-    """Every secret value ``settings`` names or reads (see the module's docstring)."""
+    """Every secret value ``settings`` names or reads (see the module's docstring): each
+    ``SecretStr`` anywhere in the settings (providers' keys, ``[coder] env``, the GitHub
+    token, the SMTP password, the collector's headers), the values of the variables its
+    ``*_env`` keys name, the passwords in its URLs, and key-named environment variables."""
     environ = os.environ if environ is None else environ
     found: set[str] = set()
-    for provider in settings.providers.values():
-        if provider.api_key is not None:
-            found.add(provider.api_key.get_secret_value())
-        if provider.api_key_env and environ.get(provider.api_key_env):
-            found.add(environ[provider.api_key_env])
-    found.update(value.get_secret_value() for value in settings.coder.env.values())
-    urls = (
+
+    def walk(value: Any, name: str = "") -> None:
+        if isinstance(value, SecretStr):
+            found.add(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for field in type(value).model_fields:
+                walk(getattr(value, field), field)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item, name)
+        elif isinstance(value, str) and name.endswith("_env") and environ.get(value):
+            found.add(environ[value])
+
+    walk(settings)
+    for url in (
         settings.store,
         settings.broker,
-        settings.terminal.index_url,
-        *settings.terminal.find_links,
-    )
-    for url in urls:
+        settings.packages.index_url,
+        *settings.packages.find_links,
+    ):
         if url and "://" in url:
             password = _password(url)
             if password:

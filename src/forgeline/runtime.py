@@ -3,11 +3,14 @@ down cleanly.
 
 ``open_runtime(settings)`` builds the store, the model registry, the process spawner and
 the pipeline, and an ``Execution`` (``pipeline/execution.py``) that does the recorded
-work; the CLI, the test harness and the benchmarks enter through it, and the server, the
-distributed worker and the evolution daemon are meant to. Nothing else builds these for
-a run. Leaving the context drains the execution (work in flight is finished and
-recorded), stops the web previews this process started (unless ``keep_previews``), closes
-the models' connections and the local model's server, and closes the store.
+work; the CLI, the test harness, the benchmarks and the evolution daemon
+(``forgeline.evolve``) enter through it, and the server and the distributed worker are
+meant to. Nothing else builds these for a run. It sets up the log lines and traces of
+``[telemetry]`` and, with ``[github] open_pr`` or ``[email]``, the delivery of the tasks'
+outcomes (``pipeline/delivery.py``). Leaving the context drains the execution (work in
+flight is finished and recorded), stops the web previews this process started (unless
+``keep_previews``), closes the models' connections and the local model's server, closes
+the store and flushes the traces.
 
 Submitting and running are apart: ``submit`` only records a task; ``run_until_settled``
 has the execution work on it until it needs a person; ``follow`` yields a task's events
@@ -28,7 +31,10 @@ from forgeline.core.task import TaskState, settled
 from forgeline.errors import ConfigError, ForgelineError
 from forgeline.llm import local
 from forgeline.llm.gateway import ModelRegistry
+from forgeline.observability.logs import configure_logging
+from forgeline.observability.tracing import Tracing
 from forgeline.pipeline.base import Services
+from forgeline.pipeline.delivery import Delivery, stop_following
 from forgeline.pipeline.execution import Execution, ExecutionFactory, Mode, for_mode
 from forgeline.pipeline.runner import Pipeline, Until
 from forgeline.sandbox.local import LocalSpawner
@@ -49,6 +55,9 @@ class Runtime:
         self.services = services
         self.pipeline = pipeline
         self.execution = execution
+        self.delivery: Delivery | None = None
+        """Pull requests and e-mails on the tasks' outcomes (``[github] open_pr``,
+        ``[email]``); None when neither is configured."""
 
     @property
     def settings(self) -> Settings:
@@ -80,6 +89,8 @@ class Runtime:
         max_fix_rounds: int | None = None,
         max_review_rounds: int | None = None,
         budget: Budget | None = None,
+        task_id: str | None = None,
+        base: str | None = None,
     ) -> str:
         """Record a new task on ``repository`` (a name under the workspaces root, or a path
         inside it) and return its id; see ``Pipeline.submit``. Nothing runs yet."""
@@ -89,6 +100,8 @@ class Runtime:
             max_fix_rounds=max_fix_rounds,
             max_review_rounds=max_review_rounds,
             budget=budget,
+            task_id=task_id,
+            base=base,
         )
 
     async def state(self, task_id: str) -> TaskState:
@@ -100,19 +113,25 @@ class Runtime:
     ) -> TaskState:
         """Have the execution work on the task until it is settled (finished, or waiting
         for an answer or an approval) or ``stop`` is set, and return its state. The work
-        in flight when ``stop`` is set is finished and recorded first.
+        in flight when ``stop`` is set is finished and recorded first. A task-scoped
+        execution then delivers the task's new outcomes (``delivery``).
 
         ``mode`` drives this one task in this process in that mode instead of with the
         runtime's execution (tests compare the modes this way)."""
         stop = stop or asyncio.Event()
         execution = self.execution if mode is None else for_mode(mode)(self.pipeline)
         state = await self.pipeline.state(task_id)
-        if settled(state):
-            return state
-        if execution.owns_task:
-            await self.pipeline.recover(task_id)
-        await execution.drive(task_id, stop)
-        return await self.pipeline.state(task_id)
+        delivery = self.delivery if execution.owns_task else None  # else: its subscriber
+        if delivery is not None:
+            await delivery.watch(task_id)
+        if not settled(state):
+            if execution.owns_task:
+                await self.pipeline.recover(task_id)
+            await execution.drive(task_id, stop)
+            state = await self.pipeline.state(task_id)
+        if delivery is not None:
+            await delivery.catch_up(task_id)
+        return state
 
     async def follow(
         self,
@@ -189,6 +208,7 @@ async def open_runtime(
     keep_previews: bool = False,
     warn: Callable[[str], None] | None = None,
     create: bool = True,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build forgeline for ``settings`` and yield it; shut it down on the way out.
 
@@ -207,6 +227,11 @@ async def open_runtime(
     - ``keep_previews``: leave the web previews this process started running.
     - ``warn``: receives the loud warning of running untrusted code unsandboxed
       (default: a Python warning).
+    - ``tracing``: given instead of built from ``[telemetry]`` (a test's exporter).
+
+    It configures the log lines from ``[telemetry]`` and, when ``[github] open_pr`` or
+    ``[email]`` is set, delivers the tasks' outcomes (``pipeline/delivery.py``): after
+    each ``run_until_settled`` of a task-scoped execution, else as a subscriber.
 
     Errors in the settings (a model that cannot be built, no sandbox, no workspaces root)
     raise ``ForgelineError``s before anything is created.
@@ -228,16 +253,30 @@ async def open_runtime(
     except BaseException:
         await models.aclose()
         raise
+    configure_logging(settings.telemetry)
     services = Services(
-        store=store, settings=settings, spawner=spawner, models=models, workspaces=workspaces
+        store=store,
+        settings=settings,
+        spawner=spawner,
+        models=models,
+        workspaces=workspaces,
+        tracing=tracing or Tracing.from_config(settings.telemetry),
     )
     built = pipeline(services)
     runtime = Runtime(services, built, factory(built))
+    if Delivery.wanted(settings):
+        runtime.delivery = Delivery(services)
+    following: asyncio.Task[None] | None = None
+    done_following = asyncio.Event()
     try:
         await runtime.execution.start()
+        if runtime.delivery is not None and not runtime.execution.owns_task:
+            after = await runtime.delivery.start_position()
+            following = asyncio.create_task(runtime.delivery.follow(after, done_following))
         yield runtime
     finally:
         try:
+            await stop_following(following, done_following)
             await runtime.execution.close()
             if not keep_previews:
                 await runtime._stop_previews()
@@ -245,6 +284,7 @@ async def open_runtime(
             await models.aclose()
             await asyncio.to_thread(local.stop_servers)
             await store.close()
+            await asyncio.to_thread(services.tracing.shutdown)
 
 
 def default_execution(settings: Settings) -> ExecutionFactory:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from forgeline.config import PackagesConfig
 from forgeline.core.events import FileWrite
 from forgeline.executors.patch import (
     DiffChange,
@@ -24,9 +25,12 @@ from forgeline.executors.patch import (
 from forgeline.executors.validation import PythonValidator
 from forgeline.llm.outputs import CodeChange
 from forgeline.sandbox.local import LocalSpawner
+from forgeline.workspace.declared import read_declaration
 from forgeline.workspace.git import GitWorkspace
-from forgeline.workspace.venv import workspace_venv
+from forgeline.workspace.sync import PackageSync, installed_distributions
+from forgeline.workspace.venv import WorkspaceVenv, task_venv, workspace_venv
 from tests.executors.helpers import MakeRepo, dirs, tree, write
+from tests.workspace.wheels import make_wheel
 
 COMPILE_ONLY = PythonValidator(None)
 
@@ -299,6 +303,37 @@ async def test_collection_uses_the_workspace_venv_where_the_project_installs_pac
         await apply_change(ws, change, validate=PythonValidator(spawner))
     applied = await apply_change(ws, change, validate=PythonValidator(spawner, venv=venv))
     assert applied.paths == ("tests/test_venv_package.py",)
+
+
+async def test_declared_packages_are_installed_before_collection_or_the_change_rolls_back(
+    make_repo: MakeRepo, spawner: LocalSpawner, tmp_path: Path
+) -> None:
+    links = tmp_path / "links"
+    make_wheel(links, "tinylib", "1.0", "VALUE = 1\n")
+    ws = await make_repo({"app.py": APP, "tests/test_app.py": TEST_APP})
+    venv = await task_venv(ws.path, "t1")
+    config = PackagesConfig(extra_allow=("tiny*",), use_index=False, find_links=(str(links),))
+    installer = PackageSync(config, spawner)
+
+    async def sync() -> WorkspaceVenv:
+        await installer.sync(venv, read_declaration(ws.path), cwd=ws.path)
+        return venv
+
+    validator = PythonValidator(spawner, sync=sync)
+    test = "from tinylib import VALUE\n\n\ndef test_value():\n    assert VALUE == 1\n"
+    with pytest.raises(PatchError, match="No matching distribution found for tinynothing"):
+        await apply_change(
+            ws,
+            writes(("requirements.txt", "tinynothing\n"), ("tests/t.py", test)),
+            validate=validator,
+        )
+    with pytest.raises(PatchError, match=r"'reqeusts' is refused \(typosquat\)"):
+        await apply_change(ws, writes(("requirements.txt", "reqeusts\n")), validate=validator)
+    assert await ws.status() == {} and not (ws.path / "requirements.txt").exists()
+    change = writes(("requirements.txt", "tinylib\n"), ("tests/test_lib.py", test))
+    applied = await apply_change(ws, change, validate=validator)
+    assert applied.paths == ("requirements.txt", "tests/test_lib.py")
+    assert installed_distributions(venv.site_packages)["tinylib"] == "1.0"
 
 
 async def test_collection_errors_that_were_there_before_do_not_count(

@@ -33,6 +33,7 @@ def test_every_pattern_publishes_a_json_schema_of_its_inputs() -> None:
         "config_setup",
         "automation_enabled_status",
         "implementation_status",
+        "research",
     }
     for name, executor in PATTERNS.items():
         schema = executor.get_schema()

@@ -1,26 +1,32 @@
-"""Structured logs: JSON lines off a terminal, task ids bound, secrets masked."""
+"""Structured logs: forgeline's records as JSON lines off a terminal, task ids bound,
+secrets redacted by the one redactor."""
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
 
 import pytest
-import structlog
 from pydantic import SecretStr
 
+from forgeline import redaction
 from forgeline.config import Settings
 from forgeline.observability.config import TelemetryConfig
-from forgeline.observability.logs import bind_task, configure_logging, get_logger, secrets_of
-from forgeline.tools.config import GitHubConfig
+from forgeline.observability.logs import ROOT, bind_task, configure_logging
+from forgeline.tools.config import EmailConfig, GitHubConfig
+
+log = logging.getLogger("forgeline.tests.logs")
 
 
 @pytest.fixture(autouse=True)
-def reset() -> Iterator[None]:
+def restore() -> Iterator[None]:
+    root = logging.getLogger(ROOT)
+    handlers, level = list(root.handlers), root.level
     yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -29,16 +35,17 @@ def lines(stream: io.StringIO) -> list[dict[str, object]]:
 
 def test_json_lines_with_the_task_bound() -> None:
     out = io.StringIO()  # not a terminal
-    configure_logging(TelemetryConfig(), stream=out)
-    log = get_logger()
+    configure_logging(TelemetryConfig(log_level="info"), stream=out)
     with bind_task("t1", stage="coder"):
-        log.info("stage.started", trigger="plan.item.dispatched")
+        log.info("stage %s started", "coder", extra={"trigger": "plan.item.dispatched"})
     log.warning("idle")
 
     first, second = lines(out)
-    assert first["event"] == "stage.started"
+    assert first["event"] == "stage coder started"
     assert first["task_id"] == "t1" and first["correlation_id"] == "t1"
     assert first["stage"] == "coder" and first["level"] == "info"
+    assert first["trigger"] == "plan.item.dispatched"
+    assert first["logger"] == "forgeline.tests.logs"
     assert "timestamp" in first
     assert "task_id" not in second
 
@@ -46,25 +53,52 @@ def test_json_lines_with_the_task_bound() -> None:
 def test_level_and_console_format() -> None:
     out = io.StringIO()
     configure_logging(TelemetryConfig(log_level="warning", log_format="console"), stream=out)
-    get_logger().info("hidden")
-    get_logger().error("shown", code=3)
+    log.info("hidden")
+    log.error("shown", extra={"code": 3})
     text = out.getvalue()
     assert "hidden" not in text
     assert "shown" in text and "code=3" in text and not text.lstrip().startswith("{")
 
 
-def test_secrets_are_masked() -> None:
+def test_configuring_again_replaces_the_handler() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging(TelemetryConfig(), stream=first)
+    configure_logging(TelemetryConfig(), stream=second)
+    log.warning("once")
+    assert first.getvalue() == ""
+    assert [line["event"] for line in lines(second)] == ["once"]
+
+
+def test_secrets_from_the_settings_are_redacted() -> None:
+    # the tools' secrets are among the settings' secrets the one redactor knows
     settings = Settings(
         github=GitHubConfig(token=SecretStr("ghp_secret_value_1234"), token_env="MY_GH"),
+        email=EmailConfig(password=SecretStr("smtp-password-5678")),
+        telemetry=TelemetryConfig(otlp_headers={"x-key": SecretStr("collector-key-0000")}),
     )
-    secrets = secrets_of(settings, environ={"MY_GH": "env-token-5678"})
-    assert set(secrets) >= {"ghp_secret_value_1234", "env-token-5678"}
+    secrets = redaction.secrets_of(settings, environ={"MY_GH": "env-token-5678"})
+    assert secrets >= {
+        "ghp_secret_value_1234",
+        "env-token-5678",
+        "smtp-password-5678",
+        "collector-key-0000",
+    }
+    redaction.remember(secrets)
     out = io.StringIO()
-    configure_logging(TelemetryConfig(), secrets=secrets, stream=out)
-    get_logger().info(
-        "push failed", output="fatal: https://x:ghp_secret_value_1234@host", args=["env-token-5678"]
+    configure_logging(TelemetryConfig(), stream=out)
+    log.warning(
+        "push failed: %s",
+        "fatal: https://x:ghp_secret_value_1234@host",
+        extra={"args_seen": ["env-token-5678"]},
     )
-    [line] = lines(out)
-    assert line["output"] == "fatal: https://x:***@host"
-    assert line["args"] == ["***"]
-    assert "ghp_secret" not in out.getvalue()
+    try:
+        raise RuntimeError("login refused for smtp-password-5678")
+    except RuntimeError:
+        log.exception("mail failed")
+
+    first, second = lines(out)
+    assert first["event"] == "push failed: fatal: https://x:[redacted]@host"
+    assert first["args_seen"] == ["[redacted]"]
+    assert "RuntimeError: login refused for [redacted]" in str(second["exception"])
+    for secret in secrets:
+        assert secret not in out.getvalue()

@@ -1,9 +1,12 @@
 """What every ``ProcessSpawner`` backend does, checked once against each of them.
 
 The interface the stages code against (``run``/``start`` with ``mounts``) must be the one
-each backend really has, mounts must mean the same to both, and cancelling a run must stop
-its processes at once on both: the runtime cancels a cancelled task's stage, and that
-cancellation has to reach the tests or the program it was running.
+each backend really has, mounts and the environment must mean the same to all, cancelling
+a run must stop its processes at once (the runtime cancels a cancelled task's stage, and
+that cancellation has to reach the tests or the program it was running), and the usage a
+run reports must be its own, however large forgeline itself has grown. The sandbox is
+checked twice: as it runs here, and without cgroups (its rlimit fallback, where the
+command runs behind the launcher).
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import resource
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +31,7 @@ PY = sys.executable
 BACKENDS: dict[str, Callable[[], ProcessSpawner]] = {
     "local": lambda: LocalSpawner(kill_grace=1.0),
     "bwrap": lambda: BwrapSandbox(kill_grace=1.0),
+    "bwrap-rlimit": lambda: BwrapSandbox(kill_grace=1.0, use_cgroups=False),
 }
 
 # Starts a grandchild that carries the marker, says "ready" in a file, then sleeps: a test
@@ -45,10 +50,16 @@ SHOW_ENV = (
 )
 
 
-@pytest.fixture(params=[pytest.param("bwrap", marks=pytest.mark.sandbox), "local"])
+@pytest.fixture(
+    params=[
+        pytest.param("bwrap", marks=pytest.mark.sandbox),
+        pytest.param("bwrap-rlimit", marks=pytest.mark.sandbox),
+        "local",
+    ]
+)
 def spawner(request: pytest.FixtureRequest) -> ProcessSpawner:
     name: str = request.param
-    if name == "bwrap":
+    if name.startswith("bwrap"):
         request.getfixturevalue("bwrap_ready")  # fails, never skips, without bubblewrap
     return BACKENDS[name]()
 
@@ -130,3 +141,45 @@ async def test_a_venv_comes_first_on_path_and_binds_are_readable(
     assert await asyncio.wait_for(process.wait(), 30) == 0
     virtual_env, path, _ = json.loads(log.read_text())
     assert (virtual_env, path.split(":")[0]) == (str(venv), str(venv / "bin"))
+
+
+async def test_the_environment_reaches_the_command_as_given(
+    spawner: ProcessSpawner, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under a C locale Python sets LC_CTYPE in its own environment (locale coercion): a
+    # Python process between forgeline and the command must not pass that on.
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_CTYPE", raising=False)
+    plain = await spawner.run(["env"], cwd=workspace, env={"LANG": "C"}, timeout=30)
+    assert plain.ok, plain.output
+    assert "LANG=C" in plain.stdout.splitlines()
+    assert not [line for line in plain.stdout.splitlines() if line.startswith("LC_CTYPE=")]
+    given = await spawner.run(["env"], cwd=workspace, env={"LC_CTYPE": "C"}, timeout=30)
+    assert given.ok, given.output
+    assert "LC_CTYPE=C" in given.stdout.splitlines()
+
+
+BALLAST = 320 * 1024**2
+
+
+@pytest.fixture
+def large_forgeline() -> Iterator[None]:
+    """This process grown by a few hundred MB of written memory, as a long test session or
+    a long-running server grows: the kernel carries a process's peak memory into what it
+    execs, so a child started straight from it would report at least as much."""
+    ballast = bytearray(BALLAST)
+    ballast[::4096] = b"x" * (BALLAST // 4096)  # touch every page: resident, not reserved
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 >= BALLAST
+    yield
+    del ballast
+
+
+@pytest.mark.usefixtures("large_forgeline")
+async def test_a_runs_peak_memory_is_its_own_however_large_forgeline_is(
+    spawner: ProcessSpawner, workspace: Path
+) -> None:
+    result = await spawner.run([PY, "-c", "pass"], cwd=workspace, timeout=30)
+    assert result.ok, result.output
+    assert result.usage is not None and result.usage.peak_memory_bytes is not None
+    assert 0 < result.usage.peak_memory_bytes < 64 * 1024**2, result.usage
+    assert result.usage.cpu_s is not None and result.usage.cpu_s < 10

@@ -131,6 +131,10 @@ async def test_missing_program_or_cwd_is_a_spawn_error(
 ) -> None:
     with pytest.raises(SpawnError, match="could not start"):
         await spawner.run(["forgeline-no-such-program-xyz"], cwd=tmp_path)
+    script = tmp_path / "not-executable.sh"
+    script.write_text("echo hi\n")
+    with pytest.raises(SpawnError, match=r"could not start '\./not-executable\.sh': .*denied"):
+        await spawner.run(["./not-executable.sh"], cwd=tmp_path)
     with pytest.raises(SpawnError, match="does not exist"):
         await spawner.run([PY, "-c", "pass"], cwd=tmp_path / "missing")
 
@@ -174,6 +178,9 @@ async def test_sigterm_is_followed_by_sigkill(tmp_path: Path) -> None:
     assert result.timed_out
     assert result.exit_code == -9
     assert result.stdout == "ready\n"
+    # Killed, it still says what it used.
+    assert result.usage is not None
+    assert result.usage.cpu_s is not None and result.usage.peak_memory_bytes is not None
 
 
 async def wait_for_log(path: Path, text: str, within: float = 5.0) -> str:

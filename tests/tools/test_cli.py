@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pypdf import PdfReader
+from rich.console import Console
 from typer.testing import CliRunner
 
 from forgeline.cli.app import app
+from forgeline.cli.render import describe
+from forgeline.core.events import (
+    EmailSent,
+    Event,
+    GitHubCalled,
+    PageFetched,
+    ResearchWritten,
+    ToolSearched,
+)
 from tests.pipeline import harness
-from tests.tools.peers import Peer, Reply
+from tests.scripts import todo_project
+from tests.tools.peers import Peer, Reply, github_api, received
+from tests.tools.test_delivery import git, repository
 from tests.tools.test_fetch import ARTICLE, HTML
 
 runner = CliRunner()
@@ -141,3 +155,77 @@ def test_issue_as_a_request(ws: Path, peer: Peer) -> None:
     assert peer.requests[0].headers["authorization"] == "token ghp_cli_token_000"
     bad = invoke(ws, "issue", "acme/cli 3")
     assert bad.exit_code == 2 and "OWNER/REPO#NUMBER" in bad.output
+
+
+def test_run_from_an_issue_opens_the_linked_pull_request(tmp_path: Path, peer: Peer) -> None:
+    github_api(peer)
+    ws, remote = repository(tmp_path)
+    (ws / "forgeline.toml").write_text(
+        f"""{todo_project.CONFIG}
+[github]
+api_url = "{peer.url}"
+token_env = "TEST_ISSUE_TOKEN"
+repository = "acme/todo"
+open_pr = true
+"""
+    )
+    token = "ghp_IssueRunToken0123456789abcdefABCD"
+    result = runner.invoke(
+        app,
+        ["run", "--from-issue", "acme/todo#7", "--workspace", str(ws), "--mode", "sequential"],
+        env={"TEST_ISSUE_TOKEN": token},
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert "request from https://gh.test/acme/todo/issues/7" in result.output
+    task = re.search(r"task (\w+) on branch", result.output)
+    assert task is not None
+    [create] = received(peer, "POST /repos/acme/todo/pulls")
+    body = json.loads(create.body)["body"]
+    assert "> Add a todo CLI\n>\n> It should store items in todo.json." in body
+    assert "Closes acme/todo#7" in body
+    [comment] = received(peer, "POST /repos/acme/todo/issues/7/comments")
+    assert json.loads(comment.body)["body"] == (
+        "forgeline opened https://gh.test/acme/todo/pull/12 for this issue."
+    )
+    assert git(remote, "rev-parse", f"forgeline/{task.group(1)}")
+    # the events say where the request came from and what was delivered
+    assert "github read issue acme/todo#7: https://gh.test/acme/todo/issues/7" in result.output
+    assert "github pull request acme/todo#12" in result.output
+    listed = invoke(ws, "events", task.group(1))
+    assert "github read issue acme/todo#7" in listed.output
+    assert token not in result.output + listed.output
+
+
+@pytest.mark.parametrize("args", [[], ["todo cli", "--from-issue", "acme/todo#7"]])
+def test_run_takes_a_request_or_an_issue(ws: Path, args: list[str]) -> None:
+    result = invoke(ws, "run", *args)
+    assert result.exit_code == 2
+    assert "give either REQUEST or --from-issue OWNER/REPO#N" in result.output
+    assert not (ws / ".git").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (ToolSearched(provider="searxng", query="tomlkit", error="HTTP 429"),
+         "search 'tomlkit' (searxng) failed: HTTP 429"),
+        (ToolSearched(provider="duckduckgo", query="x", cached=True),
+         "search 'x' (duckduckgo): 0 result(s) from the cache"),
+        (PageFetched(url="http://10.0.0.1/", error="a private address"),
+         "fetch http://10.0.0.1/ refused: a private address"),
+        (ResearchWritten(topic="t", path="research/t.md", references=("a", "b")),
+         "wrote research/t.md with 2 reference(s)"),
+        (GitHubCalled(action="comment", repository="acme/todo", number=7, url="https://x/7"),
+         "github comment acme/todo#7: https://x/7"),
+        (EmailSent(outcome="failed", recipients=("a@x",), subject="s", error="refused"),
+         "e-mail (failed) to a@x failed: refused"),
+    ],
+)  # fmt: skip
+def test_tool_events_are_described(data: Any, line: str) -> None:
+    event = Event(
+        stream_id="task-t", data=data, correlation_id="t", actor="coder", version=1, position=1
+    )
+    console = Console(width=200, record=True)
+    console.print(describe(event))
+    assert console.export_text().strip() == line

@@ -26,10 +26,9 @@ from forgeline.tools.github import (
 )
 from forgeline.tools.report.model import load_report
 from tests.tools.conftest import FinishedTask
-from tests.tools.peers import Peer, Reply, Request
+from tests.tools.peers import JSON, Peer, Reply, github_api, received
 
 TOKEN = "ghp_TestToken0123456789abcdefABCDEF0123"
-JSON = {"Content-Type": "application/json"}
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -41,40 +40,6 @@ def settings(peer: Peer, **values: object) -> GitHubConfig:
     return GitHubConfig.model_validate(
         {"api_url": peer.url, "token": TOKEN, "repository": "acme/todo", "timeout": 5, **values}
     )
-
-
-def github_api(peer: Peer) -> None:
-    """Answers like GitHub's REST API for the calls the tool makes."""
-
-    def created_pr(request: Request) -> Reply:
-        return Reply(
-            201, json.dumps({"number": 12, "html_url": "https://gh.test/acme/todo/pull/12"}), JSON
-        )
-
-    peer.route("POST /repos/acme/todo/pulls", created_pr)
-    peer.route(
-        "POST /repos/acme/todo/issues/7/comments",
-        Reply(
-            201, json.dumps({"id": 1, "html_url": "https://gh.test/acme/todo/issues/7#c1"}), JSON
-        ),
-    )
-    issue = {
-        "number": 7,
-        "title": "Add a todo CLI",
-        "body": "It should store items in todo.json.",
-        "html_url": "https://gh.test/acme/todo/issues/7",
-        "state": "open",
-    }
-    peer.route("GET /repos/acme/todo/issues/7", Reply(200, json.dumps(issue), JSON))
-    peer.route(
-        "PATCH /repos/acme/todo/issues/7",
-        Reply(200, json.dumps({**issue, "state": "closed"}), JSON),
-    )
-
-
-def received(peer: Peer, key: str) -> list[Request]:
-    method, path = key.split(" ", 1)
-    return [r for r in peer.requests if r.method == method and r.path == path]
 
 
 async def test_deliver_pushes_and_opens_the_pull_request(

@@ -2,54 +2,27 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import io
 import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 from pypdf import PdfReader
 
 from forgeline.core.events import EmailSent
 from forgeline.core.task import TaskState
+from forgeline.errors import ConfigError
 from forgeline.tools.calls import ToolCalls
 from forgeline.tools.config import EmailConfig
 from forgeline.tools.mail import Mailer, MailError, outcome_of
 from forgeline.tools.report.model import TaskReport, load_report
 from tests.conftest import free_port
 from tests.tools.conftest import FinishedTask
-
-PASSWORD = "s3cret-smtp-password"
-
-
-@dataclass
-class Inbox:
-    """What the SMTP server received."""
-
-    messages: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
-    logins: list[str] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        parsed = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
-        return "250 OK"
-
-    def authenticate(
-        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
-    ) -> AuthResult:
-        assert isinstance(data, LoginPassword)
-        self.logins.append(data.login.decode())
-        return AuthResult(success=data.password.decode() == PASSWORD, handled=False)
+from tests.tools.peers import PASSWORD, Inbox, smtp_server
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +54,17 @@ def smtp(
 ) -> Iterator[tuple[Inbox, int]]:
     """An aiosmtpd server: ``plain`` (login without TLS), ``starttls`` or ``ssl``."""
     mode = getattr(request, "param", "plain")
-    inbox = Inbox()
-    port = free_port()
-    options: dict[str, Any] = {"authenticator": inbox.authenticate}
-    if mode == "plain":
-        options["auth_require_tls"] = False
-    elif mode == "starttls":
-        options |= {"tls_context": server_context(certificate), "require_starttls": True}
-    else:  # TLS from the first byte; aiosmtpd does not see it, so let it log in
-        options |= {"ssl_context": server_context(certificate), "auth_require_tls": False}
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    options: dict[str, Any] = {}
+    if mode == "starttls":
+        options = {
+            "tls_context": server_context(certificate),
+            "require_starttls": True,
+            "auth_require_tls": True,
+        }
+    elif mode == "ssl":  # TLS from the first byte; aiosmtpd does not see it
+        options = {"ssl_context": server_context(certificate)}
+    with smtp_server(**options) as running:
+        yield running
 
 
 def settings(port: int, **values: Any) -> EmailConfig:
@@ -245,3 +214,25 @@ async def test_who_gets_what(smtp: tuple[Inbox, int]) -> None:
     assert inbox.messages == []
     assert outcome_of(TaskState(task_id="t", status="awaiting_approval")) == "awaiting_approval"
     assert outcome_of(TaskState(task_id="t", status="cancelled")) is None
+
+
+async def test_configured_templates_replace_the_built_in_ones(
+    smtp: tuple[Inbox, int], tmp_path: Path
+) -> None:
+    inbox, port = smtp
+    (tmp_path / "email.txt.j2").write_text(
+        "{{ headline | upper }}: {{ s.request }} ({{ outcome }}, {{ pull_request or 'no PR' }})\n"
+    )
+    config = settings(port, templates=str(tmp_path), attach_report=False)
+
+    await Mailer(config).notify(failed_report(), outcome="failed", pull_request=None)
+
+    [(_, recipients, message)] = inbox.messages
+    assert recipients == ["oncall@example.org"]
+    text, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert text is not None and html is not None
+    assert text.get_content().strip() == "FAILED: add a /health endpoint (failed, no PR)"
+    assert "tests kept failing" in html.get_content()  # the built-in HTML template
+    (tmp_path / "email.txt.j2").write_text("{{ s.request | no_such_filter }}\n")
+    with pytest.raises(ConfigError, match=r"\[email\] templates .* do not render"):
+        await Mailer(config).notify(failed_report())

@@ -154,11 +154,11 @@ def test_a_symlink_leading_out_is_refused_and_paths_inside_are_fine(
 def test_the_terminal_table_of_forgeline_toml(tmp_path: Path) -> None:
     (tmp_path / "forgeline.toml").write_text(
         '[terminal]\nextra_allow = ["make test"]\nextra_deny = ["pytest --lf"]\n'
-        'timeout = 30\ninstalls = "wheelhouse"\n'
+        "timeout = 30\ninstalls = false\n"
     )
     config = load_settings(tmp_path).terminal
     assert config.timeout == 30
-    assert config.installs == "wheelhouse"
+    assert config.installs is False
     assert check_command(["make", "test"], config).rule == "make test"
     assert check_command(["pytest", "--lf"], config).rule == "pytest --lf"
     assert check_command(["git", "status"], config).allowed  # the defaults stay

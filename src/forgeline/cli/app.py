@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from forgeline.cli import cluster, control, show, work
+from forgeline.cli import changes, cluster, control, evolve, show, work
 from forgeline.cli import tools as tool_commands
 from forgeline.cli.doctor import doctor
 
@@ -35,9 +35,11 @@ for command in (
     cluster.workers,
     cluster.retry,
     doctor,
+    evolve.evolve,
 ):
     app.command()(command)
 tool_commands.register(app)
+app.add_typer(changes.app)
 
 
 def main() -> None:

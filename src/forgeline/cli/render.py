@@ -20,14 +20,20 @@ from forgeline.core.events import (
     CodePrOpened,
     ContextCompacted,
     DeployStatus,
+    EmailSent,
     Event,
     FixAttempted,
+    GitHubCalled,
+    PackagesSynced,
+    PageFetched,
     PlanCreated,
     PlanItemCompleted,
     PlanItemDispatched,
     PreviewStopped,
+    ResearchWritten,
     ReviewDecision,
     RunUsage,
+    SearchCached,
     StageFailed,
     TaskAwaitingApproval,
     TaskCancelled,
@@ -36,6 +42,7 @@ from forgeline.core.events import (
     TaskInitiated,
     TestResults,
     ToolCommand,
+    ToolSearched,
 )
 from forgeline.core.task import TaskState
 from forgeline.llm.metered import UsageRow
@@ -89,6 +96,34 @@ def describe(event: Event) -> str:
             status = "timed out" if d.timed_out else f"exit {d.exit_code}"
             colour = "green" if d.exit_code == 0 and not d.timed_out else "red"
             return f"$ {command} [{colour}]{status}[/]{usage_text(d.usage)}"
+        case ToolSearched():
+            if d.error:
+                return f"search {e(repr(d.query))} ({e(d.provider)}) [red]failed[/]: {e(d.error)}"
+            cached = " from the cache" if d.cached else ""
+            return f"search {e(repr(d.query))} ({e(d.provider)}): {len(d.hits)} result(s){cached}"
+        case SearchCached():
+            return f"kept {len(d.hits)} result(s) of {e(repr(d.query))} for {d.ttl_s:g}s"
+        case PageFetched():
+            if d.error:
+                return f"fetch {e(d.url)} [red]refused[/]: {e(d.error)}"
+            title = f" {e(repr(d.title))}" if d.title else ""
+            return f"fetched {e(d.final_url or d.url)}{title}: {d.chars} characters"
+        case ResearchWritten():
+            return f"wrote {e(d.path)} with {len(d.references)} reference(s)"
+        case GitHubCalled():
+            target = e(d.repository + (f"#{d.number}" if d.number is not None else ""))
+            what = f"github {e(d.action.replace('_', ' '))} {target}"
+            if d.ref:
+                what += f" ({e(d.ref)})"
+            if d.error:
+                return f"{what} [red]failed[/]: {e(d.error)}"
+            return what + (f": {e(d.url)}" if d.url else "")
+        case EmailSent():
+            to = e(", ".join(d.recipients))
+            if d.error:
+                return f"e-mail ({e(d.outcome)}) to {to} [red]failed[/]: {e(d.error)}"
+            attached = f", attached {e(', '.join(d.attachments))}" if d.attachments else ""
+            return f"e-mailed {to}: {e(d.subject)}{attached}"
         case FixAttempted():
             colour = {"applied": "cyan", "rejected": "red", "no_progress": "yellow"}[d.outcome]
             text = f"attempt {d.attempt} [{colour}]{e(d.outcome.replace('_', ' '))}[/]"
@@ -96,6 +131,11 @@ def describe(event: Event) -> str:
             if d.commit:
                 text += f" at {short(d.commit)}"
             return text + (f": {e(d.reason[:200])}" if d.reason else "")
+        case PackagesSynced():
+            pins = {pin.name: pin for pin in d.packages}
+            changed = [f"+{n} {pins[n].version}" if n in pins else f"+{n}" for n in d.installed]
+            changed += [f"-{n}" for n in d.removed]
+            return f"packages synced ({len(d.packages)} wheels): {e(' '.join(changed))}"
         case StageFailed():
             return f"[red]{e(d.stage)} failed[/]: {e(d.error)}"
         case TaskAwaitingApproval():

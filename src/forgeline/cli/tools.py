@@ -4,25 +4,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from forgeline.cli.edge import cli_runtime
+from forgeline.cli.edge import cli_runtime, console, run_async
+from forgeline.cli.options import ConfigFile, Store, TaskArg, Workspace
 from forgeline.config import Settings
 from forgeline.core.events import ToolSearched, task_stream, utcnow
 from forgeline.errors import ForgelineError
-from forgeline.redaction import redact
 from forgeline.store.base import EventStore
 from forgeline.tools.calls import CLI_STREAM, ToolCalls
 from forgeline.tools.fetch import Fetcher
-from forgeline.tools.github import GitHub, IssueRef
+from forgeline.tools.github import GitHub, Issue, IssueRef, issue_of
 from forgeline.tools.mail import Mailer, outcome_of
 from forgeline.tools.report.html import render_html
 from forgeline.tools.report.model import load_report
@@ -31,31 +29,7 @@ from forgeline.tools.research import Research
 from forgeline.tools.search import WebSearch, format_hits
 from forgeline.workspace.layout import Workspaces
 
-__all__ = ["register"]
-
-T = TypeVar("T")
-console = Console()
-errors = Console(stderr=True)
-EXIT_USAGE = 2
-
-Workspace = Annotated[
-    Path,
-    typer.Option(
-        "--workspace", "-w", help="The workspace (its store and settings).",
-        envvar="FORGELINE_WORKSPACE",
-    ),
-]  # fmt: skip
-StoreUrl = Annotated[str | None, typer.Option("--store", help="Event store URL.")]
-ConfigFile = Annotated[Path | None, typer.Option("--config", "-c", help="Config file.")]
-TaskArg = Annotated[str, typer.Argument(help="The task id (see `forgeline tasks`).")]
-
-
-def _run(work: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return asyncio.run(work())  # type: ignore[arg-type]
-    except ForgelineError as exc:
-        errors.print(f"[red]error:[/] {escape(redact(str(exc)))}", highlight=False)
-        raise typer.Exit(EXIT_USAGE) from None
+__all__ = ["read_issue", "record_calls", "register"]
 
 
 @contextlib.asynccontextmanager
@@ -68,9 +42,10 @@ async def _opened(
         yield runtime.settings, runtime.store, runtime.workspaces
 
 
-async def _record(
+async def record_calls(
     store: EventStore, calls: ToolCalls, task_id: str | None, actor: str = "user"
 ) -> None:
+    """A person's tool calls as events: in the task's stream, or in ``tools-cli``."""
     if not calls.records:
         return
     stream = task_stream(task_id) if task_id else CLI_STREAM
@@ -82,6 +57,13 @@ async def _record(
         created_at=utcnow(),
     )
     await store.append(stream, events)
+
+
+async def read_issue(settings: Settings, ref: str) -> tuple[Issue, ToolCalls]:
+    """The issue ``OWNER/REPO#N`` (``forgeline run --from-issue``), with the call's record
+    for the task's stream (``record_calls``), which links the task to the issue."""
+    calls = ToolCalls()
+    return await GitHub(settings.github, recorder=calls).read_issue(IssueRef.parse(ref)), calls
 
 
 def search(
@@ -96,7 +78,7 @@ def search(
         bool, typer.Option("--history", help="List the searches made from the command line.")
     ] = False,
     workspace: Workspace = Path("."),
-    store: StoreUrl = None,
+    store: Store = None,
     config: ConfigFile = None,
 ) -> None:
     """Search the web (DuckDuckGo or SearXNG), cached and rate-limited."""
@@ -127,17 +109,17 @@ def search(
                     query, max_results
                 )
             finally:
-                await _record(events, calls, None)
+                await record_calls(events, calls, None)
             console.print(escape(format_hits(hits)), end="", highlight=False)
 
-    _run(go)
+    run_async(go())
 
 
 def fetch(
     url: Annotated[str, typer.Argument(help="The page to fetch.")],
     max_chars: Annotated[int | None, typer.Option(help="Characters of text to print.")] = None,
     workspace: Workspace = Path("."),
-    store: StoreUrl = None,
+    store: Store = None,
     config: ConfigFile = None,
 ) -> None:
     """Fetch a page (limits, robots.txt, no private addresses) and print its main text."""
@@ -148,11 +130,11 @@ def fetch(
             try:
                 page = await Fetcher(settings.fetch, recorder=calls).fetch(url)
             finally:
-                await _record(events, calls, None)
+                await record_calls(events, calls, None)
             text = page.for_model(max_chars or settings.fetch.max_chars)
             console.print(escape(text), end="", highlight=False)
 
-    _run(go)
+    run_async(go())
 
 
 def research(
@@ -162,7 +144,7 @@ def research(
     ] = None,
     sources: Annotated[int, typer.Option(min=1, max=10, help="Pages to read.")] = 3,
     workspace: Workspace = Path("."),
-    store: StoreUrl = None,
+    store: Store = None,
     config: ConfigFile = None,
 ) -> None:
     """Search, read the best pages and write research/<topic>.md with numbered references."""
@@ -178,10 +160,10 @@ def research(
             try:
                 note = await tool.run(workspace.resolve(), topic, queries=query, sources=sources)
             finally:
-                await _record(events, calls, None)
+                await record_calls(events, calls, None)
             console.print(f"wrote {escape(note.path)} ({len(note.pages)} source(s))")
 
-    _run(go)
+    run_async(go())
 
 
 def report(
@@ -189,7 +171,7 @@ def report(
     pdf: Annotated[Path | None, typer.Option("--pdf", help="Write the PDF report here.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write an HTML page here.")] = None,
     workspace: Workspace = Path("."),
-    store: StoreUrl = None,
+    store: Store = None,
     config: ConfigFile = None,
 ) -> None:
     """A task's report: request, plan, changes, tests, review, deploy, usage, a chart.
@@ -205,7 +187,7 @@ def report(
         if html is not None:
             _write(html, render_html(loaded).encode())
 
-    _run(go)
+    run_async(go())
 
 
 def _write(path: Path, content: bytes) -> None:
@@ -219,10 +201,14 @@ def _write(path: Path, content: bytes) -> None:
 def pr(
     task: TaskArg,
     issue: Annotated[
-        str | None, typer.Option(help="OWNER/REPO#N: link the pull request to this issue.")
+        str | None,
+        typer.Option(
+            help="OWNER/REPO#N: link the pull request to this issue (default: the issue "
+            "the task came from, `run --from-issue`)."
+        ),
     ] = None,
     workspace: Workspace = Path("."),
-    store: StoreUrl = None,
+    store: Store = None,
     config: ConfigFile = None,
 ) -> None:
     """Push a task's branch and open its pull request on GitHub (github settings)."""
@@ -231,14 +217,18 @@ def pr(
         async with _opened(workspace, store, config) as (settings, events, workspaces):
             loaded = await load_report(events, task, workspaces)
             calls = ToolCalls()
-            ref = IssueRef.parse(issue) if issue else None
+            ref = (
+                IssueRef.parse(issue)
+                if issue
+                else issue_of(await events.read_stream(task_stream(task)))
+            )
             try:
                 opened = await GitHub(settings.github, recorder=calls).deliver(loaded, issue=ref)
             finally:
-                await _record(events, calls, task)
+                await record_calls(events, calls, task)
         console.print(f"pull request #{opened.number}: {escape(opened.url)}")
 
-    _run(go)
+    run_async(go())
 
 
 def issue(
@@ -246,7 +236,7 @@ def issue(
     comment: Annotated[str | None, typer.Option(help="Comment on the issue.")] = None,
     close: Annotated[bool, typer.Option("--close", help="Close the issue (as completed).")] = False,
     workspace: Workspace = Path("."),
-    store: StoreUrl = None,
+    store: Store = None,
     config: ConfigFile = None,
 ) -> None:
     """Print a GitHub issue as a request; optionally comment on it or close it."""
@@ -265,17 +255,17 @@ def issue(
                     found = await tool.read_issue(target)
                     console.print(escape(found.request), highlight=False)
             finally:
-                await _record(events, calls, None)
+                await record_calls(events, calls, None)
         if close or comment:
             console.print(f"{'closed' if close else 'commented on'} {escape(ref)}")
 
-    _run(go)
+    run_async(go())
 
 
 def notify(
     task: TaskArg,
     workspace: Workspace = Path("."),
-    store: StoreUrl = None,
+    store: Store = None,
     config: ConfigFile = None,
 ) -> None:
     """E-mail a task's outcome to the addresses the email.notify settings list for it."""
@@ -287,7 +277,7 @@ def notify(
             try:
                 sent = await Mailer(settings.email, recorder=calls).notify(loaded)
             finally:
-                await _record(events, calls, task)
+                await record_calls(events, calls, task)
         if sent is None:
             outcome = outcome_of(loaded.state) or loaded.state.status
             console.print(
@@ -297,7 +287,7 @@ def notify(
         else:
             console.print(f"sent {escape(str(sent['Subject']))} to {escape(str(sent['To']))}")
 
-    _run(go)
+    run_async(go())
 
 
 def register(app: typer.Typer) -> None:

@@ -42,6 +42,7 @@ from forgeline.cli.options import (
     Workspace,
 )
 from forgeline.cli.render import print_event, summary
+from forgeline.cli.tools import read_issue, record_calls
 from forgeline.core.events import Event, task_stream
 from forgeline.core.task import TaskState, settled
 from forgeline.runtime import Runtime
@@ -140,7 +141,15 @@ def _continue(
 
 
 def run(
-    request: Annotated[str, typer.Argument(help="What to build, in plain words.")],
+    request: Annotated[str | None, typer.Argument(help="What to build, in plain words.")] = None,
+    from_issue: Annotated[
+        str | None,
+        typer.Option(
+            "--from-issue",
+            help="OWNER/REPO#N: the GitHub issue's title and text are the request; its pull "
+            "request will close it.",
+        ),
+    ] = None,
     workspace: Workspace = Path("."),
     mode: Mode = None,
     max_fix_rounds: Annotated[
@@ -160,6 +169,9 @@ def run(
     config: ConfigFile = None,
 ) -> None:
     """Build REQUEST: plan, design, code, test (and fix), review and deploy it."""
+    if (request is None) == (from_issue is None):
+        errors.print("[red]error:[/] give either REQUEST or --from-issue OWNER/REPO#N")
+        raise typer.Exit(EXIT_USAGE)
     budget = given(tokens=budget_tokens, usd=budget_usd)
     overrides = given(
         mode=mode,
@@ -173,7 +185,13 @@ def run(
         async with cli_runtime(
             workspace, store, config, agents=True, overrides=overrides
         ) as runtime:
-            task_id = await runtime.submit(request, workspace)
+            issue = None
+            if from_issue is not None:
+                issue, calls = await read_issue(runtime.settings, from_issue)
+            task_id = await runtime.submit(issue.request if issue else request or "", workspace)
+            if issue is not None:
+                await record_calls(runtime.store, calls, task_id)
+                console.print(f"request from {escape(issue.url)}", highlight=False)
             console.print(f"task [bold]{task_id}[/] on branch forgeline/{task_id}")
             state = await runtime.state(task_id)
             repository = runtime.workspaces.repository(state.repository)

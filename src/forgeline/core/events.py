@@ -16,10 +16,10 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import PurePath
+from pathlib import PurePath, PurePosixPath
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 
 class Frozen(BaseModel):
@@ -64,6 +64,13 @@ class RunSpec(Frozen):
     kind: Literal["cli", "library", "web"] = "library"
     command: tuple[str, ...] = ()
     health_path: str = "/health"
+
+
+class PackageNeed(Frozen):
+    """A package the design needs: a requirement specifier (``fastapi>=0.110``) and why."""
+
+    name: str
+    reason: str = ""
 
 
 class FileWrite(Frozen):
@@ -136,6 +143,9 @@ class ArchitectureProposed(Frozen):
     files: tuple[FileSpec, ...] = ()
     run: RunSpec = RunSpec()
     commit: str
+    packages: tuple[PackageNeed, ...] = ()
+    """The packages beyond the standard library the design needs, each with its reason
+    (empty in events recorded before designs named them)."""
 
 
 class PlanItemDispatched(Frozen):
@@ -216,6 +226,9 @@ class DeployStatus(Frozen):
     preview_id: str | None = None
     """The running web preview's id, which a stopping process resolves to the process
     (``pid`` only informs: it may name another process by then). None in older events."""
+    files: tuple[str, ...] = ()
+    """Deploy files the deployer wrote (``[deploy] mode``), committed as ``commit``."""
+    commit: str | None = None
 
 
 class ToolCommand(Frozen):
@@ -234,6 +247,39 @@ class ToolCommand(Frozen):
     timed_out: bool = False
     usage: RunUsage | None = None
     output: str = ""
+
+
+class PackagePin(Frozen):
+    """One wheel a venv got: the distribution (normalized name), its version, and the
+    wheel's sha256, size in bytes and file name."""
+
+    name: str
+    version: str
+    sha256: str
+    size: int = 0
+    file: str = ""
+
+
+class PackagesSynced(Frozen):
+    """A task's venv was brought to the packages its project declares.
+
+    ``declared``: the requirement specifiers read from ``sources`` (the declaration files),
+    plus ``requested`` ones a terminal ``pip install`` added for the time being;
+    ``packages``: every wheel of the resolved set, as installed now; ``installed``: the
+    names this sync (re)installed; ``removed``: the names it uninstalled; ``venv``: the
+    venv, relative to the repository.
+    """
+
+    type: Literal["packages.synced"] = "packages.synced"
+    declared: tuple[str, ...] = ()
+    requested: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    packages: tuple[PackagePin, ...] = ()
+    installed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    downloaded: bool = False
+    venv: str = ""
+    usage: RunUsage | None = None
 
 
 class StageFailed(Frozen):
@@ -381,6 +427,190 @@ class ChangeCompleted(Frozen):
 class ChangeFailed(Frozen):
     type: Literal["change.failed"] = "change.failed"
     error_log: str
+
+
+# Evolution (note 000): the daemon's cycles (stream ``evolve``), and one change-tracker
+# (CTRM) stream per change it proposes (``ctrm-<change id>``): the ``RSITask`` created
+# (pending) or rejected, then ``CTRMUpdate``s, then a person's (or auto-merge's) decision.
+
+SignalKind = Literal["test", "goal", "type", "lint", "todo", "coverage"]
+
+
+class SignalCounts(Frozen):
+    """What a scan of a repository found, in numbers (a cycle's "before", a change's
+    "after")."""
+
+    failing_tests: int = 0
+    passing_tests: int = 0
+    lint_findings: int = 0
+    type_errors: int = 0
+    todos: int = 0
+    uncovered_functions: int = 0
+    goals: int = 0
+
+
+class SignalRef(Frozen):
+    """One signal a cycle found, as recorded (the request written from it is in the
+    ``RSITask`` of the change it became, if any)."""
+
+    kind: SignalKind
+    fingerprint: str
+    target_module: str
+    summary: str
+    priority: int
+
+
+class SkippedSignal(Frozen):
+    """A signal a cycle did not turn into a change, and the guardrail that said no."""
+
+    fingerprint: str
+    reason: str
+
+
+class PatchDefinition(Frozen):
+    """What a change is to do (note 000's ``patch_definition``): the signal it answers and
+    the request the implementation agent (the pipeline) gets, written from it."""
+
+    kind: SignalKind
+    summary: str = Field(min_length=1, max_length=500)
+    request: str = Field(min_length=1, max_length=20_000)
+    locations: tuple[str, ...] = ()
+    """``path`` or ``path:line`` of what the signal points at."""
+
+
+class RSITask(Frozen):
+    """Note 000's ``RSITask``: one change the evolution daemon asks for. Validated before
+    anything of it is recorded as pending; an invalid one is rejected with its reason."""
+
+    change_id: str = Field(pattern=r"^RSI-[0-9]+\.[0-9]+$")
+    target_module: str = Field(min_length=1, max_length=300)
+    """The repository path the change is about (``.``: the repository as a whole)."""
+    patch_definition: PatchDefinition
+    priority: int = Field(default=5, ge=1, le=10)
+
+    @field_validator("target_module")
+    @classmethod
+    def _inside_the_repository(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if "\x00" in value or "\\" in value:
+            raise ValueError("must be a repository path (no NUL, no backslash)")
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError(f"{value!r} must be a path inside the repository")
+        if path.parts[:1] in ((".git",), (".forgeline",)):
+            raise ValueError(f"{value!r} is inside {path.parts[0]}/, which no change may touch")
+        return value
+
+
+class CycleRecorded(Frozen):
+    """One evolution cycle: what the scan of ``commit`` found, what it proposed (change
+    ids), what it rejected as invalid and what the guardrails held back."""
+
+    type: Literal["evolve.cycle.recorded"] = "evolve.cycle.recorded"
+    cycle: int
+    repository: str
+    branch: str
+    commit: str
+    counts: SignalCounts
+    signals: tuple[SignalRef, ...] = ()
+    proposed: tuple[str, ...] = ()
+    rejected: tuple[str, ...] = ()
+    skipped: tuple[SkippedSignal, ...] = ()
+    notes: tuple[str, ...] = ()
+    """Signals that could not be looked for (a tool missing, a run that broke), and why."""
+    budget: Budget = Budget()
+    """The budget each of this cycle's changes got (the cycle's, shared out)."""
+
+
+class ChangeOutcome(Frozen):
+    change_id: str
+    status: str
+
+
+class CycleCompleted(Frozen):
+    """Every change of the cycle has settled (completed, failed, paused or rejected)."""
+
+    type: Literal["evolve.cycle.completed"] = "evolve.cycle.completed"
+    cycle: int
+    repository: str
+    outcomes: tuple[ChangeOutcome, ...] = ()
+
+
+class RSITaskCreated(Frozen):
+    """A valid ``RSITask`` accepted by the daemon: the change is pending."""
+
+    type: Literal["rsi.task.created"] = "rsi.task.created"
+    task: RSITask
+    cycle: int
+    repository: str
+    branch: str
+    """The repository's main branch the change is based on and would be merged into."""
+    base_commit: str
+    fingerprint: str
+    budget: Budget = Budget()
+
+
+class RSITaskRejected(Frozen):
+    """An ``RSITask`` that failed validation: recorded as failed, never run."""
+
+    type: Literal["rsi.task.rejected"] = "rsi.task.rejected"
+    change_id: str
+    cycle: int
+    repository: str
+    fingerprint: str = ""
+    raw: str
+    """The task as it was given (JSON), cut to 4,000 characters."""
+    reason: str
+
+
+class CTRMUpdate(Frozen):
+    """Note 000's ``CTRMUpdate``: where the implementation of a change stands.
+
+    ``in_progress``: its pipeline task ``task_id`` is running; ``paused``: the task waits
+    for a person (its budget ran out, or it asks a question; ``error_log`` says what to
+    do);
+    ``completed``: the task completed as ``commit``, ``generated_hash`` being the sha256 of
+    the change's committed diff (``git diff base_commit commit``), ``after`` a scan of that
+    commit and ``regressions`` the tests that passed before the change and do not after;
+    ``failed``: ``error_log`` says why.
+    """
+
+    type: Literal["ctrm.update"] = "ctrm.update"
+    status: Literal["in_progress", "paused", "completed", "failed"]
+    task_id: str | None = None
+    error_log: str | None = None
+    generated_hash: str | None = None
+    commit: str | None = None
+    files: tuple[str, ...] = ()
+    after: SignalCounts | None = None
+    regressions: tuple[str, ...] = ()
+
+
+class ChangeMerged(Frozen):
+    """A completed change merged into the repository's main branch."""
+
+    type: Literal["rsi.change.merged"] = "rsi.change.merged"
+    branch: str
+    commit: str
+    """The merge commit on ``branch``."""
+    approved_by: Literal["person", "auto-merge"]
+
+
+class ChangeDeclined(Frozen):
+    """A person declined the change (``forgeline changes reject``): never merged."""
+
+    type: Literal["rsi.change.declined"] = "rsi.change.declined"
+    reason: str
+
+
+EvolutionEventData = (
+    CycleRecorded
+    | CycleCompleted
+    | RSITaskCreated
+    | RSITaskRejected
+    | CTRMUpdate
+    | ChangeMerged
+    | ChangeDeclined
+)
 
 
 # Research and delivery tools (note 002): one event per call an agent or a person made.
@@ -542,6 +772,7 @@ EventData = Annotated[
     | ReviewDecision
     | DeployStatus
     | ToolCommand
+    | PackagesSynced
     | StageFailed
     | FixAttempted
     | TaskCompleted
@@ -566,7 +797,14 @@ EventData = Annotated[
     | WorkerHeartbeat
     | WorkerStopped
     | WorkDeadLettered
-    | WorkRetried,
+    | WorkRetried
+    | CycleRecorded
+    | CycleCompleted
+    | RSITaskCreated
+    | RSITaskRejected
+    | CTRMUpdate
+    | ChangeMerged
+    | ChangeDeclined,
     Field(discriminator="type"),
 ]
 
@@ -707,3 +945,12 @@ WORKERS_STREAM = "workers"
 """Workers' heartbeats (``worker.heartbeat``, ``worker.stopped``)."""
 DEAD_LETTERS_STREAM = "deadletters"
 """Work parked after its retries (``work.dead_lettered``, ``work.retried``)."""
+
+
+#: The evolution daemon's stream: every cycle of every repository in the store.
+EVOLVE_STREAM = "evolve"
+
+
+def ctrm_stream(change_id: str) -> str:
+    """The change tracker's stream of one evolution change."""
+    return f"ctrm-{change_id}"

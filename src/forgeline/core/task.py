@@ -193,6 +193,8 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             u["last_review"] = data
         case DeployStatus():
             u |= {"deploy": data, "preview_pid": data.pid}
+            if data.commit is not None:
+                u["head"] = data.commit
         case TaskCompleted():
             u["status"] = "completed"
         case TaskFailed():

@@ -30,12 +30,15 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from forgeline.core.events import NodeKind, PlanItem
 from forgeline.errors import ForgelineError
 from forgeline.executors.patterns import PatternContext, PatternExecutor, default_patterns
 from forgeline.workspace.git import GitWorkspace
+
+if TYPE_CHECKING:
+    from forgeline.tools.toolkit import Toolkit
 
 __all__ = ["CODER", "PatternRoute", "RouterError", "route"]
 
@@ -62,8 +65,8 @@ class PatternRoute:
     def name(self) -> str:
         return self.executor.name
 
-    def context(self, workspace: GitWorkspace) -> PatternContext:
-        return PatternContext(workspace=workspace, inputs=self.inputs, item=self.item)
+    def context(self, workspace: GitWorkspace, tools: Toolkit | None = None) -> PatternContext:
+        return PatternContext(workspace=workspace, inputs=self.inputs, item=self.item, tools=tools)
 
 
 def _normalized(title: str) -> str:

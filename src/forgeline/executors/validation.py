@@ -2,23 +2,31 @@
 
 A ``Validator`` is asked twice: ``before`` on the untouched tree (problems already there
 are not the change's fault) and ``after`` on the changed tree. ``PythonValidator`` checks
-that changed Python files compile and that the test suite still collects.
+that changed Python files compile, that the packages the tree declares can be installed
+(the venv is synced to them first) and that the test suite still collects.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from forgeline.runs.testrun import pytest_command
 from forgeline.sandbox.spawner import ProcessSpawner, tail_text
+from forgeline.workspace.declared import DECLARATION_FILES, PackageError
 from forgeline.workspace.git import GitWorkspace
 from forgeline.workspace.venv import WorkspaceVenv, venv_mounts
 
-__all__ = ["COLLECT_OUTPUT_LIMIT", "PythonValidator", "Validator", "changed_python"]
+__all__ = [
+    "COLLECT_OUTPUT_LIMIT",
+    "PythonValidator",
+    "Validator",
+    "changed_declaration",
+    "changed_python",
+]
 
 #: Characters of collection output quoted in a rejection.
 COLLECT_OUTPUT_LIMIT = 3_000
@@ -45,6 +53,13 @@ class Validator(Protocol):
 
 def changed_python(paths: Iterable[str]) -> bool:
     return any(p.endswith(".py") for p in paths)
+
+
+def changed_declaration(paths: Iterable[str]) -> bool:
+    """Whether ``paths`` touch a file where the project declares its packages."""
+    return any(
+        p in DECLARATION_FILES or re.fullmatch(r"requirements[\w.-]*\.txt", p) for p in paths
+    )
 
 
 def compile_problem(root: Path, rel: str) -> str | None:
@@ -77,15 +92,19 @@ def source_problem(rel: str, source: str | bytes) -> str | None:
 
 
 class PythonValidator:
-    """Changed Python files compile; the workspace's tests still collect.
+    """Changed Python files compile; the declared packages install; the workspace's tests
+    still collect.
 
     Compiling runs no process. Collection (``python -m pytest --collect-only``, with the
     interpreter of ``venv``, the workspace's venv, when given) runs through ``spawner``
-    only when the change touches a ``.py`` file and a spawner is given
-    (``None``: compile only). A collection error in a file that already failed to collect
-    before the change does not count against it. The run writes nothing into the workspace
-    (no cache, no bytecode) and, like the tester, reads no pytest configuration from the
-    directories above it.
+    only when the change touches a ``.py`` file or a declaration and a spawner is given
+    (``None``: compile only). With ``sync`` (a stage run's ``venv``: the task's venv synced
+    to the packages the tree declares), the venv is synced first, on the tree before and
+    after the change: a declared package that cannot be installed (refused by the policy,
+    missing from the index) is a problem of the change, and the tests collect with what
+    the change declares. A problem that was already there before the change does not
+    count against it. The run writes nothing into the workspace (no cache, no bytecode)
+    and, like the tester, reads no pytest configuration from the directories above it.
     """
 
     def __init__(
@@ -93,24 +112,43 @@ class PythonValidator:
         spawner: ProcessSpawner | None,
         *,
         venv: WorkspaceVenv | None = None,
+        sync: Callable[[], Awaitable[WorkspaceVenv | None]] | None = None,
         timeout: float = 120,
     ) -> None:
         self.spawner = spawner
         self.mounts = venv_mounts(venv)
+        self.sync = sync
         self.timeout = timeout
 
+    def _runs(self, paths: Sequence[str]) -> bool:
+        return changed_python(paths) or (self.sync is not None and changed_declaration(paths))
+
+    async def _synced(self) -> str | None:
+        """Sync the venv to the tree (with ``sync``); why it could not be, or None."""
+        if self.sync is None:
+            return None
+        try:
+            self.mounts = venv_mounts(await self.sync())
+        except PackageError as exc:
+            return f"the declared packages cannot be installed: {exc}"
+        return None
+
     async def before(self, workspace: GitWorkspace, paths: Sequence[str]) -> frozenset[str]:
-        if self.spawner is None or not changed_python(paths):
+        if self.spawner is None or not self._runs(paths):
             return frozenset()
+        problem = await self._synced()
         errors, _ = await self.collect(workspace, self.spawner)
-        return errors
+        return errors | ({problem} if problem else set())
 
     async def after(
         self, workspace: GitWorkspace, paths: Sequence[str], before: frozenset[str]
     ) -> list[str]:
         problems = [p for rel in paths if (p := compile_problem(workspace.path, rel))]
-        if problems or self.spawner is None or not changed_python(paths):
+        if problems or self.spawner is None or not self._runs(paths):
             return problems
+        problem = await self._synced()
+        if problem is not None and problem not in before:
+            return [problem]
         errors, output = await self.collect(workspace, self.spawner)
         new = sorted(errors - before)
         if new:

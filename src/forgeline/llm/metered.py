@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from opentelemetry import trace
 from pydantic_ai.messages import (
     ModelMessage,
     ModelMessagesTypeAdapter,
@@ -62,6 +63,7 @@ from forgeline.core.events import (
     utcnow,
 )
 from forgeline.errors import ForgelineError, StoreError
+from forgeline.observability.tracing import model_span, record_usage
 from forgeline.store.base import EventStore
 
 CHARS_PER_TOKEN = 4
@@ -187,6 +189,7 @@ class Meter:
         return self.spent
 
     async def record(self, usage: LlmUsage) -> None:
+        record_usage(trace.get_current_span(), usage)  # the call's span (model_span)
         tokens, usd = await self.spent_so_far()
         if not usage.cache_hit:
             self.spent = (tokens + usage.input_tokens + usage.output_tokens, usd + usage.cost_usd)
@@ -240,6 +243,17 @@ class MeteredModel(WrapperModel):
         self.meter = meter
 
     async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        """One call (or cache hit) in a span of the stage's trace; ``Meter.record`` puts
+        its usage on the span."""
+        with model_span(self.meter.role, self.spec):
+            return await self._metered(messages, model_settings, model_request_parameters)
+
+    async def _metered(
         self,
         messages: list[ModelMessage],
         model_settings: ModelSettings | None,

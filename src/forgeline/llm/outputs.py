@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_ai import ModelRetry, TextOutput
 
-from forgeline.core.events import FileSpec, FileWrite, PlanItem, RunSpec
+from forgeline.core.events import FileSpec, FileWrite, PackageNeed, PlanItem, RunSpec
 
 
 class Output(BaseModel):
@@ -39,6 +39,11 @@ class ArchitectureOutput(Output):
         default=RunSpec(),
         description="How to smoke-run it: cli/library run `command` once; web starts it "
         "with {port} and polls health_path.",
+    )
+    packages: tuple[PackageNeed, ...] = Field(
+        default=(),
+        description="Packages from PyPI the program or its tests import (none from the "
+        "standard library): the PyPI name, optionally with a version range, and why.",
     )
 
 

@@ -19,4 +19,6 @@ class TelemetryConfig(BaseModel):
     service_name: str = "forgeline"
     log_format: Literal["auto", "json", "console"] = "auto"
     """``auto``: JSON lines when stderr is not a terminal."""
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    """The lowest level of forgeline's log lines (``info`` and ``debug`` for a service:
+    stage runs and their outcomes)."""

@@ -5,21 +5,31 @@ task share a trace whichever process or worker records them: every stage span's 
 is a remote span context built from that id. ``Tracing.from_config`` exports over
 OTLP/HTTP when ``[telemetry] otlp_endpoint`` is set; otherwise its tracer is OpenTelemetry's
 no-op tracer, and the helpers cost next to nothing. Nothing is set globally: the runtime
-builds one ``Tracing`` and hands it to whoever records spans.
+builds one ``Tracing`` (``Services.tracing``).
+
+The stage span (``Tracing.stage``, opened by ``StageAgent.process_direct``) carries its
+``Tracing`` in the OpenTelemetry context, so the spans opened inside it, on the same task
+of the event loop, need nothing handed down: ``model_span`` (``MeteredModel.request``),
+``tool_span`` and the ``traced`` decorator of the tools' calls. Outside a stage they are
+no-ops.
 
 Attributes: ``forgeline.task_id``, ``forgeline.stage``, ``forgeline.outcome``; model calls
 follow the GenAI conventions (``gen_ai.request.model``, ``gen_ai.usage.input_tokens``,
 ``gen_ai.usage.output_tokens``) plus ``forgeline.cost_usd`` and ``forgeline.cache_hit``;
-tool calls ``forgeline.tool`` and ``forgeline.error``.
+tool calls ``forgeline.tool``, ``forgeline.operation`` and ``forgeline.error``. Every
+string attribute and every error description passes through the process's redactor
+(``forgeline.redaction``), and exceptions are recorded as their type and redacted
+message, never with their raw text.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -27,14 +37,35 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
-from forgeline.core.events import LlmUsage, ToolEventData
+from forgeline import redaction
+from forgeline.core.events import LlmUsage
 from forgeline.observability.config import TelemetryConfig
 
-__all__ = ["Tracing", "record_tool", "record_usage", "task_span_context", "trace_id_for"]
+__all__ = [
+    "Tracing",
+    "model_span",
+    "record_usage",
+    "task_span_context",
+    "tool_span",
+    "trace_id_for",
+    "traced",
+]
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_TRACING = otel_context.create_key("forgeline-tracing")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def trace_id_for(correlation_id: str) -> int:
@@ -54,6 +85,16 @@ def task_span_context(correlation_id: str) -> SpanContext:
         is_remote=True,
         trace_flags=TraceFlags(TraceFlags.SAMPLED),
     )
+
+
+def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes as OpenTelemetry takes them: None left out, strings redacted."""
+    redactor = redaction.current()
+    return {
+        key: redactor.text(value) if isinstance(value, str) else value
+        for key, value in attributes.items()
+        if value is not None
+    }
 
 
 class Tracing:
@@ -89,20 +130,24 @@ class Tracing:
         return self.provider is not None
 
     def shutdown(self) -> None:
-        """Export what is pending and stop (at the end of a process)."""
+        """Export what is pending and stop (when the runtime closes)."""
         if self.provider is not None:
             self.provider.shutdown()
 
     @contextmanager
     def stage(self, task_id: str, stage: str, **attributes: Any) -> Iterator[Span]:
-        """A stage's run on one trigger, in the task's trace. An exception marks it as
-        an error; set ``forgeline.outcome`` on the span to say how it ended."""
+        """A stage's run on one trigger (or any unit of a task's work), in the task's
+        trace. An exception marks it as an error; set ``forgeline.outcome`` on the span
+        to say how it ended. Model and tool spans inside it use this ``Tracing``."""
+        if self.provider is None:  # off: nothing to record, and nothing inside either
+            yield INVALID_SPAN
+            return
         parent = trace.set_span_in_context(NonRecordingSpan(task_span_context(task_id)))
-        token = otel_context.attach(parent)
+        token = otel_context.attach(otel_context.set_value(_TRACING, self, parent))
         try:
-            with self.tracer.start_as_current_span(
+            with self._span(
                 f"stage {stage}",
-                attributes={"forgeline.task_id": task_id, "forgeline.stage": stage, **attributes},
+                {"forgeline.task_id": task_id, "forgeline.stage": stage, **attributes},
             ) as span:
                 yield span
         finally:
@@ -111,23 +156,96 @@ class Tracing:
     @contextmanager
     def model_call(self, role: str, model: str) -> Iterator[Span]:
         """A model call inside the current stage span; ``record_usage`` fills it in."""
-        with self.tracer.start_as_current_span(
-            f"model {model}",
-            kind=trace.SpanKind.CLIENT,
-            attributes={"forgeline.role": role, "gen_ai.request.model": model},
-        ) as span:
+        attributes = {"forgeline.role": role, "gen_ai.request.model": model}
+        with self._span(f"model {model}", attributes, trace.SpanKind.CLIENT) as span:
             yield span
 
     @contextmanager
     def tool_call(self, tool: str, **attributes: Any) -> Iterator[Span]:
-        """A tool call inside the current span; ``record_tool`` fills it in."""
-        with self.tracer.start_as_current_span(
-            f"tool {tool}", attributes={"forgeline.tool": tool, **attributes}
-        ) as span:
+        """A tool call inside the current span: ``forgeline.outcome`` ``ok``, or
+        ``error`` with ``forgeline.error`` when it raises."""
+        with self._span(f"tool {tool}", {"forgeline.tool": tool, **attributes}) as span:
             yield span
+            span.set_attribute("forgeline.outcome", "ok")
+
+    @contextmanager
+    def _span(
+        self,
+        name: str,
+        attributes: Mapping[str, Any],
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    ) -> Iterator[Span]:
+        with self.tracer.start_as_current_span(
+            name,
+            kind=kind,
+            attributes=_clean(attributes),
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                yield span
+            except BaseException as exc:
+                _failed(span, exc)
+                raise
+
+
+def _failed(span: Span, exc: BaseException) -> None:
+    """``exc`` on ``span``: its type and redacted message, never its raw text."""
+    kind = type(exc).__name__
+    message = redaction.current().text(str(exc))[:2000]
+    span.set_attributes(
+        {"forgeline.outcome": "error", "forgeline.error": message or kind, "error.type": kind}
+    )
+    span.add_event("exception", {"exception.type": kind, "exception.message": message})
+    span.set_status(Status(StatusCode.ERROR, message or kind))
+
+
+def _current() -> Tracing | None:
+    value = otel_context.get_value(_TRACING)
+    return value if isinstance(value, Tracing) else None
+
+
+@contextmanager
+def model_span(role: str, model: str) -> Iterator[Span]:
+    """A model call's span in the current stage's trace (a no-op outside a stage)."""
+    tracing = _current()
+    if tracing is None:
+        yield INVALID_SPAN
+        return
+    with tracing.model_call(role, model) as span:
+        yield span
+
+
+@contextmanager
+def tool_span(tool: str, **attributes: Any) -> Iterator[Span]:
+    """A tool call's span in the current stage's trace (a no-op outside a stage)."""
+    tracing = _current()
+    if tracing is None:
+        yield INVALID_SPAN
+        return
+    with tracing.tool_call(tool, **attributes) as span:
+        yield span
+
+
+def traced(tool: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Decorate a tool's async method: each call is a ``tool <tool>`` span with the
+    method's name as ``forgeline.operation``."""
+
+    def decorate(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        operation = method.__name__
+
+        @functools.wraps(method)
+        async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            with tool_span(tool, **{"forgeline.operation": operation}):
+                return await method(*args, **kwargs)
+
+        return call
+
+    return decorate
 
 
 def record_usage(span: Span, usage: LlmUsage) -> None:
+    """One model call's usage on its span (``Meter.record`` puts it on the current one)."""
     span.set_attributes(
         {
             "gen_ai.response.model": usage.model,
@@ -137,13 +255,3 @@ def record_usage(span: Span, usage: LlmUsage) -> None:
             "forgeline.cache_hit": usage.cache_hit,
         }
     )
-
-
-def record_tool(span: Span, data: ToolEventData) -> None:
-    """A tool's ``tool.*`` record on its span: the outcome, and an error as the status."""
-    error = getattr(data, "error", None)
-    span.set_attribute("forgeline.event", data.type)
-    span.set_attribute("forgeline.outcome", "error" if error else "ok")
-    if error:
-        span.set_attribute("forgeline.error", error)
-        span.set_status(Status(StatusCode.ERROR, error))

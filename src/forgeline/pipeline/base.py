@@ -11,6 +11,7 @@ and an open change is marked failed with the error log.
 
 from __future__ import annotations
 
+import logging
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from forgeline.core.events import (
     Event,
     EventData,
     NewEvent,
+    PackagesSynced,
     StageFailed,
     TaskAwaitingApproval,
     change_stream,
@@ -46,11 +48,21 @@ from forgeline.core.task import TaskState
 from forgeline.errors import DuplicateEventError, ForgelineError
 from forgeline.llm.gateway import ModelRegistry
 from forgeline.llm.metered import BudgetExceeded, Compactor, Meter, merged_compaction
+from forgeline.observability.logs import bind_task
+from forgeline.observability.tracing import Tracing
 from forgeline.sandbox.spawner import ProcessSpawner, SpawnedProcess
 from forgeline.store.base import EventStore
+from forgeline.tools.toolkit import Toolkit
+from forgeline.workspace.declared import read_declaration
 from forgeline.workspace.git import GitWorkspace
 from forgeline.workspace.layout import Workspaces
-from forgeline.workspace.venv import WorkspaceVenv, workspace_venv
+from forgeline.workspace.sync import PackageSync
+from forgeline.workspace.venv import WorkspaceVenv, repository_root, task_venv
+
+log = logging.getLogger(__name__)
+
+#: Events a run records beside its result (what the span's outcome is not).
+_ASIDE = ("context.", "tool.", "change.")
 
 
 @dataclass
@@ -70,6 +82,8 @@ class Services:
     """Whether a stage raises this error for its execution to retry later instead of
     recording ``stage.failed`` (the broker's workers: transient failures and internal
     errors, ``transport.failures``); embedded, every error is recorded."""
+    tracing: Tracing = field(default_factory=Tracing)
+    """Spans per stage, model and tool call (``[telemetry]``; a no-op by default)."""
 
 
 _current_run: ContextVar[StageRun] = ContextVar("forgeline_stage_run")
@@ -92,6 +106,10 @@ class StageRun:
         self.change: changes.ChangeState | None = None
         self.compactions: list[ContextCompacted] = []
         self.meters: dict[ModelRole, Meter] = {}
+        services = agent.services
+        self.tools = Toolkit(services.settings, services.store)
+        """The run's web tools; their calls are recorded with its result."""
+        self.synced: list[PackagesSynced] = []
 
     @cached_property
     def workspace(self) -> GitWorkspace:
@@ -100,10 +118,32 @@ class StageRun:
         return self.agent.services.workspaces.worktree(self.state)
 
     async def venv(self) -> WorkspaceVenv | None:
-        """The repository's own venv for running its code (``workspace_venv`` setting)."""
-        if not self.agent.services.settings.workspace_venv:
+        """The task's own venv for running its code, synced to the packages the worktree
+        declares now (``workspace.sync``: a ``PackageError`` says why it cannot be); None
+        with ``workspace_venv = false``. A sync that changed the venv is recorded with the
+        run's result (``package_events``)."""
+        services = self.agent.services
+        if not services.settings.workspace_venv:
             return None
-        return await workspace_venv(self.workspace.path)
+        path = self.workspace.path
+        venv = await task_venv(await repository_root(path), self.state.task_id)
+        installer = PackageSync(services.settings.packages, services.spawner)
+        synced = await installer.sync(venv, read_declaration(path), cwd=path)
+        if synced is not None:
+            self.synced.append(synced)
+        return venv
+
+    def package_events(self) -> list[NewEvent]:
+        """One ``packages.synced`` per sync that changed the venv, in order: the first
+        caused by the trigger, each next by the one before (one event of a type per
+        cause)."""
+        events: list[NewEvent] = []
+        for synced in self.synced:
+            event = self.event(synced)
+            if events:
+                event = event.model_copy(update={"causation_id": events[-1].id})
+            events.append(event)
+        return events
 
     def meter(self, role: ModelRole) -> Meter:
         if role not in self.meters:
@@ -125,6 +165,16 @@ class StageRun:
         """What compaction dropped during this run, one ``context.compacted`` event."""
         merged = merged_compaction(self.compactions)
         return [] if merged is None else [self.event(merged)]
+
+    def tool_events(self) -> list[NewEvent]:
+        """The run's tool calls, as ``tool.*`` events chained from its trigger."""
+        return self.tools.calls.events(
+            stream_id=self.trigger.stream_id,
+            correlation_id=self.state.task_id,
+            causation_id=self.trigger.id,
+            actor=self.agent.stage,
+            created_at=self.now,
+        )
 
     def paused(self, exc: BudgetExceeded) -> list[NewEvent]:
         pause = TaskAwaitingApproval(
@@ -217,6 +267,27 @@ class StageAgent(ABC):
     async def process_direct(
         self, state: TaskState, trigger: Event, *, cause: Event | None = None
     ) -> list[NewEvent]:
+        """The run's events: a span in the task's trace and its ids on every log line."""
+        task_id = state.task_id
+        with (
+            bind_task(task_id, stage=self.stage),
+            self.services.tracing.stage(task_id, self.stage, trigger=trigger.type) as span,
+        ):
+            out = await self._process(state, trigger, cause)
+            outcome = next((e.type for e in out if not e.type.startswith(_ASIDE)), "none")
+            span.set_attribute("forgeline.outcome", outcome)
+            log.debug(
+                "%s finished on %s: %s",
+                self.stage,
+                trigger.type,
+                outcome,
+                extra={"trigger": trigger.type, "outcome": outcome, "events": len(out)},
+            )
+            return out
+
+    async def _process(
+        self, state: TaskState, trigger: Event, cause: Event | None
+    ) -> list[NewEvent]:
         run = StageRun(self, state, trigger, cause)
         token = _current_run.set(run)
         try:
@@ -234,7 +305,7 @@ class StageAgent(ABC):
             out = run.failed(f"internal error: {detail}")
         finally:
             _current_run.reset(token)
-        return [*run.context_events(), *out]
+        return [*run.context_events(), *run.tool_events(), *run.package_events(), *out]
 
     @abstractmethod
     async def run(self, run: StageRun) -> list[NewEvent]: ...

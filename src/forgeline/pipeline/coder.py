@@ -67,6 +67,7 @@ from forgeline.llm.outputs import (
 from forgeline.llm.tools import WorkspaceTools
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
+from forgeline.pipeline.research import research_notes
 from forgeline.runs.testrun import TestReport, run_pytest
 from forgeline.workspace.git import GitWorkspace, confined_path
 from forgeline.workspace.venv import WorkspaceVenv
@@ -397,7 +398,7 @@ class CodeWriter(StageAgent):
                 applied = await apply_change(
                     workspace,
                     change,
-                    validate=PythonValidator(self.services.spawner, venv=venv),
+                    validate=PythonValidator(self.services.spawner, venv=venv, sync=run.venv),
                     max_file_bytes=self.coder_config.max_file_bytes,
                 )
             except PatchError:
@@ -450,7 +451,7 @@ class CodeWriter(StageAgent):
             base = await workspace.head()
             if change is None:
                 return Landed(base, base, [])
-            validator = PythonValidator(self.services.spawner, venv=await run.venv())
+            validator = PythonValidator(self.services.spawner, sync=run.venv)
             try:
                 applied = await apply_change(
                     workspace,
@@ -511,8 +512,12 @@ class CoderAgent(CodeWriter):
             raise StageError(f"plan item {item_id!r} is not in the plan")
         item = state.items[item_id].item
         await run.begin_change(f"plan item {item.id}: {item.title}")
+        context = "\n\n".join(
+            part for part in (prompts.task_context(state), research_notes(state, run.workspace))
+            if part
+        )  # fmt: skip
         request = (
-            f"{prompts.task_context(state)}\n\nImplement step [{item.id}] {item.title}: "
+            f"{context}\n\nImplement step [{item.id}] {item.title}: "
             f"{item.description}\nFiles for this step: {', '.join(item.files) or 'your choice'}"
         )
         what = f"plan item {item.id} ({item.title})"
@@ -525,7 +530,7 @@ class CoderAgent(CodeWriter):
                 # "create the file" from "write its function"): the step is done as it is.
                 landed = await self.land(run, None, what)
         else:
-            result = await pattern.executor.execute(pattern.context(run.workspace))
+            result = await pattern.executor.execute(pattern.context(run.workspace, run.tools))
             landed = await self.land(run, result.change, f"{what} [{result.pattern}]")
         done = PlanItemCompleted(
             item_id=item.id,

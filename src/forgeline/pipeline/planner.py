@@ -11,6 +11,7 @@ from forgeline.errors import WorkspaceError
 from forgeline.llm.outputs import PlanOutput
 from forgeline.pipeline import prompts
 from forgeline.pipeline.base import StageAgent, StageRun
+from forgeline.pipeline.research import planner_instructions
 from forgeline.workspace.git import confined_path
 
 
@@ -20,7 +21,8 @@ class PlannerAgent(StageAgent):
     async def run(self, run: StageRun) -> list[NewEvent]:
         state, workspace = run.state, run.workspace
         await run.begin_change("plan.yaml: the plan for the request")
-        agent = self.model_agent("planner", PlanOutput, prompts.PLANNER)
+        instructions = planner_instructions(prompts.PLANNER, self.services.settings)
+        agent = self.model_agent("planner", PlanOutput, instructions)
 
         def check(plan: PlanOutput) -> PlanOutput:
             plan = plan.model_copy(update={"items": repair_plan(plan.items)})

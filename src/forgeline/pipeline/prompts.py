@@ -26,12 +26,17 @@ that import celsius_to_fahrenheit and check it on values the request implies.", 
 "kind": "processing", "depends_on": ["a"], "files": ["test_temperature.py"]}]}"""
 
 ARCHITECT = """You are the architect. Given the request and the plan, decide the design: \
-the files and what each holds, and how to smoke-run the result. Write the decision as an \
-architecture decision record (context, decision, consequences). For run: use kind "cli" \
-with a command that exercises the program once (e.g. ["python", "app.py", "--help"]), \
-"library" with a command that imports it, or "web" with a command that starts a server on \
-{port} and a health_path that answers 200. Use only the Python standard library unless the \
-request needs more.
+the files and what each holds, the packages it needs, and how to smoke-run the result. \
+Write the decision as an architecture decision record (context, decision, consequences). \
+For run: use kind "cli" with a command that exercises the program once (e.g. ["python", \
+"app.py", "--help"]), "library" with a command that imports it, or "web" with a command \
+that starts a server on {port} and a health_path that answers 200. Use the Python \
+standard library where it does the job. When the request needs a package from PyPI (it \
+names one, such as FastAPI, Flask, requests or click), list in packages every package the \
+program and its tests import, by PyPI name, each with the reason. A FastAPI service needs \
+"fastapi", "httpx" (its TestClient) and "uvicorn", and runs with ["python", "-m", \
+"uvicorn", "app:app", "--port", "{port}"]. packages is empty when the standard library \
+is enough.
 
 An example of the form, for a plan that writes temperature.py and test_temperature.py:
 {"summary": "temperature.py holds the conversion and a small command line; \
@@ -40,10 +45,10 @@ pure function that is easy to test. Decision: one module with the function and a
 for the command line; standard library only. Consequences: no dependencies; the command \
 line is the smoke test.", "files": [{"path": "temperature.py", "purpose": "..."}, \
 {"path": "test_temperature.py", "purpose": "..."}], "run": {"kind": "cli", \
-"command": ["python", "temperature.py", "100"], "health_path": "/health"}}
+"command": ["python", "temperature.py", "100"], "health_path": "/health"}, "packages": []}
 
-Your answer names the files of the plan you are given, says what each holds, and \
-smoke-runs the program of the user's request."""
+Your answer names the files of the plan you are given, says what each holds, names the \
+packages the request needs, and smoke-runs the program of the user's request."""
 
 CODER = """You are the coder. Implement exactly the step you are given, following the \
 design. Change only the files the step needs (paths relative to the repository root). \
@@ -104,6 +109,11 @@ def task_context(state: TaskState) -> str:
         arch = state.architecture
         lines.append(f"Design: {arch.summary}")
         lines += [f"- {f.path}: {f.purpose}" for f in arch.files]
+        if arch.packages:
+            named = ", ".join(
+                f"{p.name} ({p.reason})" if p.reason else p.name for p in arch.packages
+            )
+            lines.append(f"Packages (declared in requirements.txt): {named}")
     if state.context_summary:
         lines.append(f"Earlier context (summarised): {state.context_summary}")
     return "\n".join(lines)

@@ -199,11 +199,15 @@ class Pipeline:
         max_fix_rounds: int | None = None,
         max_review_rounds: int | None = None,
         budget: Budget | None = None,
+        task_id: str | None = None,
+        base: str | None = None,
     ) -> str:
         """Record a new task on ``repository`` (a name under the workspaces root, or a
         path inside it; created if absent) and return its id. Limits not given come from
-        the settings. Its worktree is made on branch ``forgeline/<id>`` from the
-        repository's HEAD; nothing runs yet (that is an ``Execution``'s job)."""
+        the settings. Its worktree is made on branch ``forgeline/<id>`` from ``base`` (a
+        commit; default the repository's HEAD); nothing runs yet (that is an
+        ``Execution``'s job). ``task_id``: the id to use instead of a new one (a caller
+        that must not submit twice, the evolution daemon)."""
         if not request.strip():
             raise InvalidRequestError("the request is empty: say what to build")
         workspaces = self.services.workspaces
@@ -211,14 +215,14 @@ class Pipeline:
         repo = workspaces.repository(name)
         await repo.ensure()
         settings = self.services.settings
-        task_id = new_task_id()
+        task_id = task_id or new_task_id()
         branch = f"forgeline/{task_id}"
         command = Initialize(
             task_id=task_id,
             request=request,
             repository=name,
             branch=branch,
-            base_commit=await repo.head(),
+            base_commit=base or await repo.head(),
             max_fix_rounds=(settings.max_fix_rounds if max_fix_rounds is None else max_fix_rounds),
             max_review_rounds=(
                 settings.max_review_rounds if max_review_rounds is None else max_review_rounds

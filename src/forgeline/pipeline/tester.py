@@ -13,12 +13,12 @@ class TesterAgent(StageAgent):
     async def run(self, run: StageRun) -> list[NewEvent]:
         workspace = run.workspace
         settings = self.services.settings
-        # The repository's own venv (made once, shared by its tasks): the tests see the
-        # project's packages, not forgeline's.
-        venv = await run.venv()
         async with workspace.lock:  # nobody edits the tree while it is tested
             await workspace.checkout(run.state.branch)
             commit = await workspace.head()
+            # The task's own venv with the packages the tree declares: the tests see the
+            # project's packages, not forgeline's.
+            venv = await run.venv()
             report = await run_pytest(
                 workspace.path,
                 self.services.spawner,

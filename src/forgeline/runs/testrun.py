@@ -74,6 +74,8 @@ class TestReport(BaseModel):
     errors: int
     skipped: int
     failing: tuple[str, ...] = ()
+    passing: tuple[str, ...] = ()
+    """The ids of the tests that passed (the evolution daemon's regression check)."""
     output: str = ""
     exit_code: int | None = None
     timed_out: bool = False
@@ -99,6 +101,7 @@ class JUnitSummary(NamedTuple):
     skipped: int
     failing: tuple[str, ...]
     problem: str | None = None
+    passing: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- JUnit
@@ -161,6 +164,7 @@ def parse_junit(xml_text: str, workspace: Path | None = None) -> JUnitSummary:
 
     passed = failed = errors = skipped = 0
     failing: list[str] = []
+    passing: list[str] = []
     seen: set[str] = set()
     for case in root.iter("testcase"):
         has_failure = case.find("failure") is not None
@@ -178,7 +182,10 @@ def parse_junit(xml_text: str, workspace: Path | None = None) -> JUnitSummary:
             skipped += 1
         else:
             passed += 1
-    return JUnitSummary(passed, failed, errors, skipped, tuple(failing))
+            passing.append(
+                junit_test_id(case.get("classname", ""), case.get("name", ""), workspace)
+            )
+    return JUnitSummary(passed, failed, errors, skipped, tuple(failing), None, tuple(passing))
 
 
 # --------------------------------------------------------------------------- running
@@ -304,7 +311,7 @@ async def run_pytest(
         summary = _read_report(report_path, workspace)
 
     notes: list[str] = []
-    passed, failed, errors, skipped, failing, problem = summary
+    passed, failed, errors, skipped, failing, problem, passing = summary
 
     code = result.exit_code
     if result.timed_out:
@@ -341,6 +348,7 @@ async def run_pytest(
         errors=errors,
         skipped=skipped,
         failing=failing,
+        passing=passing if code != 5 else (),
         output=output,
         exit_code=code,
         timed_out=result.timed_out,

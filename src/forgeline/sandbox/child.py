@@ -1,6 +1,6 @@
 """The one run loop both spawners share: output tails, timeout, kill, cancellation.
 
-A backend starts its child (a plain process, or bubblewrap) with stdout and stderr on
+A backend starts its child (the launcher, or bubblewrap) with stdout and stderr on
 pipes and hands ``run_child`` a ``Child``: the handle that knows how to wait for it to be
 ready, watch its limits, terminate and kill all of it, and say what it used. The loop does
 the rest the same way for every backend:

@@ -13,8 +13,8 @@ paths to make visible. Every backend honours what it can: the sandbox binds them
 backend sees the whole file system anyway. So no caller needs to know which backend it has.
 
 Every finished ``run`` says what it used (``ProcessResult.usage``, a ``ResourceUsage``):
-``LocalSpawner`` from the kernel's rusage of the child it reaps, the sandbox from its
-cgroup or sampling.
+the sandbox from its cgroup; otherwise (``LocalSpawner``, the sandbox without cgroups) from
+the kernel's rusage of the command, which the launcher (``sandbox.launcher``) reaps.
 """
 
 from __future__ import annotations
@@ -77,13 +77,16 @@ class ResourceUsage:
     """What a run used, and how its limits were enforced.
 
     ``mechanism`` is ``cgroup-v1``/``cgroup-v2`` (the sandbox: tree-wide limits and exact
-    numbers from the cgroup), ``rlimit`` (the sandbox without cgroups: per-process limits;
-    CPU time and the peak of the summed resident memory are sampled every 100 ms by
-    ``run``, so they are approximate and may miss the last moments; ``start`` only has
-    bubblewrap's own rusage) or ``none`` (``LocalSpawner``: no limits; CPU time and peak
-    memory are the kernel's rusage of the child, which includes the descendants it waited
-    for, the largest of their peaks counting as the peak). ``limits_hit`` names the limits
-    the run ran into: ``memory`` (the OOM killer fired), ``pids``, ``cpu``.
+    numbers from the cgroup), ``rlimit`` (the sandbox without cgroups: per-process limits)
+    or ``none`` (``LocalSpawner``: no limits). With ``rlimit`` and ``none``, CPU time and
+    peak memory are the kernel's rusage of the command, which includes the descendants it
+    waited for (the largest of their peaks counting as the peak), reported by the launcher
+    that started it; the peak includes up to the launcher's few MB (a command that uses
+    less shows about that), never forgeline's own memory. A run killed before the launcher
+    could report has none of it (``None``), except that ``run`` in the sandbox also samples
+    its processes every 100 ms (CPU time, and the peak of their summed resident memory)
+    and reports the larger numbers. ``limits_hit`` names the limits the run ran into:
+    ``memory`` (the OOM killer fired), ``pids``, ``cpu``.
     """
 
     mechanism: Mechanism

@@ -1,5 +1,6 @@
 """Settings of the research and delivery tools (note 002): ``[search]``, ``[fetch]``,
-``[github]`` and ``[email]`` in forgeline.toml (``forgeline.config.Settings`` holds them)."""
+``[research]``, ``[github]`` and ``[email]`` in forgeline.toml
+(``forgeline.config.Settings`` holds them)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,19 @@ class FetchConfig(BaseModel):
     """Characters of extracted text returned to a model."""
 
 
+class ResearchConfig(BaseModel):
+    """The planner's research steps: the ``[research]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    """Let the planner schedule a research step for a library, an API or a standard the
+    request names, and let such a step search and fetch. Off by default: it reaches the
+    web, and what it reads goes into the coder's prompt."""
+    sources: int = Field(3, ge=1, le=10)
+    """Pages a research step reads and cites (a step may ask for another number)."""
+
+
 class GitHubConfig(BaseModel):
     """Pull requests and issues: the ``[github]`` table. The token comes from ``token``
     or the variable ``token_env``; it is never recorded or logged."""
@@ -74,6 +88,9 @@ class GitHubConfig(BaseModel):
     """The branch a pull request merges into; default: the branch the task started from."""
     draft: bool = False
     timeout: float = Field(30, gt=0)
+    open_pr: bool = False
+    """Push the branch and open the pull request when a task completes (linked to the
+    issue of ``forgeline run --from-issue``)."""
 
 
 Outcome = Literal["completed", "failed", "needs_clarification", "awaiting_approval"]
@@ -113,4 +130,7 @@ class EmailConfig(BaseModel):
     timeout: float = Field(30, gt=0)
     attach_report: bool = True
     """Attach the task's PDF report."""
+    templates: str | None = None
+    """A directory whose ``email.txt.j2`` / ``email.html.j2`` replace the built-in
+    templates (either or both)."""
     notify: NotifyConfig = Field(default_factory=NotifyConfig)

@@ -30,6 +30,7 @@ from pydantic_ai.toolsets import FunctionToolset
 
 from forgeline.core.events import PageFetched, utcnow
 from forgeline.errors import ForgelineError
+from forgeline.observability.tracing import traced
 from forgeline.tools.addresses import AddressPolicy, AddressRefused, guarded_transport
 from forgeline.tools.calls import Recorder, ignore
 from forgeline.tools.config import FetchConfig
@@ -109,6 +110,7 @@ class Fetcher:
         self._transport = transport
         self._robots: dict[str, urllib.robotparser.RobotFileParser | None] = {}
 
+    @traced("fetch")
     async def fetch(self, url: str) -> FetchedPage:
         try:
             async with asyncio.timeout(self.config.timeout):

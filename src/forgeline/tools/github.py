@@ -15,7 +15,7 @@ import asyncio
 import base64
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,9 @@ from githubkit import TokenAuthStrategy, UnauthAuthStrategy
 from githubkit.exception import GitHubException, RequestFailed, RequestTimeout
 from pydantic_ai.toolsets import FunctionToolset
 
-from forgeline.core.events import GitHubCalled
+from forgeline.core.events import Event, GitHubCalled
 from forgeline.errors import ConfigError, ForgelineError
+from forgeline.observability.tracing import traced
 from forgeline.tools.calls import Recorder, ignore
 from forgeline.tools.config import GitHubConfig
 from forgeline.tools.report.model import TaskReport
@@ -39,6 +40,7 @@ __all__ = [
     "Issue",
     "IssueRef",
     "PullRequest",
+    "issue_of",
     "pr_body",
     "repository_from_remote",
 ]
@@ -106,10 +108,28 @@ def repository_from_remote(url: str) -> str | None:
     return "/".join(names[-2:]) if len(names) >= 2 and all(names[-2:]) else None
 
 
+def issue_of(events: Iterable[Event]) -> IssueRef | None:
+    """The issue a task's request was read from: ``forgeline run --from-issue`` records
+    the read in the task's stream, a person's (``actor`` ``user``) ``tool.github``
+    ``read_issue``."""
+    for event in events:
+        data = event.data
+        if (
+            isinstance(data, GitHubCalled)
+            and event.actor == "user"
+            and data.action == "read_issue"
+            and data.error is None
+            and data.number is not None
+        ):
+            owner, _, repo = data.repository.partition("/")
+            return IssueRef(owner, repo, data.number)
+    return None
+
+
 def pr_body(report: TaskReport, issue: IssueRef | None = None) -> str:
     """The pull request's description: request, plan, tests, review, usage (Markdown)."""
     state = report.state
-    lines = ["## Request", "", *(f"> {line}" for line in state.request.splitlines()), ""]
+    lines = ["## Request", "", *(f"> {line}".rstrip() for line in state.request.splitlines()), ""]
     lines += ["## Plan", "", state.plan_summary or "(no plan)", ""]
     lines += [
         f"- [{'x' if item.status == 'completed' else ' '}] {item.item.title}"
@@ -208,6 +228,7 @@ class GitHub:
 
     # ------------------------------------------------------------------ issues
 
+    @traced("github")
     async def read_issue(self, ref: IssueRef) -> Issue:
         record = GitHubCalled(action="read_issue", repository=ref.repository, number=ref.number)
         data = await self._call(
@@ -219,6 +240,7 @@ class GitHub:
         self.recorder(record.model_copy(update={"url": issue.url}))
         return issue
 
+    @traced("github")
     async def comment(self, ref: IssueRef, body: str) -> str:
         record = GitHubCalled(action="comment", repository=ref.repository, number=ref.number)
         data = await self._call(
@@ -231,6 +253,7 @@ class GitHub:
         self.recorder(record.model_copy(update={"url": data["html_url"]}))
         return str(data["html_url"])
 
+    @traced("github")
     async def close_issue(self, ref: IssueRef, comment: str | None = None) -> None:
         if comment:
             await self.comment(ref, comment)
@@ -275,6 +298,7 @@ class GitHub:
 
     # ------------------------------------------------------------ pull request
 
+    @traced("github")
     async def open_pull_request(
         self, repository: str, *, head: str, base: str, title: str, body: str
     ) -> PullRequest:
@@ -291,6 +315,7 @@ class GitHub:
         self.recorder(record.model_copy(update={"number": pr.number, "url": pr.url}))
         return pr
 
+    @traced("github")
     async def push(self, workspace: Path, branch: str) -> str:
         """Push ``branch`` to the ``[github] remote``; returns the remote's URL."""
         git = GitWorkspace(workspace)

@@ -20,9 +20,12 @@ import ssl
 from email.message import EmailMessage
 from email.utils import make_msgid
 
+from jinja2 import TemplateError
+
 from forgeline.core.events import EmailSent
 from forgeline.core.task import TaskState
 from forgeline.errors import ConfigError, ForgelineError
+from forgeline.observability.tracing import traced
 from forgeline.tools.calls import Recorder, ignore
 from forgeline.tools.config import EmailConfig, Outcome
 from forgeline.tools.report.html import templates
@@ -59,7 +62,12 @@ def compose(
     sender: str,
     recipients: tuple[str, ...],
     pdf: bytes | None = None,
+    pull_request: str | None = None,
+    template_dir: str | None = None,
 ) -> EmailMessage:
+    """The message for ``outcome`` from the templates (``template_dir``'s first); the
+    templates see the report (``r``), its state (``s``), ``outcome``, ``headline``,
+    ``subject``, ``question``, ``pull_request`` and ``attached``."""
     state = report.state
     headline = HEADLINES[outcome]
     request = " ".join(state.request.split())
@@ -79,8 +87,9 @@ def compose(
         "subject": subject,
         "question": questions[0] if questions else "",
         "attached": attached,
+        "pull_request": pull_request or "",
     }
-    env = templates("forgeline.tools")
+    env = templates("forgeline.tools", template_dir)
     message = EmailMessage()
     message["Subject"] = subject
     message["From"] = sender
@@ -104,18 +113,38 @@ class Mailer:
     def enabled(self) -> bool:
         return self.config.host is not None
 
-    async def notify(self, report: TaskReport) -> EmailMessage | None:
-        """Tell the recipients of the task's outcome; None when nobody is to be told."""
-        outcome = outcome_of(report.state)
+    @traced("email")
+    async def notify(
+        self,
+        report: TaskReport,
+        *,
+        outcome: Outcome | None = None,
+        pull_request: str | None = None,
+    ) -> EmailMessage | None:
+        """Tell the recipients of ``outcome`` (default: the one the task's status is
+        worth); None when nobody is to be told. ``pull_request``: its URL, for the text."""
+        outcome = outcome or outcome_of(report.state)
         if outcome is None or not self.enabled:
             return None
         recipients = self.config.notify.recipients(outcome)
         if not recipients:
             return None
         pdf = await asyncio.to_thread(render_pdf, report) if self.config.attach_report else None
-        message = compose(
-            report, outcome, sender=self.config.sender, recipients=recipients, pdf=pdf
-        )
+        try:
+            message = compose(
+                report,
+                outcome,
+                sender=self.config.sender,
+                recipients=recipients,
+                pdf=pdf,
+                pull_request=pull_request,
+                template_dir=self.config.templates,
+            )
+        except TemplateError as exc:
+            raise ConfigError(
+                f"the e-mail templates in [email] templates ({self.config.templates}) do not "
+                f"render: {exc}"
+            ) from None
         attachments = tuple(part.get_filename() or "" for part in message.iter_attachments())
         record = EmailSent(
             outcome=outcome,

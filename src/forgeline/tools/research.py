@@ -2,8 +2,10 @@
 workspace with numbered references.
 
 ``Research.run`` searches the topic (or the given queries), fetches up to ``sources``
-pages from the hits (a page that cannot or may not be fetched is skipped, its refusal
-recorded by the fetch tool), and writes the note. The note's excerpts carry the number
+pages from the hits (``gather``: a page that cannot or may not be fetched is skipped, its
+refusal recorded by the fetch tool), and writes the note (``write``). A research plan
+step (``executors/patterns/research.py``) gathers and makes the ``note`` the same way and
+lands it through the patch engine. The note's excerpts carry the number
 of their reference (``[1]``); ``ResearchNote.summary`` is the text a coder's prompt gets.
 A planner step that asks a model to summarise can pass its summary in: the references
 stay the same.
@@ -20,6 +22,7 @@ from pydantic_ai.toolsets import AbstractToolset, CombinedToolset, FunctionTools
 
 from forgeline.core.events import ResearchWritten, SearchHit
 from forgeline.errors import ForgelineError
+from forgeline.observability.tracing import traced
 from forgeline.tools.calls import Recorder, ignore
 from forgeline.tools.fetch import FetchedPage, Fetcher, FetchError
 from forgeline.tools.search import SearchError, WebSearch
@@ -94,6 +97,16 @@ class Research:
         sources: int = 3,
         summary: str | None = None,
     ) -> ResearchNote:
+        """Search, fetch and write ``research/<topic>.md`` in ``workspace``."""
+        pages = await self.gather(topic, queries=queries, sources=sources)
+        return self.write(workspace, topic, pages, summary)
+
+    @traced("research")
+    async def gather(
+        self, topic: str, *, queries: list[str] | None = None, sources: int = 3
+    ) -> list[FetchedPage]:
+        """Search the topic (or ``queries``) and fetch up to ``sources`` of the hits; a
+        ``ResearchError`` when none could be read."""
         hits: list[SearchHit] = []
         errors: list[str] = []
         for query in queries or [topic]:
@@ -116,7 +129,7 @@ class Research:
         if not pages:
             why = "; ".join(errors[-3:]) or "the search found nothing"
             raise ResearchError(f"no source could be read for {topic!r}: {why}")
-        return self.write(workspace, topic, pages, summary)
+        return pages
 
     def toolset(self, workspace: Path) -> AbstractToolset[Any]:
         """A pydantic-ai toolset for a research step: ``web_search``, ``fetch_page`` and
@@ -159,14 +172,13 @@ class Research:
         tools = FunctionToolset([fetch_page, write_research_note])
         return CombinedToolset([self.search.toolset(), tools])
 
-    def write(
-        self, workspace: Path, topic: str, pages: list[FetchedPage], summary: str | None = None
+    def note(
+        self, topic: str, pages: list[FetchedPage], summary: str | None = None
     ) -> ResearchNote:
+        """The note on ``pages``, recorded as a ``tool.research`` event; the caller writes
+        it (``write``, or a research step through the patch engine)."""
         relative = f"research/{topic_slug(topic)}.md"
-        path = confined_path(workspace, relative)
         markdown = render_note(topic, pages, summary)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(markdown, encoding="utf-8")
         self.recorder(
             ResearchWritten(
                 topic=topic,
@@ -175,3 +187,12 @@ class Research:
             )
         )
         return ResearchNote(topic, relative, tuple(pages), markdown)
+
+    def write(
+        self, workspace: Path, topic: str, pages: list[FetchedPage], summary: str | None = None
+    ) -> ResearchNote:
+        path = confined_path(workspace, f"research/{topic_slug(topic)}.md")
+        note = self.note(topic, pages, summary)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(note.markdown, encoding="utf-8")
+        return note

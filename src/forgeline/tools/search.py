@@ -33,6 +33,7 @@ from pydantic_ai.toolsets import FunctionToolset
 
 from forgeline.core.events import NewEvent, SearchCached, SearchHit, ToolSearched, utcnow
 from forgeline.errors import ConcurrencyError, ConfigError, ForgelineError
+from forgeline.observability.tracing import traced
 from forgeline.store.base import EventStore
 from forgeline.tools.calls import Recorder, ignore
 from forgeline.tools.config import SearchConfig
@@ -244,6 +245,7 @@ class WebSearch:
         self.limiter = limiter or RATE_LIMITER
         self.clock = clock
 
+    @traced("search")
     async def search(self, query: str, max_results: int | None = None) -> list[SearchHit]:
         query = query.strip()
         if not query:

@@ -11,9 +11,12 @@ An allowed command runs through the ``ProcessSpawner`` (the sandbox, unless forg
 started with ``--unsafe-no-sandbox``) with the workspace as its working directory. With
 the workspace's venv (``workspace.venv``), ``python``/``python3`` are the venv's
 interpreter, ``pytest`` and ``pip`` its modules, and programs the venv installed (``ruff``,
-``mypy``) come from its ``bin``. ``pip install`` goes through the venv's install path:
-requirement specifiers only, wheels only, downloaded by forgeline's own pip and installed
-offline in the sandbox (see ``workspace.venv`` and docs/security.md). ``git`` in a task
+``mypy``) come from its ``bin``. ``pip install`` goes through the package policy and the
+checked install path (``workspace.sync``, with ``[packages]``): requirement specifiers
+only, wheels only, downloaded by forgeline's own pip and installed offline in the sandbox
+(docs/security.md). The venv then holds the project's declared packages plus the ones
+asked for, until its next sync (before the tests, the preview, a change's validation)
+makes it exactly the declared set again: what the code needs must be declared. ``git`` in a task
 worktree sees the repository's git data read-only, with its ``config`` hidden (binds that
 the sandbox honours; a plain ``LocalSpawner`` sees the real files).
 
@@ -40,8 +43,8 @@ from typing import Any
 
 from pydantic_ai.toolsets import FunctionToolset
 
-from forgeline.config import TerminalConfig
-from forgeline.core.events import NewEvent, ToolCommand
+from forgeline.config import PackagesConfig, TerminalConfig
+from forgeline.core.events import NewEvent, PackagesSynced, ToolCommand
 from forgeline.errors import ForgelineError
 from forgeline.runs.usage import run_usage
 from forgeline.sandbox.spawner import (
@@ -52,7 +55,10 @@ from forgeline.sandbox.spawner import (
     SpawnError,
     tail_text,
 )
-from forgeline.workspace.venv import VenvError, WorkspaceVenv, parse_install_args, venv_mounts
+from forgeline.workspace.declared import PackageError, parse_install_args, read_declaration
+from forgeline.workspace.packages import PackageRefused
+from forgeline.workspace.sync import PackageSync
+from forgeline.workspace.venv import VenvError, WorkspaceVenv, venv_mounts
 
 __all__ = [
     "CONFINE_RULE",
@@ -318,9 +324,10 @@ def _git_binds(workspace: Path) -> tuple[Bind, ...]:
 class Terminal:
     """Runs allowed commands in ``workspace`` through ``spawner`` (see the module doc).
 
-    ``venv``: the workspace's venv (``workspace_venv``); without one, ``python`` is
-    forgeline's own interpreter and installs are refused. ``commands`` keeps every call's
-    ``ToolCommand`` for ``command_events``.
+    ``venv``: the task's venv (``workspace_venv``); without one, ``python`` is forgeline's
+    own interpreter and installs are refused. ``packages``: the package policy and sources
+    installs go through (``[packages]``). ``commands`` keeps every call's ``ToolCommand``
+    for ``command_events``.
     """
 
     def __init__(
@@ -330,10 +337,12 @@ class Terminal:
         config: TerminalConfig | None = None,
         *,
         venv: WorkspaceVenv | None = None,
+        packages: PackagesConfig | None = None,
     ) -> None:
         self.workspace = workspace.resolve()
         self.spawner = spawner
         self.config = config if config is not None else TerminalConfig()
+        self.packages = packages if packages is not None else PackagesConfig()
         self.venv = venv
         self.mounts = venv_mounts(venv)
         self.commands: list[ToolCommand] = []
@@ -438,33 +447,40 @@ class Terminal:
         def refused(reason: str) -> CommandOutcome:
             return CommandOutcome(args, False, INSTALL_RULE, reason)
 
-        if self.config.installs == "off":
-            return refused('installs are turned off ([terminal] installs = "off")')
+        if not self.config.installs:
+            return refused("installs are turned off ([terminal] installs = false)")
         if self.venv is None:
             return refused("installs need the workspace's venv (workspace_venv = true)")
         try:
             request = parse_install_args(install, self.workspace)
-        except VenvError as exc:
+        except PackageError as exc:
             return refused(str(exc))
+        installer = PackageSync(self.packages, self.spawner)
         try:
-            fetched, installed = await self.venv.install(
-                request,
-                self.spawner,
+            synced = await installer.sync(
+                self.venv,
+                read_declaration(self.workspace),
                 cwd=self.workspace,
-                download=self.config.installs == "download",
-                index_url=self.config.index_url,
-                use_index=self.config.use_index,
-                find_links=self.config.find_links,
-                timeout=self.config.timeout,
+                requested=request.requirements,
+                pre="--pre" in request.flags,
             )
-        except (VenvError, SpawnError) as exc:
+        except PackageRefused as exc:
+            return CommandOutcome(args, False, f"[packages] {exc.rule}", str(exc))
+        except (PackageError, VenvError, SpawnError) as exc:
             return CommandOutcome(
                 args, True, verdict.rule, verdict.reason, exit_code=1, output=f"{exc}\n"
             )
-        prefix = ""
-        if fetched is not None:
-            prefix = f"[download]\n{tail_text(fetched.output, 2_000)}\n[install]\n"
-        return self._outcome(args, verdict, installed, installed.argv, prefix)
+        return CommandOutcome(
+            argv=args,
+            allowed=True,
+            rule=verdict.rule,
+            reason=verdict.reason,
+            exit_code=0,
+            output=tail_text(
+                _installed_text(synced, request.requirements), self.config.output_chars
+            ),
+            usage=installer.last_run.usage if installer.last_run is not None else None,
+        )
 
     def events(
         self,
@@ -504,3 +520,20 @@ class Terminal:
                 return f"error: {exc}\n"
 
         return FunctionToolset([run_command])
+
+
+def _installed_text(synced: PackagesSynced | None, asked: Sequence[str]) -> str:
+    """What an install did, for the model."""
+    if synced is None:
+        return f"already installed: {', '.join(asked)}\n"
+    pins = {pin.name: pin for pin in synced.packages}
+    lines = [
+        f"installed {pins[n].name} {pins[n].version}" if n in pins else f"restored {n}"
+        for n in synced.installed
+    ]
+    lines += [f"removed {name}" for name in synced.removed]
+    lines.append(
+        "These last until the venv is next synced to the declared packages (before the "
+        "tests run): declare what the code needs in requirements.txt."
+    )
+    return "\n".join(lines) + "\n"

@@ -1,36 +1,35 @@
-"""One virtual environment per repository, for the workspace's tests, programs and installs.
+"""A venv per task, made cheaply from one per repository, for the project's code.
 
-The tester, the deployer and the terminal tool run the workspace's code with the venv's
-interpreter, not forgeline's: the project sees only its own packages (and pytest), and
-forgeline's packages and pytest plugins never load there. The venv lives in
-``<repository>/.forgeline/venv``; every task worktree of that repository shares it. It is
-created once (under a lock, so concurrent tasks wait for one another) and reused while
-forgeline's Python stays the same.
+The tester, the deployer, the patch engine and the terminal tool run the workspace's code
+with a venv's interpreter, not forgeline's: the project sees only its own packages (and
+pytest), and forgeline's packages and pytest plugins never load there.
 
-**pytest without the network.** A new venv gets no packages from an index. Its pytest is
-forgeline's own installed pytest and pytest's runtime requirements (pluggy, iniconfig,
-packaging, pygments, ...): their installed files, as their ``RECORD`` lists them, are
-*copied* into the venv's ``site-packages`` with their ``.dist-info`` (``INSTALLER`` is
-``forgeline``), so pip sees an ordinary installation it may upgrade or remove. Console
-scripts are left out (forgeline runs ``python -m pytest``). Copies, not links: an install
-in the venv can never write through to forgeline's own files. pip is seeded the same way
-(or with ``ensurepip``) the first time something is installed.
+**The repository's venv** (``ensure_venv``, ``<repository>/.forgeline/venv``) is made once
+(under a lock, so concurrent tasks wait for one another) and reused while forgeline's
+Python stays the same. It gets no packages from an index: its pytest is forgeline's own
+installed pytest and pytest's runtime requirements (pluggy, iniconfig, packaging,
+pygments, ...), and its pip is forgeline's pip: their installed files, as their ``RECORD``
+lists them, are *copied* into the venv's ``site-packages`` with their ``.dist-info``
+(``INSTALLER`` is ``forgeline``), so pip sees an ordinary installation it may upgrade or
+remove. Console scripts are left out (forgeline runs ``python -m pytest``). Copies, not
+links: nothing done in the venv can write through to forgeline's own files. Nothing is
+ever installed into it: it is the template of the task venvs.
 
-**Installs.** ``install`` takes requirement specifiers only (``name[extra]>=1.0``; no
-URLs, paths, editable installs or pip options beyond a few harmless ones) and wheels only
-(``--only-binary=:all:``), so installing never runs code from a package. The network is
-used only by forgeline's *own* pip on the host, to ``pip download`` the wheels into
-``<repository>/.forgeline/wheels``; that pip is never the venv's (an install may have
-replaced the venv's files) and gets the validated specifiers and nothing else from the
-agent. The install itself is ``pip install --no-index --find-links <wheelhouse>`` run by
-the spawner: in the sandbox, with no network, the venv the only writable place besides
-the workspace. With ``download=False`` only what the wheelhouse already holds can be
-installed. forgeline never runs anything from the venv outside the spawner.
+**A task's venv** (``task_venv``, ``<repository>/.forgeline/venvs/<task id>``) is made
+from the repository's by hard links (a copy where links cannot be made): a few
+milliseconds and no disk space, whatever the task later installs. Two tasks of one
+repository never share one, so they may declare different versions of a package, and a
+preview keeps the packages it started with while another task installs. Sharing inodes
+with the template is safe because nothing writes into a file in place: pip removes a file
+before it writes one (``workspace.sync`` installs and removes packages through pip), and
+forgeline's own copies replace files (``_write_new``). ``workspace_venv`` picks the venv of
+a path: the task's for a task worktree, the repository's otherwise.
 
 **Running in it.** ``WorkspaceVenv.mounts()`` is what a run in the venv asks of any
 spawner (``sandbox.spawner.Mounts``): its ``bin`` first on ``PATH``, ``VIRTUAL_ENV``, and
 the venv bound read-only in the sandbox (writable, with the wheelhouse, for an install).
-The workspace uses the sandbox, never the other way round.
+forgeline never runs anything from a venv outside the spawner. What gets installed into a
+task's venv, and how, is ``workspace.sync``.
 """
 
 from __future__ import annotations
@@ -42,7 +41,6 @@ import fcntl
 import io
 import json
 import os
-import re
 import shutil
 import sys
 import sysconfig
@@ -57,56 +55,37 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from forgeline.errors import WorkspaceError
-from forgeline.sandbox.local import LocalSpawner
-from forgeline.sandbox.spawner import NO_MOUNTS, Bind, Mounts, ProcessResult, ProcessSpawner
-from forgeline.workspace.git import GitWorkspace, confined_path
+from forgeline.sandbox.spawner import NO_MOUNTS, Bind, Mounts, ProcessSpawner
+from forgeline.workspace.git import GitWorkspace
 
 __all__ = [
-    "DOWNLOAD_ENV",
     "MARKER",
     "SEED",
+    "TASK_VENVS_DIR",
     "VENV_DIR",
     "WHEELHOUSE_DIR",
-    "InstallRequest",
     "VenvError",
     "WorkspaceVenv",
     "ensure_venv",
-    "parse_install_args",
+    "exclusive",
     "repository_root",
     "seed_distributions",
+    "task_venv",
     "venv_mounts",
     "workspace_venv",
 ]
 
 #: Where a repository's venv and its wheel cache live, relative to the repository.
 VENV_DIR = PurePosixPath(".forgeline/venv")
+TASK_VENVS_DIR = PurePosixPath(".forgeline/venvs")
+WORKTREES_DIR = PurePosixPath(".forgeline/worktrees")
 WHEELHOUSE_DIR = PurePosixPath(".forgeline/wheels")
 #: Written last when a venv is complete; what it was made from.
 MARKER = "forgeline-venv.json"
 #: The distributions (with their runtime requirements) every new venv gets.
 SEED: tuple[str, ...] = ("pytest",)
-#: Variables forgeline's own downloading pip gets from forgeline's environment (proxies,
-#: index configuration, certificates). They never reach the sandbox.
-DOWNLOAD_ENV: tuple[str, ...] = (
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "PIP_INDEX_URL",
-    "PIP_EXTRA_INDEX_URL",
-    "PIP_TRUSTED_HOST",
-    "PIP_CERT",
-    "PIP_CONFIG_FILE",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-)
-#: pip options an agent may give to ``pip install`` (none reaches the network or builds).
-_INSTALL_FLAGS = {"-U": "--upgrade", "--upgrade": "--upgrade", "--pre": "--pre"}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
+#: Copied too when forgeline has them: what installs into a task's venv.
+TOOLS: tuple[str, ...] = ("pip",)
 _locks: dict[Path, asyncio.Lock] = {}
 
 
@@ -155,7 +134,10 @@ def seed_distributions(roots: Iterable[str] = SEED) -> list[metadata.Distributio
 
 def _copy_distribution(dist: metadata.Distribution, site: Path) -> None:
     """Copy ``dist``'s installed files into ``site`` (its ``.dist-info`` included, with a
-    ``RECORD`` of what was copied); scripts outside site-packages and bytecode are left."""
+    ``RECORD`` of what was copied); scripts outside site-packages are left. Bytecode for
+    this interpreter is copied with its sources' times, so it stays valid: runs in the
+    venv write no bytecode, and compiling pip's and pytest's modules at every start would
+    cost each run seconds."""
     files = dist.files
     if not files:
         raise VenvError(f"cannot seed {dist.metadata['Name']}: its installed files are unknown")
@@ -165,9 +147,14 @@ def _copy_distribution(dist: metadata.Distribution, site: Path) -> None:
     sizes = {str(f): str(f.size) if f.size is not None else "" for f in files}
     for file in files:
         rel = PurePosixPath(str(file))
-        if rel.is_absolute() or ".." in rel.parts or "__pycache__" in rel.parts:
+        if ".." in rel.parts and _native_program(dist, file, site, rel):
+            copied.append((str(rel), hashes[str(file)], sizes[str(file)]))
             continue
-        if rel.suffix == ".pyc":
+        if rel.is_absolute() or ".." in rel.parts:
+            continue
+        if rel.suffix == ".pyc" and not (
+            rel.parent.name == "__pycache__" and f".{sys.implementation.cache_tag}." in rel.name
+        ):
             continue
         if rel.name == "RECORD" and rel.parent.name.endswith(".dist-info"):
             record_rel = str(rel)
@@ -178,10 +165,10 @@ def _copy_distribution(dist: metadata.Distribution, site: Path) -> None:
         target = site / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if rel.name == "INSTALLER" and rel.parent.name.endswith(".dist-info"):
-            target.write_text("forgeline\n")
+            _write_new(target, b"forgeline\n")
             copied.append((str(rel), "", ""))
             continue
-        shutil.copyfile(source, target)
+        _write_new(target, source)
         copied.append((str(rel), hashes[str(file)], sizes[str(file)]))
     if record_rel is None:
         raise VenvError(f"cannot seed {dist.metadata['Name']}: it has no RECORD")
@@ -189,81 +176,46 @@ def _copy_distribution(dist: metadata.Distribution, site: Path) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerows(copied)
     writer.writerow((record_rel, "", ""))
-    (site / record_rel).write_text(buffer.getvalue())
+    _write_new(site / record_rel, buffer.getvalue().encode())
 
 
-# --------------------------------------------------------------------------- installs
+def _native_program(
+    dist: metadata.Distribution, file: metadata.PackagePath, site: Path, rel: PurePosixPath
+) -> bool:
+    """Copy ``file`` into the venv's ``bin`` if it is a native program the distribution
+    installs there (ruff's binary); True if it was. Console scripts (``#!`` naming
+    forgeline's interpreter) are never copied: the venv runs ``python -m``."""
+    bin_dir = site.parents[2] / "bin"
+    target = Path(os.path.normpath(site / rel))
+    source = Path(str(dist.locate_file(file)))
+    if target.parent != bin_dir or not source.is_file():
+        return False
+    with source.open("rb") as handle:
+        if handle.read(2) == b"#!":
+            return False
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    _write_new(target, source)
+    target.chmod(0o755)
+    return True
 
 
-@dataclass(frozen=True)
-class InstallRequest:
-    """A checked ``pip install``: requirement specifiers and the harmless flags given."""
-
-    requirements: tuple[str, ...]
-    flags: tuple[str, ...] = ()
-
-
-def _requirement(text: str, where: str) -> str:
-    text = text.strip()
-    if text.startswith("-"):
-        raise VenvError(
-            f"pip install option {text.split('=')[0]!r} ({where}) is not allowed: only "
-            f"{', '.join(sorted(_INSTALL_FLAGS))} and -r FILE are"
-        )
-    try:
-        req = Requirement(text)
-    except InvalidRequirement as exc:
-        raise VenvError(
-            f"{text!r} ({where}) is not a requirement specifier like name[extra]>=1.0: "
-            "local paths, URLs and archives cannot be installed (they would build code)"
-        ) from exc
-    if req.url:
-        raise VenvError(
-            f"{text!r} ({where}) is a direct reference (name @ URL): only packages from the "
-            "index can be installed"
-        )
-    if not _NAME.match(req.name):
-        raise VenvError(f"{text!r} ({where}) does not name a package")
-    return str(req)
+def _installed_names(site: Path) -> set[str]:
+    return {
+        canonicalize_name(dist.metadata["Name"])
+        for dist in metadata.distributions(path=[str(site)])
+        if dist.metadata["Name"]
+    }
 
 
-def parse_install_args(args: Sequence[str], workspace: Path) -> InstallRequest:
-    """Check the arguments after ``pip install``: requirement specifiers, ``-U``/
-    ``--upgrade``, ``--pre`` and ``-r FILE`` (a file in ``workspace`` whose lines are
-    specifiers). Anything else is a ``VenvError`` saying why."""
-    requirements: list[str] = []
-    flags: list[str] = []
-    items = list(args)
-    i = 0
-    while i < len(items):
-        arg = items[i]
-        i += 1
-        if arg in _INSTALL_FLAGS:
-            if _INSTALL_FLAGS[arg] not in flags:
-                flags.append(_INSTALL_FLAGS[arg])
-            continue
-        if arg in ("-r", "--requirement") or arg.startswith(("-r", "--requirement=")):
-            if arg in ("-r", "--requirement"):
-                if i >= len(items):
-                    raise VenvError(f"pip install {arg} needs a file")
-                name = items[i]
-                i += 1
-            else:
-                name = arg.removeprefix("--requirement=").removeprefix("-r")
-            try:
-                path = confined_path(workspace, name)
-                lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-            except (OSError, WorkspaceError) as exc:
-                raise VenvError(f"cannot read requirements file {name!r}: {exc}") from exc
-            for number, line in enumerate(lines, 1):
-                line = line.split(" #", 1)[0].strip()
-                if line and not line.startswith("#"):
-                    requirements.append(_requirement(line, f"{name} line {number}"))
-            continue
-        requirements.append(_requirement(arg, "argument"))
-    if not requirements:
-        raise VenvError("pip install needs at least one requirement")
-    return InstallRequest(tuple(requirements), tuple(flags))
+def _write_new(target: Path, data: bytes | Path) -> None:
+    """Put ``data`` (bytes, or a file's content) at ``target`` as a new file, never
+    writing into the file there: it may be a hard link shared with other venvs."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    if isinstance(data, Path):
+        shutil.copy2(data, tmp)  # with its times: bytecode compiled from it stays valid
+    else:
+        tmp.write_bytes(data)
+    os.replace(tmp, target)
 
 
 # --------------------------------------------------------------------------- the venv
@@ -285,15 +237,24 @@ async def repository_root(workspace: Path) -> Path:
 
 @dataclass(frozen=True)
 class WorkspaceVenv:
-    """A repository's venv (``path``) and wheel cache (``wheelhouse``)."""
+    """A venv (``path``) and its repository's wheel cache (``wheelhouse``)."""
 
     path: Path
     wheelhouse: Path
 
     @classmethod
     def of(cls, repository: Path) -> WorkspaceVenv:
+        """The repository's venv (the template of its task venvs)."""
         root = repository.resolve()
         return cls(root / VENV_DIR, root / WHEELHOUSE_DIR)
+
+    @classmethod
+    def for_task(cls, repository: Path, task_id: str) -> WorkspaceVenv:
+        """Task ``task_id``'s venv in ``repository``."""
+        if not task_id or "/" in task_id or task_id in (".", ".."):
+            raise VenvError(f"{task_id!r} cannot name a task's venv")
+        root = repository.resolve()
+        return cls(root / TASK_VENVS_DIR / task_id, root / WHEELHOUSE_DIR)
 
     @property
     def python(self) -> Path:
@@ -328,132 +289,42 @@ class WorkspaceVenv:
         self.wheelhouse.mkdir(parents=True, exist_ok=True)
         return Mounts(venv=self.path, venv_writable=True, binds=(Bind(self.wheelhouse),))
 
+    async def seed(self, roots: Sequence[str]) -> tuple[str, ...]:
+        """Copy forgeline's own installed ``roots`` (with their requirements) into the
+        venv where it has none of them yet, as a new venv gets pytest: no network, and an
+        ordinary installation pip may upgrade or remove. A native program a distribution
+        installs (ruff's binary) goes into the venv's ``bin``. Returns the names copied;
+        a ``VenvError`` names a root forgeline's environment does not have."""
+        dists = seed_distributions(roots)
+        async with exclusive(self.path):
+            present = _installed_names(self.site_packages)
+            missing = [d for d in dists if canonicalize_name(d.metadata["Name"]) not in present]
+            for dist in missing:
+                await asyncio.to_thread(_copy_distribution, dist, self.site_packages)
+        return tuple(dist.metadata["Name"] for dist in missing)
+
+    def relative_to(self, repository: Path) -> str:
+        """The venv's path relative to ``repository`` (for events), or its full path."""
+        try:
+            return self.path.relative_to(repository.resolve()).as_posix()
+        except ValueError:
+            return str(self.path)
+
     # ------------------------------------------------------------------ installing
 
     async def ensure_pip(self, spawner: ProcessSpawner, *, cwd: Path) -> None:
-        """Give the venv pip (once): forgeline's own copy, or else ``ensurepip``."""
-        async with _exclusive(self.path):
-            if (self.site_packages / "pip").is_dir():
-                return
-            try:
-                [dist] = seed_distributions(["pip"])
-            except VenvError:
-                dist = None
-            if dist is not None:
-                await asyncio.to_thread(_copy_distribution, dist, self.site_packages)
-                return
-            result = await spawner.run(
-                [str(self.python), "-m", "ensurepip", "--default-pip"],
-                cwd=cwd,
-                mounts=self.mounts(writable=True),
-                timeout=300,
-            )
-            if not result.ok:
-                raise VenvError(f"could not give the workspace venv pip: {result.output[-2000:]}")
-
-    async def download(
-        self,
-        request: InstallRequest,
-        *,
-        cwd: Path,
-        index_url: str | None = None,
-        use_index: bool = True,
-        find_links: Sequence[str] = (),
-        timeout: float = 300,
-    ) -> ProcessResult:
-        """``pip download`` the wheels ``request`` needs into the wheelhouse, with
-        forgeline's own pip on the host (the only step that uses the network)."""
-        try:
-            metadata.distribution("pip")
-        except metadata.PackageNotFoundError as exc:
-            raise VenvError(
-                "cannot download packages: forgeline's own environment has no pip "
-                '(install it there, or set [terminal] installs = "wheelhouse")'
-            ) from exc
-        self.wheelhouse.mkdir(parents=True, exist_ok=True)
-        argv = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--only-binary=:all:",
-            "--dest",
-            str(self.wheelhouse),
-            "--disable-pip-version-check",
-            "--no-input",
-            "--progress-bar",
-            "off",
-            *(["--pre"] if "--pre" in request.flags else []),
-        ]
-        if not use_index:
-            argv.append("--no-index")
-        elif index_url:
-            argv += ["--index-url", index_url]
-        for link in find_links:
-            argv += ["--find-links", link]
-        argv += ["--", *request.requirements]
-        env = {name: os.environ[name] for name in DOWNLOAD_ENV if name in os.environ}
-        return await LocalSpawner().run(argv, cwd=cwd, env=env, timeout=timeout)
-
-    def install_argv(self, request: InstallRequest) -> list[str]:
-        """The sandboxed, offline ``pip install`` of ``request`` from the wheelhouse."""
-        return [
-            str(self.python),
-            "-m",
-            "pip",
-            "install",
-            "--no-index",
-            "--find-links",
-            str(self.wheelhouse),
-            "--only-binary=:all:",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--progress-bar",
-            "off",
-            *request.flags,
-            "--",
-            *request.requirements,
-        ]
-
-    async def install(
-        self,
-        request: InstallRequest,
-        spawner: ProcessSpawner,
-        *,
-        cwd: Path,
-        download: bool = True,
-        index_url: str | None = None,
-        use_index: bool = True,
-        find_links: Sequence[str] = (),
-        timeout: float = 300,
-        max_output: int = 200_000,
-    ) -> tuple[ProcessResult | None, ProcessResult]:
-        """Download (when ``download``) then install ``request`` into the venv; the
-        download's result (None when there was none or it failed) and the install's. A
-        failed download stops before the install: the second result is the download's."""
-        await self.ensure_pip(spawner, cwd=cwd)
-        fetched: ProcessResult | None = None
-        if download:
-            fetched = await self.download(
-                request,
-                cwd=cwd,
-                index_url=index_url,
-                use_index=use_index,
-                find_links=find_links,
-                timeout=timeout,
-            )
-            if not fetched.ok:
-                return None, fetched
-        async with _exclusive(self.path):
-            installed = await spawner.run(
-                self.install_argv(request),
-                cwd=cwd,
-                mounts=self.mounts(writable=True),
-                timeout=timeout,
-                max_output=max_output,
-            )
-        return fetched, installed
+        """Give the venv pip when it has none (a forgeline without pip made it): with
+        ``ensurepip``, in the sandbox. The caller holds ``exclusive(venv.path)``."""
+        if (self.site_packages / "pip").is_dir():
+            return
+        result = await spawner.run(
+            [str(self.python), "-m", "ensurepip", "--default-pip"],
+            cwd=cwd,
+            mounts=self.mounts(writable=True),
+            timeout=300,
+        )
+        if not result.ok:
+            raise VenvError(f"could not give the workspace venv pip: {result.output[-2000:]}")
 
 
 def venv_mounts(venv: WorkspaceVenv | None) -> Mounts:
@@ -471,10 +342,10 @@ def _lock(path: Path) -> asyncio.Lock:
 
 
 @contextlib.asynccontextmanager
-async def _exclusive(path: Path) -> AsyncIterator[None]:
-    """The venv at ``path`` to ourselves: a lock in this process, then an ``flock`` on
-    ``<path>.lock`` against other forgeline processes (made, seeded or installed into by
-    one at a time)."""
+async def exclusive(path: Path) -> AsyncIterator[None]:
+    """The venv (or wheelhouse) at ``path`` to ourselves: a lock in this process, then an
+    ``flock`` on ``<path>.lock`` against other forgeline processes (made, seeded, installed
+    into or downloaded into by one at a time)."""
     async with _lock(path):
         lock_file = path.with_name(path.name + ".lock")
         lock_file.parent.mkdir(parents=True, exist_ok=True)
@@ -487,8 +358,11 @@ async def _exclusive(path: Path) -> AsyncIterator[None]:
 
 
 def _create(target: WorkspaceVenv, seed: Sequence[str]) -> None:
-    """Make the venv (blocking; the caller holds ``_exclusive``)."""
+    """Make the venv (blocking; the caller holds ``exclusive``)."""
     dists = seed_distributions(seed)
+    for tool in TOOLS:
+        with contextlib.suppress(VenvError):  # without it: ensurepip when needed
+            dists += seed_distributions([tool])
     if target.path.is_symlink() or (target.path.exists() and not target.path.is_dir()):
         target.path.unlink()
     elif target.path.exists():
@@ -512,7 +386,7 @@ async def ensure_venv(repository: Path, *, seed: Sequence[str] = SEED) -> Worksp
     target = WorkspaceVenv.of(repository)
     if target.ready:
         return target
-    async with _exclusive(target.path):
+    async with exclusive(target.path):
         if not target.ready:  # nobody made it while we waited
             try:
                 await asyncio.to_thread(_create, target, tuple(seed))
@@ -523,6 +397,50 @@ async def ensure_venv(repository: Path, *, seed: Sequence[str] = SEED) -> Worksp
     return target
 
 
+def _clone(template: WorkspaceVenv, target: WorkspaceVenv) -> None:
+    """Make ``target`` from ``template`` by hard links (blocking; the caller holds both
+    venvs' locks)."""
+
+    def link(source: str, dest: str) -> None:
+        try:
+            os.link(source, dest)
+        except OSError:  # another file system, or links not allowed: copy
+            shutil.copy2(source, dest)
+
+    if target.path.is_symlink() or (target.path.exists() and not target.path.is_dir()):
+        target.path.unlink()
+    elif target.path.exists():
+        shutil.rmtree(target.path)
+    target.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.path.with_name(f".{target.path.name}.{os.getpid()}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(template.path, tmp, symlinks=True, copy_function=link)
+    os.replace(tmp, target.path)
+
+
+async def task_venv(repository: Path, task_id: str, *, seed: Sequence[str] = SEED) -> WorkspaceVenv:
+    """Task ``task_id``'s venv, made now from the repository's venv if it is missing,
+    incomplete or from another Python; otherwise the existing one, untouched."""
+    target = WorkspaceVenv.for_task(repository, task_id)
+    if target.ready:
+        return target
+    template = await ensure_venv(repository, seed=seed)
+    async with exclusive(target.path), exclusive(template.path):
+        if not target.ready:
+            try:
+                await asyncio.to_thread(_clone, template, target)
+            except OSError as exc:
+                raise VenvError(f"could not create the task's venv {target.path}: {exc}") from exc
+    return target
+
+
 async def workspace_venv(workspace: Path, *, seed: Sequence[str] = SEED) -> WorkspaceVenv:
-    """The venv of the repository ``workspace`` belongs to (see ``ensure_venv``)."""
-    return await ensure_venv(await repository_root(workspace), seed=seed)
+    """The venv to run ``workspace``'s code with: for a task worktree
+    (``<repository>/.forgeline/worktrees/<task id>``) the task's venv, for anything else
+    the venv of the repository it belongs to (see ``ensure_venv``)."""
+    repository = await repository_root(workspace)
+    path = workspace.resolve()
+    if path.parent == repository / WORKTREES_DIR:
+        return await task_venv(repository, path.name, seed=seed)
+    return await ensure_venv(repository, seed=seed)

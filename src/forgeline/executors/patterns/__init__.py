@@ -1,4 +1,4 @@
-"""Pattern executors: deterministic work that needs no model.
+"""Pattern executors: work that needs no model.
 
 Each executor declares its inputs as a pydantic model; ``get_schema()`` is that model's
 JSON schema, ``validate_inputs(context)`` lists what is wrong (the model's errors, then
@@ -12,7 +12,9 @@ checks against the workspace), and ``execute(context)`` returns a ``PatternResul
   ``.gitignore`` (missing patterns) or ``forgeline.toml``, keeping everything else;
 - ``automation_enabled_status``: which automation the workspace has (tests, CI,
   pre-commit, forgeline.toml, tool configuration);
-- ``implementation_status``: per planned file, whether it exists, parses and is tested.
+- ``implementation_status``: per planned file, whether it exists, parses and is tested;
+- ``research``: the one that reaches out: web search and fetch through the stage run's
+  tools, the note ``research/<topic>.md`` with numbered references as its change.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from forgeline.executors.patterns.module_creation import (
     ModuleCreationExecutor,
     ModuleCreationInputs,
 )
+from forgeline.executors.patterns.research import ResearchExecutor, ResearchInputs
 from forgeline.executors.patterns.status import (
     AutomationStatus,
     AutomationStatusExecutor,
@@ -58,6 +61,8 @@ __all__ = [
     "PatternError",
     "PatternExecutor",
     "PatternResult",
+    "ResearchExecutor",
+    "ResearchInputs",
     "default_patterns",
 ]
 
@@ -69,5 +74,6 @@ def default_patterns() -> dict[str, PatternExecutor[Any]]:
         ConfigSetupExecutor(),
         AutomationStatusExecutor(),
         ImplementationStatusExecutor(),
+        ResearchExecutor(),
     ]
     return {e.name: e for e in executors}

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -17,6 +17,9 @@ from forgeline.errors import ForgelineError
 from forgeline.llm.outputs import CodeChange
 from forgeline.workspace.git import GitWorkspace, confined_path
 
+if TYPE_CHECKING:
+    from forgeline.tools.toolkit import Toolkit
+
 
 class PatternError(ForgelineError):
     """A pattern's inputs are invalid for this workspace, or it cannot do what was asked."""
@@ -24,11 +27,13 @@ class PatternError(ForgelineError):
 
 @dataclass(frozen=True)
 class PatternContext:
-    """What a pattern works on: the workspace, its inputs and (optionally) the plan item."""
+    """What a pattern works on: the workspace, its inputs, (optionally) the plan item and
+    the stage run's web tools (the ``research`` pattern's)."""
 
     workspace: GitWorkspace
     inputs: Mapping[str, Any] = field(default_factory=dict)
     item: PlanItem | None = None
+    tools: Toolkit | None = None
 
 
 class PatternResult(Frozen):

@@ -19,7 +19,8 @@ output, timeout, kill, cancellation), but every child runs in a ``bwrap`` sandbo
   pytest runner's JUnit report directory).
 * **Network**: none. ``start`` with ``PORT`` in its environment (a web preview) forwards
   host 127.0.0.1:PORT to the app on the sandbox's own loopback through a relay.
-* **Processes**: bwrap's init is pid 1 of the sandbox's pid namespace; when it dies the
+* **Processes**: an init is pid 1 of the sandbox's pid namespace (bwrap's own, or without
+  cgroups forgeline's launcher, which reports the command's rusage); when it dies the
   kernel kills everything inside, so daemons (``setsid``, double forks) die with the run.
   ``--die-with-parent`` ties the sandbox to forgeline itself.
 * **Limits**: memory, pids and (total) CPU time through a per-run cgroup when cgroups are

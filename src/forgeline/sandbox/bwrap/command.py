@@ -226,10 +226,13 @@ def bwrap_command(
     protect_git: bool,
     temp_arg_prefix: str | None,
     info_fd: int | None,
+    as_pid_1: bool = False,
 ) -> tuple[list[str], list[int]]:
     """bwrap's argv for running ``args`` in ``cwd`` (whose ``checked_workspace`` is
     ``workspace``), and the fds it must inherit (the caller closes them once bwrap has
-    started). ``binds`` come after the workspace and the scratch directories in argv."""
+    started). ``binds`` come after the workspace and the scratch directories in argv.
+    ``as_pid_1``: ``args`` is the sandbox's init (pid 1, reaping orphans) instead of
+    bubblewrap's own."""
     ops = _system_mounts(features, tmp_bytes)
     fds: list[int] = []
     try:
@@ -287,6 +290,8 @@ def bwrap_command(
     ]
     if "--disable-userns" in features:
         argv.append("--disable-userns")
+    if as_pid_1:
+        argv.append("--as-pid-1")
     for _, options in ops:
         argv += options
     argv += ["--remount-ro", "/", "--chdir", str(cwd.absolute())]

@@ -1,9 +1,10 @@
 """One started sandbox: its bwrap process, pid namespace and cgroup, until all is gone;
 and ``BwrapProcess``, the handle ``BwrapSandbox.start`` gives for one.
 
-A reaper thread waits for bwrap and then reads and removes the run's cgroup. Killing goes
-by pidfd only: the sandbox's init (the kernel then kills its whole pid namespace), bwrap,
-and whatever is left in the namespace or the cgroup. ``SandboxInstance`` is the run loop's
+A reaper thread waits for bwrap and then reads and removes the run's cgroup, or reads the
+launcher's report (no cgroup: the launcher is the sandbox's init). Killing goes by pidfd
+only: the sandbox's init (the kernel then kills its whole pid namespace), bwrap, and
+whatever is left in the namespace or the cgroup. ``SandboxInstance`` is the run loop's
 ``Child`` (``sandbox.child``) for ``BwrapSandbox.run``.
 """
 
@@ -13,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import signal
 import subprocess
 import threading
@@ -33,6 +33,7 @@ from forgeline.sandbox.bwrap.pidns import (
     pidfd_signal,
 )
 from forgeline.sandbox.child import DRAIN_S
+from forgeline.sandbox.launcher import Launch
 
 __all__ = ["BwrapProcess", "SandboxInstance"]
 
@@ -51,6 +52,7 @@ class SandboxInstance:
         info_fd: int,
         started: float,
         cpu_seconds: float | None = None,
+        launch: Launch | None = None,
     ) -> None:
         self.popen = popen
         self.pid = popen.pid
@@ -67,13 +69,15 @@ class SandboxInstance:
         self.init_pid: int | None = None
         self.pid_ns: int | None = None
         self.status: int | None = None
-        self.rusage: resource.struct_rusage | None = None
+        self.launch = launch
+        """The launcher, when it is the sandbox's init (no cgroup)."""
+        self.report = launch.report if launch is not None else None
         self.ended: float | None = None
         self.final_stats: tuple[float | None, int | None, int | None, list[str]] | None = None
         self.killed = False
         self.limits_hit: list[str] = []
-        self.sampled_cpu_s = 0.0
-        self.sampled_rss = 0
+        self.sampled_cpu_s: float | None = None
+        self.sampled_rss: int | None = None
         self._loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[None] = self._loop.create_future()
         self._closed = False
@@ -86,11 +90,13 @@ class SandboxInstance:
 
     def _reap(self) -> None:
         status: int | None = None
-        usage: resource.struct_rusage | None = None
         with contextlib.suppress(ChildProcessError):
-            _, status, usage = os.wait4(self.pid, 0)
+            # bwrap's rusage: its own (it carries forgeline's peak memory), not the sandbox's.
+            _, status, _ = os.wait4(self.pid, 0)
         self.ended = time.monotonic()
-        self.status, self.rusage = status, usage
+        self.status = status
+        if self.report is not None:
+            self.report.read()  # all of it: bwrap exits after its init, the launcher
         if status is not None:
             self.popen.returncode = os.waitstatus_to_exitcode(status)
         # bwrap exits after its init, and the kernel empties a pid namespace before its init
@@ -101,15 +107,22 @@ class SandboxInstance:
         self._close_fds()
 
         def deliver() -> None:
+            if self.report is not None:
+                self.report.close()
             for callback in self.on_exit:
                 callback()
             if not self.exited.done():
                 self.exited.set_result(None)
 
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+        try:
             self._loop.call_soon_threadsafe(deliver)
+        except RuntimeError:  # the loop is closed: nobody is waiting
+            if self.report is not None:
+                self.report.close()
 
     def _close_fds(self) -> None:
+        if self.launch is not None:
+            self.launch.release(False)
         with self._fd_lock:
             if self._closed:
                 return
@@ -165,6 +178,8 @@ class SandboxInstance:
             self._loop.remove_reader(fd)
             os.close(fd)
         if info is None:
+            if self.launch is not None:
+                self.launch.release(False)
             return False
         child, ns = info.get("child-pid"), info.get("pid-namespace")
         if isinstance(child, int) and isinstance(ns, int):
@@ -186,6 +201,9 @@ class SandboxInstance:
             for unused in (fd_init, fd_ns):
                 if unused is not None:
                     os.close(unused)
+        if self.launch is not None:
+            # The launcher runs the command only now that a kill of its init reaches it.
+            self.launch.release(self._init_pidfd is not None)
         return True
 
     def start_error(self, program: str, reason: str) -> SandboxError:
@@ -240,6 +258,8 @@ class SandboxInstance:
     def kill_now(self) -> None:
         """SIGKILL the sandbox's init (the kernel then kills its whole pid namespace), bwrap
         and anything in the cgroup. Synchronous: safe in cancellation paths."""
+        if self.launch is not None:
+            self.launch.release(False)  # if it has not run the command, it never will
         if self.exited.done() or self.status is not None:
             return self.sweep()
         self.killed = True
@@ -272,26 +292,31 @@ class SandboxInstance:
             await asyncio.sleep(KILL_POLL_S)
 
     def sample(self) -> None:
-        """Sample CPU time and resident memory of the sandbox's processes (no cgroup)."""
+        """Sample CPU time and resident memory of the sandbox's processes (no cgroup).
+        The init (the launcher) counts only with what it reaped: the command, orphans."""
         if self.pid_ns is None:
             return
         ticks = os.sysconf("SC_CLK_TCK")
         page = os.sysconf("SC_PAGE_SIZE")
         cpu = 0.0
         rss = 0
+        seen = False
         for pid in self.members():
             fields = (read_text(Path(f"/proc/{pid}/stat")) or "").rpartition(")")[2].split()
             if len(fields) < 22:
                 continue
             try:
-                cpu += (int(fields[11]) + int(fields[12])) / ticks
-                if pid == self.init_pid:  # it reaps the command and every orphan
+                if pid == self.init_pid:
                     cpu += (int(fields[13]) + int(fields[14])) / ticks
-                rss += int(fields[21]) * page
+                else:
+                    cpu += (int(fields[11]) + int(fields[12])) / ticks
+                    rss += int(fields[21]) * page
             except ValueError:
                 continue
-        self.sampled_cpu_s = max(self.sampled_cpu_s, cpu)
-        self.sampled_rss = max(self.sampled_rss, rss)
+            seen = True
+        if seen:
+            self.sampled_cpu_s = max(self.sampled_cpu_s or 0.0, cpu)
+            self.sampled_rss = max(self.sampled_rss or 0, rss)
 
     def usage(self) -> ResourceUsage:
         wall = (self.ended or time.monotonic()) - self.started
@@ -303,12 +328,13 @@ class SandboxInstance:
             cpu, peak_mem, peak_pids, cg_hit = self.final_stats
             hit += [name for name in cg_hit if name not in hit]
         else:
-            # No cgroup: what sampling saw, or bwrap's own rusage (bwrap does not reap its
-            # init, so that holds little of the sandbox's), whichever is larger.
+            # No cgroup: the command's rusage from the launcher, or what sampling saw
+            # (the sum over processes running at once), whichever is larger.
             cpu, peak_mem = self.sampled_cpu_s, self.sampled_rss
-            if self.rusage is not None:
-                cpu = max(cpu, self.rusage.ru_utime + self.rusage.ru_stime)
-                peak_mem = max(peak_mem, self.rusage.ru_maxrss * 1024)
+            ended = self.report.exit if self.report is not None else None
+            if ended is not None:
+                cpu = max(cpu or 0.0, ended.cpu_s)
+                peak_mem = max(peak_mem or 0, ended.peak_memory_bytes)
         if self.status is not None and "cpu" not in hit:
             code = os.waitstatus_to_exitcode(self.status)
             if code in (128 + signal.SIGXCPU, -signal.SIGXCPU):

@@ -1,10 +1,11 @@
 """``BwrapSandbox``: the ``ProcessSpawner`` that runs every child in a bubblewrap sandbox.
 
 Each run is started by a small wrapper that waits until forgeline has put it into the run's
-cgroup and set its rlimits, then becomes bwrap (see ``command``); ``SandboxInstance``
-follows it from there. ``run`` hands it to the run loop both spawners share
-(``sandbox.child``), which also watches the total CPU time; ``start`` detaches (a preview)
-and may forward a port into the sandbox (see ``relay``).
+cgroup and set its rlimits, then becomes bwrap (see ``command``); without a cgroup, the
+command runs behind the launcher as the sandbox's init (``sandbox.launcher``: the command's
+own rusage). ``SandboxInstance`` follows it from there. ``run`` hands it to the run loop
+both spawners share (``sandbox.child``), which also watches the total CPU time; ``start``
+detaches (a preview) and may forward a port into the sandbox (see ``relay``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from forgeline.sandbox.bwrap.relay import (
     relay_argv,
 )
 from forgeline.sandbox.child import run_child
+from forgeline.sandbox.launcher import Launch
 from forgeline.sandbox.spawner import (
     NO_MOUNTS,
     Bind,
@@ -131,9 +133,11 @@ class BwrapSandbox:
         binds: Sequence[Bind] = (),
         *,
         info_fd: int | None = None,
+        as_pid_1: bool = False,
     ) -> tuple[list[str], list[int]]:
         """bwrap's argv for running ``args`` in ``cwd``, and the fds it must inherit (the
-        caller closes them once bwrap has started)."""
+        caller closes them once bwrap has started); ``as_pid_1``: ``args`` is the
+        sandbox's init (the launcher)."""
         workspace = checked_workspace(cwd)
         return bwrap_command(
             self.bwrap,
@@ -150,6 +154,7 @@ class BwrapSandbox:
             protect_git=self.protect_git,
             temp_arg_prefix=self.temp_arg_prefix,
             info_fd=info_fd,
+            as_pid_1=as_pid_1,
         )
 
     @staticmethod
@@ -199,9 +204,19 @@ class BwrapSandbox:
                 cgroup = None  # this run falls back to rlimits; `usage.mechanism` says so
         info_r, info_w = os.pipe()
         go_r, go_w = os.pipe()
+        # Without a cgroup the command runs behind the launcher, as the sandbox's init:
+        # it reports the command's own rusage, and runs it only once ``ready`` knows the
+        # init (a kill must be able to reach everything that runs).
+        launch = Launch(args, full_env, gated=True) if cgroup is None else None
         fds: list[int] = []
         try:
-            argv, fds = self.command(args, cwd, mounts.all_binds(), info_fd=info_w)
+            argv, fds = self.command(
+                args if launch is None else launch.argv,
+                cwd,
+                mounts.all_binds(),
+                info_fd=info_w,
+                as_pid_1=launch is not None,
+            )
             try:
                 popen = subprocess.Popen(
                     [SHELL, "-c", _WRAPPER, "forgeline-sandbox", *argv],
@@ -210,7 +225,7 @@ class BwrapSandbox:
                     stdin=go_r,
                     stdout=stdout,
                     stderr=stderr,
-                    pass_fds=(info_w, *fds, *pass_fds),
+                    pass_fds=(info_w, *fds, *pass_fds, *(launch.pass_fds if launch else ())),
                     start_new_session=True,
                 )
             except OSError as exc:
@@ -230,6 +245,8 @@ class BwrapSandbox:
             os.write(go_w, b"go\n")
         except BaseException:
             os.close(info_r)
+            if launch is not None:
+                launch.abandon()
             if cgroup is not None:
                 cgroup.remove()
             raise
@@ -237,8 +254,16 @@ class BwrapSandbox:
             for fd in (info_w, go_r, go_w, *fds):
                 with contextlib.suppress(OSError):
                     os.close(fd)
+            if launch is not None:
+                launch.spawned()
         return SandboxInstance(
-            popen, cgroup, mechanism, info_r, started, cpu_seconds=self.limits.cpu_seconds
+            popen,
+            cgroup,
+            mechanism,
+            info_r,
+            started,
+            cpu_seconds=self.limits.cpu_seconds,
+            launch=launch,
         )
 
     # ------------------------------------------------------------------ protocol

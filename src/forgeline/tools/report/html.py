@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import base64
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    select_autoescape,
+)
 
 from forgeline.tools.report.chart import stage_chart
 from forgeline.tools.report.model import TaskReport
@@ -12,10 +19,14 @@ from forgeline.tools.report.model import TaskReport
 __all__ = ["render_html", "templates"]
 
 
-def templates(package: str) -> Environment:
-    """The Jinja2 templates of ``package`` (its ``templates/`` folder), HTML escaped."""
+def templates(package: str, override: str | None = None) -> Environment:
+    """The Jinja2 templates of ``package`` (its ``templates/`` folder), HTML escaped; a
+    template of the same name in the directory ``override`` is taken first."""
+    loader: BaseLoader = PackageLoader(package)
+    if override is not None:
+        loader = ChoiceLoader([FileSystemLoader(override), loader])
     return Environment(
-        loader=PackageLoader(package),
+        loader=loader,
         autoescape=select_autoescape(["html", "html.j2"]),
         keep_trailing_newline=True,
     )

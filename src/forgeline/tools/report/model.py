@@ -138,14 +138,22 @@ async def _changes(
 
 
 async def load_report(
-    store: EventStore, task_id: str, workspaces: Workspaces | None = None
+    store: EventStore,
+    task_id: str,
+    workspaces: Workspaces | None = None,
+    *,
+    until_version: int | None = None,
 ) -> TaskReport:
-    """The task's report from its events; with ``workspaces``, its changes and commits
-    are read from its worktree too."""
+    """The task's report from its events (up to ``until_version``: the task as it was
+    then); with ``workspaces``, its changes and commits are read from its worktree too."""
     events = await store.read_stream(task_stream(task_id))
     if not events:
         raise TaskNotFoundError(task_id)
+    if until_version is not None:
+        events = [event for event in events if event.version <= until_version]
     usage = await store.read_stream(usage_stream(task_id))
+    if until_version is not None:
+        usage = [event for event in usage if event.created_at <= events[-1].created_at]
     state = fold(task_id, events)
     worktree = workspaces.worktree(state).path if workspaces is not None else None
     if worktree is not None and not worktree.is_dir():
