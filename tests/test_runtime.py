@@ -103,7 +103,7 @@ async def test_cancel_interrupts_the_stage_in_flight_and_nothing_follows(
         types = [e.type for e in await task_events(rt, task_id)]
         changes = [e.type for e in await rt.store.read_all() if e.type.startswith("change.")]
     assert state.status == "cancelled"
-    assert types == ["task.initiated", "plan.created", "task.cancelled"]
+    assert types == ["task.initiated", "plan.created", "task.assigned", "task.cancelled"]
     # the architect's change was opened, and nothing of its run was recorded after
     assert changes[-2:] == ["change.pending", "change.in_progress"]
 

@@ -52,6 +52,7 @@ PLAN: dict[str, Any] = {
 EVENT_CHAIN = [
     "task.initiated",
     "plan.created",
+    "task.assigned",
     "architecture.proposed",
     "plan.item.dispatched",  # r, the research step: its tool calls, then its result
     "tool.search",
