@@ -3,9 +3,9 @@ down cleanly.
 
 ``open_runtime(settings)`` builds the store, the model registry, the process spawner and
 the pipeline, and an ``Execution`` (``pipeline/execution.py``) that does the recorded
-work; the CLI, the test harness, the benchmarks and the evolution daemon
-(``forgeline.evolve``) enter through it, and the server and the distributed worker are
-meant to. Nothing else builds these for a run. It sets up the log lines and traces of
+work; the CLI, the server (``forgeline serve``), the distributed worker, the evolution
+daemon (``forgeline.evolve``), the test harness and the benchmarks enter through it.
+Nothing else builds these for a run. It sets up the log lines and traces of
 ``[telemetry]`` and, with ``[github] open_pr`` or ``[email]``, the delivery of the tasks'
 outcomes (``pipeline/delivery.py``). Leaving the context drains the execution (work in
 flight is finished and recorded), stops the web previews this process started (unless
