@@ -102,6 +102,67 @@ def bwrap_ready() -> None:
         )
 
 
+# ------------------------------------------------------------------ rabbitmq
+
+RABBITMQ_SCRIPT = REPO / "scripts" / "rabbitmq.sh"
+
+
+class RabbitNode:
+    """A throwaway RabbitMQ node (scripts/rabbitmq.sh) in a directory of its own, which
+    keeps its ports, queues and messages across ``stop``/``start`` (a broker restart)."""
+
+    def __init__(self) -> None:
+        # Not pytest's tmp_path: the node runs as the unprivileged rabbitmq user.
+        self.dir = Path(tempfile.mkdtemp(prefix="forgeline-rmq-"))
+        self.url = ""
+
+    def start(self) -> str:
+        """Start the node and return its URL; fail the test (never skip) when it cannot."""
+        try:
+            done = subprocess.run(
+                ["bash", str(RABBITMQ_SCRIPT), "start", str(self.dir)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            pytest.fail(f"cannot start the test RabbitMQ node: {exc}", pytrace=False)
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or not lines:
+            pytest.fail(
+                f"cannot start the test RabbitMQ node (scripts/rabbitmq.sh exited "
+                f"{done.returncode}); install the Debian package rabbitmq-server "
+                f"(scripts/test does).\n{done.stderr.strip()}",
+                pytrace=False,
+            )
+        self.url = lines[-1]
+        return self.url
+
+    def stop(self) -> None:
+        subprocess.run(
+            ["bash", str(RABBITMQ_SCRIPT), "stop", str(self.dir)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_node() -> Iterator[RabbitNode]:
+    """A RabbitMQ node for the session's broker tests, stopped (with its epmd) at the end."""
+    node = RabbitNode()
+    try:
+        node.start()
+        yield node
+    finally:
+        node.remove()
+
+
 # ------------------------------------------------------------------ packages
 
 

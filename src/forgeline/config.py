@@ -45,6 +45,7 @@ from forgeline.tools.config import (
     ResearchConfig,
     SearchConfig,
 )
+from forgeline.transport.config import TransportConfig
 
 ModelRole = Literal["planner", "architect", "coder", "fixer", "reviewer"]
 """A role with a model chain of its own (``[models]``)."""
@@ -516,6 +517,11 @@ class Settings(BaseSettings):
     repository by its path relative to it, and its worktree follows from that and the
     task id. Default (the CLI): the directory holding ``--workspace``."""
     mode: Literal["event", "sequential"] = "event"
+    broker: str | None = None
+    """RabbitMQ URL (``amqp://user:password@host:5672/vhost``). Set: work is handed to
+    ``forgeline worker`` processes through the broker (distributed mode, which needs a
+    Postgres store); unset: the stages run in the process that drives the task."""
+    transport: TransportConfig = Field(default_factory=TransportConfig)
     max_fix_rounds: int = Field(3, ge=0, le=50)
     max_review_rounds: int = Field(3, ge=0, le=50)
     profile: str = "auto"

@@ -8,7 +8,7 @@ text that leaves the process that way passes through ``Redactor.text``, which re
 - every secret forgeline knows from its settings (``secrets_of``): every ``SecretStr`` in
   them (the providers' keys, ``[coder] env``, the GitHub token, the SMTP password, the
   trace collector's headers) and the values of the variables their ``*_env`` keys name,
-  the password of the store URL and of the package index URL, and the values of
+  the password of the store URL, the broker URL and the package index URL, and the values of
   environment variables named like keys (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``,
   ``*_PASSWORD``, ...), which is where pydantic-ai's providers and the coding CLIs read
   theirs;
@@ -183,7 +183,12 @@ def secrets_of(settings: Settings, environ: Mapping[str, str] | None = None) -> 
             found.add(environ[value])
 
     walk(settings)
-    for url in (settings.store, settings.packages.index_url, *settings.packages.find_links):
+    for url in (
+        settings.store,
+        settings.broker,
+        settings.packages.index_url,
+        *settings.packages.find_links,
+    ):
         if url and "://" in url:
             password = _password(url)
             if password:

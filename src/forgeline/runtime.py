@@ -3,9 +3,9 @@ down cleanly.
 
 ``open_runtime(settings)`` builds the store, the model registry, the process spawner and
 the pipeline, and an ``Execution`` (``pipeline/execution.py``) that does the recorded
-work; the CLI, the test harness, the benchmarks and the evolution daemon
-(``forgeline.evolve``) enter through it, and the server and the distributed worker are
-meant to. Nothing else builds these for a run. It sets up the log lines and traces of
+work; the CLI, the server (``forgeline serve``), the distributed worker, the evolution
+daemon (``forgeline.evolve``), the test harness and the benchmarks enter through it.
+Nothing else builds these for a run. It sets up the log lines and traces of
 ``[telemetry]`` and, with ``[github] open_pr`` or ``[email]``, the delivery of the tasks'
 outcomes (``pipeline/delivery.py``). Leaving the context drains the execution (work in
 flight is finished and recorded), stops the web previews this process started (unless
@@ -284,7 +284,8 @@ async def open_runtime(
       (``tasks``, ``status``, ``cancel`` ...): no model chains are built and no sandbox
       is looked for.
     - ``execution``: how work gets done; default the task-scoped execution of
-      ``settings.mode`` (``Sequential`` or ``TaskWorkers``). A server or daemon passes
+      ``settings.mode`` (``Sequential`` or ``TaskWorkers``), or with ``settings.broker``
+      the broker's workers (``transport.BrokerExecution``). A server or daemon passes
       ``SharedWorkers`` (every task in the store, for the runtime's life).
     - ``models``, ``spawner``: given instead of built from the settings (tests, scripted
       models); ``pipeline``: builds the pipeline from the services (a benchmark's
@@ -309,6 +310,7 @@ async def open_runtime(
             "directory that holds the repositories tasks work on"
         )
     workspaces = Workspaces(settings.workspaces_root)
+    factory = execution or default_execution(settings)  # a bad broker setting: before anything
     if models is None:
         models = ModelRegistry.from_settings(settings) if agents else ModelRegistry({})
     try:
@@ -329,7 +331,7 @@ async def open_runtime(
         tracing=tracing or Tracing.from_config(settings.telemetry),
     )
     built = pipeline(services)
-    runtime = Runtime(services, built, (execution or for_mode(settings.mode))(built))
+    runtime = Runtime(services, built, factory(built))
     if Delivery.wanted(settings):
         runtime.delivery = Delivery(services)
     following: asyncio.Task[None] | None = None
@@ -351,6 +353,17 @@ async def open_runtime(
             await asyncio.to_thread(local.stop_servers)
             await store.close()
             await asyncio.to_thread(services.tracing.shutdown)
+
+
+def default_execution(settings: Settings) -> ExecutionFactory:
+    """With a broker, the broker's workers do the work (``transport.BrokerExecution``);
+    else the task-scoped execution of ``settings.mode``."""
+    if settings.broker is not None:
+        from forgeline.transport.execution import BrokerExecution, check_settings
+
+        check_settings(settings)
+        return BrokerExecution
+    return for_mode(settings.mode)
 
 
 def _spawner(settings: Settings, warn: Callable[[str], None] | None) -> ProcessSpawner:

@@ -37,3 +37,15 @@ def test_a_config_option_naming_a_directory_says_it_is_one(tmp_path: Path) -> No
     assert result.exit_code == 2
     assert "is a directory" in result.output
     assert "does not exist" not in result.output
+
+
+@pytest.mark.parametrize("command", [("worker",), ("workers",), ("retry", "t-1")])
+def test_the_cluster_commands_name_a_bad_config_file_without_a_traceback(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    config = tmp_path / "forgeline.toml"
+    config.write_text("[models]\nworkspace_venv = false\n")
+    result = runner.invoke(app, [*command, "--root", str(tmp_path), "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "invalid configuration" in result.output and "workspace_venv" in result.output
+    assert isinstance(result.exception, SystemExit), "no traceback, an exit"

@@ -39,6 +39,7 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.local_model
+@pytest.mark.long_model_run
 @pytest.mark.timeout(2400)
 async def test_the_local_model_fixes_an_obvious_bug_in_one_cycle(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path

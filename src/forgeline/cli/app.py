@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from forgeline.cli import changes, control, evolve, server, show, work
+from forgeline.cli import changes, cluster, control, evolve, server, show, work
 from forgeline.cli import tools as tool_commands
 from forgeline.cli.doctor import doctor
 
@@ -31,6 +31,9 @@ for command in (
     show.events,
     control.cancel,
     control.stop,
+    cluster.worker,
+    cluster.workers,
+    cluster.retry,
     doctor,
     server.serve,
     evolve.evolve,

@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from forgeline.config import Settings, load_settings
 from forgeline.errors import ForgelineError
+from forgeline.pipeline.execution import Sequential
 from forgeline.redaction import redact
 from forgeline.runtime import Runtime, open_runtime
 
@@ -88,6 +89,7 @@ async def cli_runtime(
     async with open_runtime(
         settings,
         agents=agents,
+        execution=None if agents else Sequential,  # reads and records only: no broker
         keep_previews=keep_previews,
         warn=warn,
         create=agents if create is None else create,

@@ -63,3 +63,11 @@ BudgetUsd = Annotated[
     typer.Option("--budget-usd", min=0, help="Hard cap on the task's model cost in US dollars."),
 ]
 KeepPreview = Annotated[bool, typer.Option(help="Leave a web preview running after the task ends.")]
+Broker = Annotated[
+    str | None,
+    typer.Option(
+        "--broker",
+        help="RabbitMQ URL (amqp://...): hand the work to `forgeline worker` processes; "
+        "needs a Postgres --store (default: FORGELINE_BROKER).",
+    ),
+]

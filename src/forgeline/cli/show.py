@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from forgeline.cli.edge import cli_runtime, console, run_async
 from forgeline.cli.live import TaskView
@@ -16,20 +18,53 @@ from forgeline.cli.work import show_summary
 from forgeline.core.events import activity_stream, task_stream, usage_stream
 from forgeline.core.task import TaskState
 from forgeline.llm.metered import usage_rows
+from forgeline.runtime import Runtime
+from forgeline.store.base import TaskRow
 
 
-def tasks(workspace: Workspace = Path("."), store: Store = None, config: ConfigFile = None) -> None:
+def tasks(
+    failed: Annotated[
+        bool,
+        typer.Option(
+            "--failed",
+            help="Only failed tasks and tasks with work in the dead-letter queue, with the "
+            "last error.",
+        ),
+    ] = False,
+    workspace: Workspace = Path("."),
+    store: Store = None,
+    config: ConfigFile = None,
+) -> None:
     """List the tasks in this workspace's store."""
 
     async def go() -> None:
         async with cli_runtime(workspace, store, config, agents=False) as runtime:
             rows = await runtime.store.tasks()
+            if failed:
+                console.print(await _failures(runtime, rows))
+                return
         if rows:
             console.print(tasks_table(rows))
         else:
             console.print('no tasks yet: forgeline run "what to build"')
 
     run_async(go())
+
+
+async def _failures(runtime: Runtime, rows: list[TaskRow]) -> Table:
+    """Failed tasks with their reason, and work parked in the dead-letter queue (distributed
+    mode) with the last error; ``forgeline retry`` queues the latter again."""
+    from forgeline.transport.deadletters import dead_letters
+
+    table = Table("task", "status", "failed in", "last error")
+    for row in rows:
+        if row.status == "failed":
+            state = await runtime.state(row.id)
+            table.add_row(row.id, row.status, row.current_phase, escape(state.failure or ""))
+    for letter in await dead_letters(runtime.store):
+        where = f"{letter.role} on {letter.event_type} (dead letter, {letter.attempts} tries)"
+        table.add_row(letter.task_id, "dead-lettered", escape(where), escape(letter.error))
+    return table
 
 
 def status(

@@ -33,6 +33,7 @@ from forgeline.cli.edge import (
 )
 from forgeline.cli.live import TaskView
 from forgeline.cli.options import (
+    Broker,
     BudgetTokens,
     BudgetUsd,
     ConfigFile,
@@ -237,6 +238,7 @@ def run(
     unsafe_no_sandbox: Unsafe = False,
     require_sandbox: RequireSandbox = False,
     store: Store = None,
+    broker: Broker = None,
     config: ConfigFile = None,
 ) -> None:
     """Build REQUEST: plan, design, code, test (and fix), review and deploy it.
@@ -253,6 +255,7 @@ def run(
     budget = given(tokens=budget_tokens, usd=budget_usd)
     overrides = given(
         mode=mode,
+        broker=broker,
         max_fix_rounds=max_fix_rounds,
         max_review_rounds=max_review_rounds,
         budget=budget or None,

@@ -895,6 +895,65 @@ class KeyRevoked(Frozen):
     key_id: str
 
 
+# Distributed mode (``forgeline.transport``): workers' liveness in stream ``workers``, work
+# that could not be done in stream ``deadletters``.
+
+
+class RunningWork(Frozen):
+    """One message a worker is handling: a role acting on a task's event."""
+
+    task_id: str
+    role: str
+    event_type: str
+    since: datetime
+
+
+class WorkerHeartbeat(Frozen):
+    """A ``forgeline worker`` is alive (every ``[transport] heartbeat`` seconds)."""
+
+    type: Literal["worker.heartbeat"] = "worker.heartbeat"
+    worker: str
+    host: str
+    pid: int
+    roles: tuple[str, ...]
+    concurrency: int
+    interval: float
+    """Seconds until the next heartbeat: a worker not seen for a few of them is lost."""
+    running: tuple[RunningWork, ...] = ()
+    relay: bool = False
+    """It is the active outbox relay."""
+
+
+class WorkerStopped(Frozen):
+    type: Literal["worker.stopped"] = "worker.stopped"
+    worker: str
+    reason: str
+
+
+class WorkDeadLettered(Frozen):
+    """A role's handling of a task's event raised on every try: it is parked in the
+    dead-letter queue until ``forgeline retry``."""
+
+    type: Literal["work.dead_lettered"] = "work.dead_lettered"
+    task_id: str
+    role: str
+    event_id: str
+    event_type: str
+    position: int
+    attempts: int
+    error: str
+    worker: str
+
+
+class WorkRetried(Frozen):
+    """``forgeline retry`` queued a dead-lettered message again."""
+
+    type: Literal["work.retried"] = "work.retried"
+    task_id: str
+    role: str
+    event_id: str
+
+
 ToolEventData = (
     ToolSearched | SearchCached | PageFetched | ResearchWritten | GitHubCalled | EmailSent
 )
@@ -948,6 +1007,10 @@ EventData = Annotated[
     | TaskWaiting
     | KeyCreated
     | KeyRevoked
+    | WorkerHeartbeat
+    | WorkerStopped
+    | WorkDeadLettered
+    | WorkRetried
     | CycleRecorded
     | CycleCompleted
     | RSITaskCreated
@@ -1094,6 +1157,12 @@ def usage_stream(task_id: str) -> str:
 def activity_stream(task_id: str) -> str:
     """Where a task's stages record what they are doing (``stage.progress``, ``stage.log``)."""
     return f"activity-{task_id}"
+
+
+WORKERS_STREAM = "workers"
+"""Workers' heartbeats (``worker.heartbeat``, ``worker.stopped``)."""
+DEAD_LETTERS_STREAM = "deadletters"
+"""Work parked after its retries (``work.dead_lettered``, ``work.retried``)."""
 
 
 #: The evolution daemon's stream: every cycle of every repository in the store.

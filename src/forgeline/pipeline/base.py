@@ -83,6 +83,10 @@ class Services:
     clock: Callable[[], datetime] = utcnow
     previews: dict[str, SpawnedProcess] = field(default_factory=dict)
     """Web previews this process started, by task id."""
+    escalates: Callable[[Exception], bool] = field(default=lambda exc: False)
+    """Whether a stage raises this error for its execution to retry later instead of
+    recording ``stage.failed`` (the broker's workers: transient failures and internal
+    errors, ``transport.failures``); embedded, every error is recorded."""
     tracing: Tracing = field(default_factory=Tracing)
     """Spans per stage, model and tool call (``[telemetry]``; a no-op by default)."""
 
@@ -373,8 +377,12 @@ class StageAgent(ABC):
                 except BudgetExceeded as exc:
                     out = run.paused(exc)
                 except (ForgelineError, AgentRunError) as exc:
+                    if self.services.escalates(exc):
+                        raise
                     out = run.failed(_describe(exc))
                 except Exception as exc:  # a bug in an agent must not wedge the task silently
+                    if self.services.escalates(exc):
+                        raise
                     detail = "".join(traceback.format_exception_only(exc)).strip()
                     out = run.failed(f"internal error: {detail}")
                 await run.activity.settle()

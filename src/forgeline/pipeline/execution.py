@@ -138,10 +138,10 @@ async def wait_until_settled(
             return
         if (error := failure()) is not None:
             raise error
-        await _first(store.wait_for_append(mark), stop.wait())
+        await wait_first(store.wait_for_append(mark), stop.wait())
 
 
-async def _first(*waits: Awaitable[object]) -> None:
+async def wait_first(*waits: Awaitable[object]) -> None:
     """Wait until one of ``waits`` is done; cancel the others."""
     tasks = [asyncio.ensure_future(w) for w in waits]
     try:
