@@ -35,13 +35,14 @@ async def specify(agent: StageAgent, run: StageRun) -> list[NewEvent]:
             agent.model("planner"), spec, timeout=agent.model_timeout("planner")
         )
         spec = with_copies(spec, [copies])
-    await run.begin_change("the request's spec and its checks")
     async with workspace.lock:
         await workspace.checkout(state.branch)
         base = await workspace.head()
         tracked = (await workspace.git("ls-files", "--", "*.py")).split()
         names = _free_names(tracked, spec)
         files, checks = spec_suite(spec, names)
+        if files:  # a change only where there are checks to commit
+            await run.begin_change("the request's spec and its checks")
         written = workspace.write_files(files.items())
         commit = (await run.commit(written, "the request's checks")) if written else base
     derived = spec_derived(spec, checks).model_copy(
@@ -55,7 +56,8 @@ async def specify(agent: StageAgent, run: StageRun) -> list[NewEvent]:
             "run": run_spec(spec),
         }
     )
-    return [run.event(derived), *await run.completed_change(commit, base, written)]
+    changed = await run.completed_change(commit, base, written) if run.change else []
+    return [run.event(derived), *changed]
 
 
 def _free_names(tracked: list[str], spec: Spec) -> tuple[str, str]:
