@@ -69,8 +69,7 @@ def test_a_slow_model_and_a_slow_test_run_show_progress_then_totals(
     assert coding, out
     # (the first snapshot of an item may come before its model answers its first piece)
     assert any(
-        re.search(r"item [ab] \([^)]*\): \d+\.\d s, model \S+ \d+ tokens", line)
-        for line in coding
+        re.search(r"item [ab] \([^)]*\): \d+\.\d s, model \S+ \d+ tokens", line) for line in coding
     ), coding
     assert any(re.search(r"\d+ tokens at \d+\.\d tokens/s", line) for line in coding), coding
     # while pytest ran: the test count
