@@ -175,6 +175,10 @@ class Profile(BaseModel):
     and answers per plan step (each tried in the worktree, the best kept)."""
     temperature: float = Field(0.7, ge=0, le=2)
     """Sampling temperature of the candidates and the designer (each with its own seed)."""
+    seed: int = Field(0, ge=0)
+    """Where the sampling seeds of the candidates, the designer and the repairs start: the
+    same request and seed give the same candidates on the same machine; another seed gives
+    others (a request that failed may be tried again with ``seed = 100``)."""
     designers: int = Field(2, ge=0, le=5)
     """Sets of tests written from the request alone, which vote among the candidates."""
     copy_examples: bool = False

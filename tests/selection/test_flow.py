@@ -163,3 +163,19 @@ def test_slugify():
         'assert slugify("!!!") == ""',
     ]
     assert "def slugify" not in designed.source
+
+
+async def test_another_seed_samples_other_candidates(tmp_path: Path) -> None:
+    """``[profiles.small] seed``: the same request sampled again from another seed."""
+    script = Script([KEEPS_HYPHENS, KEEPS_CASE])
+    result = await select(
+        script.model(),
+        derive_spec(REQUEST),
+        runner(tmp_path),
+        candidates=2,
+        designers=1,
+        seed=100,
+    )
+    seeds = [c.answer.seed for c in result.candidates if c.answer is not None]
+    assert seeds == [101, 102, 100]  # the samples, then the first repair's
+    assert [d.answer.seed for d in result.designed if d.answer is not None] == [101]

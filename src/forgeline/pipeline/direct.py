@@ -61,6 +61,7 @@ class DirectAttempt:
                 repairs=profile.repair_rounds,
                 resample=True,
                 temperature=profile.temperature,
+                seed=profile.seed,
                 copy=False,
                 prepare=lambda c: filtered(c, spec, profile.filters),
                 timeout=self.agent.model_timeout("coder"),

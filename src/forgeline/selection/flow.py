@@ -115,6 +115,7 @@ async def select(
     designers: int = 3,
     repairs: int = 1,
     temperature: float = TEMPERATURE,
+    seed: int = 0,
     copy: bool = True,
     resample: bool = False,
     extra: Mapping[str, str] | None = None,
@@ -125,19 +126,19 @@ async def select(
     ``repairs`` rounds of one fresh repair of the closest and, with ``resample``, a new
     sample of ``candidates`` (the next seeds) when the repair does not pass either.
     ``extra`` test files (a benchmark's hidden tests) run with the others and never take
-    part in the choice. ``prepare`` reshapes every answer before it is checked (the
-    named filters for a model's habits)."""
+    part in the choice. ``seed`` is where the sampling seeds start. ``prepare`` reshapes
+    every answer before it is checked (the named filters for a model's habits)."""
     shape = prepare or (lambda candidate: filtered(candidate, spec))
     copies = None
     if copy:
         copies = await copy_examples(model, spec, timeout=timeout)
         spec = with_copies(spec, [copies])
     sampled = await sample_candidates(
-        model, spec, candidates, temperature=temperature, timeout=timeout
+        model, spec, candidates, temperature=temperature, first_seed=seed + 1, timeout=timeout
     )
     pool = [shape(c) for c in sampled]
     designed = [
-        await design_tests(model, spec, i, temperature=temperature, seed=i, timeout=timeout)
+        await design_tests(model, spec, i, temperature=temperature, seed=seed + i, timeout=timeout)
         for i in range(1, designers + 1)
     ]
     suite = build_suite(spec, designed, extra)
@@ -147,7 +148,7 @@ async def select(
     while not choice.spec_ok and choice.index is not None and rounds < repairs:
         base = pool[choice.index]
         fixed = await repair(
-            model, spec, base, evaluations[choice.index].error, seed=rounds, timeout=timeout
+            model, spec, base, evaluations[choice.index].error, seed=seed + rounds, timeout=timeout
         )
         fixed = shape(fixed)
         pool.append(fixed)
@@ -160,7 +161,7 @@ async def select(
                 spec,
                 candidates,
                 temperature=temperature,
-                first_seed=1 + candidates * (rounds),
+                first_seed=seed + 1 + candidates * rounds,
                 timeout=timeout,
             )
             fresh = [shape(c) for c in more]
