@@ -20,13 +20,13 @@ from fastapi.responses import StreamingResponse
 
 from forgeline.api.context import Server
 from forgeline.api.deps import ReadKey, ServerDep, check_key, granted
-from forgeline.api.errors import ApiError
+from forgeline.api.errors import KEYED, ApiError, answers
 from forgeline.api.schemas import ChangeOut, EventPage, UsageOut, event_out, usage_out
 from forgeline.core import changes
 from forgeline.core.events import KEYS_STREAM, Event, task_stream, usage_stream
 from forgeline.llm.metered import usage_rows
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=answers(*KEYED, 422))
 
 PAGE = 500
 KEEPALIVE = 15.0

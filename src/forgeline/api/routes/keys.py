@@ -6,10 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from forgeline.api.deps import AdminKey, ServerDep
-from forgeline.api.errors import ApiError
+from forgeline.api.errors import KEYED, ApiError, answers
 from forgeline.api.schemas import KeyIn, KeyOut, NewKeyOut, key_out
 
-router = APIRouter(prefix="/api/keys", tags=["keys"])
+router = APIRouter(prefix="/api/keys", tags=["keys"], responses=answers(*KEYED, 403, 404, 413, 422))
 
 
 @router.get("", response_model=list[KeyOut])

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from forgeline.api.context import Server
 from forgeline.api.deps import ReadKey, ServerDep, WriteKey
-from forgeline.api.errors import ApiError
+from forgeline.api.errors import KEYED, ApiError, answers
 from forgeline.api.routes.workspaces import repository_name
 from forgeline.api.schemas import (
     AnswerIn,
@@ -27,7 +27,9 @@ from forgeline.core.task import settled
 from forgeline.errors import InvalidRequestError
 from forgeline.llm.metered import usage_rows
 
-router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+router = APIRouter(
+    prefix="/api/tasks", tags=["tasks"], responses=answers(*KEYED, 400, 403, 404, 409, 413, 422)
+)
 
 Status = Literal[
     "running",
