@@ -49,7 +49,7 @@ def test_malformed_input_is_422_naming_the_field(api: Api) -> None:
         )
         assert undecodable.status_code == 422, undecodable.text
         assert undecodable.json()["fields"] == [
-            {"field": "body", "message": "not JSON: it is not UTF-8 text"}
+            {"field": "body", "message": "cannot be parsed: not UTF-8 JSON, or a broken form"}
         ]
     wrong = api.post("/api/tasks", json={"request": "r", "workspace": "w", "max_fix_rounds": "x"})
     assert wrong.status_code == 422

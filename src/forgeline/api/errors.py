@@ -59,6 +59,7 @@ WHY = {
 
 UNPARSABLE = "There was an error parsing the body"
 """FastAPI's 400 for a body it cannot decode: malformed input like any other (422)."""
+UNPARSED = "cannot be parsed: not UTF-8 JSON, or a broken form"
 
 KEYED = (401, 429, 503)
 """What every route that takes a key may answer: the key checked against the store."""
@@ -143,7 +144,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == UNPARSABLE:
-            field = FieldError(field="body", message="not JSON: it is not UTF-8 text")
+            field = FieldError(field="body", message=UNPARSED)
             return JSONResponse(error_body(422, "body: " + field.message, [field]), 422)
         return respond(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
