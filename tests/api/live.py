@@ -1,5 +1,5 @@
 """The server over real HTTP: uvicorn in a thread on a free loopback port, around the
-scripted todo models; keys made in its store first."""
+scripted todo models (or ``models``); keys made in its store first."""
 
 from __future__ import annotations
 
@@ -54,13 +54,19 @@ async def _make_keys(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def live_server(tmp_path: Path, **server: Any) -> Iterator[Live]:
+def live_server(
+    tmp_path: Path, models: dict[str, Any] | None = None, **server: Any
+) -> Iterator[Live]:
     settings = server_settings(tmp_path, **server)
     Path(settings.store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
     keys = asyncio.run(_make_keys(settings))
     port = free_port()
     config = uvicorn.Config(
-        server_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        server_app(settings, models),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
     )
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)

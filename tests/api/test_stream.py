@@ -113,3 +113,18 @@ def test_the_websocket_closes_without_a_valid_key(api: Api) -> None:
     ) as socket:
         socket.send_json({"after": -3})
         assert socket.receive()["code"] == 4422
+
+
+def test_positions_past_what_a_store_holds_are_refused_or_mean_the_end(live: Live) -> None:
+    # schemathesis found a 500: an integer past 64 bits reached the store
+    with live.client("read") as client:
+        for path in ("/api/events", "/api/events/stream"):
+            too_far = client.get(path, params={"after": 2**63})
+            assert too_far.status_code == 422, too_far.text
+            assert too_far.json()["fields"][0]["field"] == "after"
+        assert client.get("/api/events", params={"after": 2**63 - 1}).json()["events"] == []
+        # a browser's Last-Event-ID past the end: the stream answers and waits for more
+        headers = {"Last-Event-ID": "9" * 32}
+        with client.stream("GET", "/api/events/stream", headers=headers) as response:
+            assert response.status_code == 200
+            assert next(response.iter_lines()) == "retry: 2000"

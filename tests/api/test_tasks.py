@@ -3,7 +3,17 @@ shown with their plan, agent, tests, review, usage and commits; acted on."""
 
 from __future__ import annotations
 
-from tests.api.conftest import Api
+import asyncio
+import logging
+from pathlib import Path
+
+import anyio
+import pytest
+from pydantic_ai.messages import ModelMessage, ModelResponse
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+from tests.api.conftest import Api, open_api, server_settings
+from tests.scripts import todo_project
 from tests.scripts.todo_project import EVENT_CHAIN
 
 REQUEST = "a todo CLI that stores items in todo.json"
@@ -39,3 +49,35 @@ def test_a_submitted_task_runs_to_completion_on_the_servers_workers(api: Api) ->
     refused = api.post(f"/api/tasks/{task['id']}/cancel")
     assert refused.status_code == 409 and refused.json()["error"] == "conflict"
     assert api.post(f"/api/tasks/{task['id']}/resume").status_code == 409
+
+
+def test_a_resume_that_interrupts_another_resume_logs_no_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # schemathesis found it: each resume re-handles the task's events in the background,
+    # and the next resume interrupts that work, which was logged as "resume ... failed"
+    calls: list[int] = []
+
+    async def architect(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        calls.append(len(calls))
+        await asyncio.sleep(3600)  # until interrupted
+        raise AssertionError("not interrupted")
+
+    models = todo_project.models(architect=FunctionModel(architect, model_name="hanging"))
+    for api in open_api(server_settings(tmp_path), models):
+
+        async def reached(n: int) -> None:
+            with anyio.fail_after(60):
+                while len(calls) < n:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+
+        task = api.post("/api/tasks", json={"request": REQUEST, "workspace": "todo"}).json()
+        api.call(reached, 1)  # the server's architect worker is in the stage
+        assert api.post(f"/api/tasks/{task['id']}/resume").status_code == 202
+        api.call(reached, 2)  # the first resume's own run of it
+        assert api.post(f"/api/tasks/{task['id']}/resume").status_code == 202
+        api.call(reached, 3)  # the second resume's, which interrupted the first's
+        cancelled = api.post(f"/api/tasks/{task['id']}/cancel").json()
+        assert cancelled["status"] == "cancelled"
+    failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failed == []

@@ -82,6 +82,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
+    app.include_router(system.public)
     for module in (system, tasks, workspaces, agents, keys, events):
         app.include_router(module.router)
     app.mount("/", StaticFiles(directory=WEB, html=True), name="dashboard")

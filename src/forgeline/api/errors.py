@@ -1,6 +1,9 @@
-"""Every failure as JSON ``{"error": ..., "detail": ...}`` with its status, never a
-stack trace: forgeline's own errors by kind, validation errors naming the field, and
-anything unexpected as a 500 that says only where to look (the server's log)."""
+"""Every failure as JSON ``{"error": ..., "detail": ...}`` (``ErrorOut``) with its status,
+never a stack trace: forgeline's own errors by kind, validation errors naming the field,
+and anything unexpected as a 500 that says only where to look (the server's log).
+
+``answers(*statuses)`` is how a router declares the failures its routes give, so the
+OpenAPI schema lists each with this body (the schema test holds the server to it)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forgeline.errors import (
@@ -40,6 +44,46 @@ PHRASES = {
 }
 
 
+WHY = {
+    400: "The input names something unusable (a workspace outside the root, a bad path).",
+    401: "No API key, or an unknown or revoked one.",
+    403: "The key's scope is too low for this route.",
+    404: "No such task, file, agent or key.",
+    409: "The task is not in a state that allows this.",
+    413: "The request body, or an uploaded file, is too large.",
+    415: "An upload of a type that is not allowed, or not text.",
+    422: "The input is malformed: `fields` names each wrong field.",
+    429: "Past the key's rate limit: `Retry-After` says when to try again.",
+    503: "The event store does not answer.",
+}
+
+UNPARSABLE = "There was an error parsing the body"
+"""FastAPI's 400 for a body it cannot decode: malformed input like any other (422)."""
+UNPARSED = "cannot be parsed: not UTF-8 JSON, or a broken form"
+
+KEYED = (401, 429, 503)
+"""What every route that takes a key may answer: the key checked against the store."""
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every failure."""
+
+    error: str
+    detail: str
+    fields: list[FieldError] | None = None
+    """For 422: each wrong field (``budget.tokens``) and what is wrong with it."""
+
+
+def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a router whose routes fail with ``statuses``."""
+    return {s: {"model": ErrorOut, "description": WHY[s]} for s in sorted(set(statuses))}
+
+
 class ApiError(Exception):
     """An answer other than success, raised anywhere in a route."""
 
@@ -50,13 +94,12 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def error_body(status: int, detail: Any) -> dict[str, Any]:
-    return {"error": PHRASES.get(status, "error"), "detail": detail}
+def error_body(status: int, detail: str, fields: list[FieldError] | None = None) -> dict[str, Any]:
+    body = ErrorOut(error=PHRASES.get(status, "error"), detail=redact(detail), fields=fields)
+    return body.model_dump(exclude_none=True)
 
 
-def respond(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    if isinstance(detail, str):
-        detail = redact(detail)
+def respond(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(status, detail), status_code=status, headers=headers)
 
 
@@ -92,14 +135,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         fields = [
-            {"field": field_of(e.get("loc", ())), "message": str(e.get("msg", ""))}
+            FieldError(field=field_of(e.get("loc", ())), message=redact(str(e.get("msg", ""))))
             for e in exc.errors()
         ]
-        text = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-        return JSONResponse({**error_body(422, redact(text)), "fields": fields}, status_code=422)
+        text = "; ".join(f"{f.field}: {f.message}" for f in fields)
+        return JSONResponse(error_body(422, text, fields), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == UNPARSABLE:
+            field = FieldError(field="body", message=UNPARSED)
+            return JSONResponse(error_body(422, "body: " + field.message, [field]), 422)
         return respond(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(Exception)

@@ -32,7 +32,13 @@ class Workspaces:
     def name_of(self, repository: str | Path) -> str:
         """The name (``a/b``, relative to the root) of ``repository``, given by name or by
         path; a repository outside the root is refused."""
-        given = Path(repository).expanduser()
+        try:
+            given = Path(repository).expanduser()
+        except RuntimeError:  # "~name/..." where no user is called name
+            raise WorkspaceError(
+                f"the repository {repository}: {str(repository).split('/')[0]} is no user's "
+                "home directory; give a name or a path inside the workspaces root"
+            ) from None
         path = (given if given.is_absolute() else self.root / given).resolve()
         if path == self.root or self.root not in path.parents:
             raise WorkspaceError(

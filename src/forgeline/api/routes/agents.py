@@ -6,11 +6,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from forgeline.api.deps import AdminKey, ReadKey, ServerDep
-from forgeline.api.errors import ApiError
+from forgeline.api.errors import KEYED, ApiError, answers
 from forgeline.api.schemas import AgentIn, AgentOut, agent_out
 from forgeline.config import MODEL_ROLES
 
-router = APIRouter(prefix="/api/agents", tags=["agents"])
+router = APIRouter(
+    prefix="/api/agents", tags=["agents"], responses=answers(*KEYED, 400, 403, 404, 413, 422)
+)
 
 
 def _configured(server: ServerDep) -> dict[str, str]:

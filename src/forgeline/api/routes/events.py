@@ -20,19 +20,23 @@ from fastapi.responses import StreamingResponse
 
 from forgeline.api.context import Server
 from forgeline.api.deps import ReadKey, ServerDep, check_key, granted
-from forgeline.api.errors import ApiError
+from forgeline.api.errors import KEYED, ApiError, answers
 from forgeline.api.schemas import ChangeOut, EventPage, UsageOut, event_out, usage_out
 from forgeline.core import changes
 from forgeline.core.events import KEYS_STREAM, Event, task_stream, usage_stream
 from forgeline.llm.metered import usage_rows
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=answers(*KEYED, 422))
 
 PAGE = 500
 KEEPALIVE = 15.0
 """Seconds of silence after which the SSE stream sends a comment (proxies keep it)."""
 
-After = Annotated[int, Query(ge=0, description="Events after this global position.")]
+MAX_POSITION = 2**63 - 1
+"""The largest position a store holds (a signed 64-bit integer in SQLite and Postgres)."""
+After = Annotated[
+    int, Query(ge=0, le=MAX_POSITION, description="Events after this global position.")
+]
 TaskFilter = Annotated[str | None, Query(max_length=64, description="One task's events.")]
 Types = Annotated[list[str] | None, Query(alias="type", description="Only these types.")]
 
@@ -119,7 +123,7 @@ async def stream(
     type, ``data`` the event as JSON. A reconnecting client's ``Last-Event-ID`` resumes
     after that event."""
     if last_event_id is not None and last_event_id.strip().isdigit():
-        after = max(after, int(last_event_id))
+        after = max(after, min(int(last_event_id), MAX_POSITION))
 
     async def body() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
@@ -164,7 +168,7 @@ async def websocket(socket: WebSocket) -> None:
     types = hello.get("types")
     if not (
         isinstance(after, int)
-        and after >= 0
+        and 0 <= after <= MAX_POSITION
         and (task is None or isinstance(task, str))
         and (types is None or (isinstance(types, list) and all(isinstance(t, str) for t in types)))
     ):

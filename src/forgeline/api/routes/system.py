@@ -1,4 +1,4 @@
-"""Health, readiness, the caller's own key, and ``/metrics``."""
+"""Health and readiness (``public``: no key), the caller's own key and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -6,21 +6,22 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from forgeline.api.deps import ReadKey, ServerDep
-from forgeline.api.errors import ApiError
+from forgeline.api.errors import KEYED, ApiError, answers
 from forgeline.api.schemas import Health, WhoAmI
 from forgeline.core.events import KEYS_STREAM
 from forgeline.errors import StoreError
 
-router = APIRouter(tags=["system"])
+public = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], responses=answers(*KEYED))
 
 
-@router.get("/api/health", response_model=Health)
+@public.get("/api/health", response_model=Health)
 async def health() -> Health:
     """The server answers (no key needed)."""
     return Health(status="ok")
 
 
-@router.get("/api/ready", response_model=Health, responses={503: {"description": "Not ready"}})
+@public.get("/api/ready", response_model=Health, responses=answers(503))
 async def ready(server: ServerDep) -> Health:
     """The store answers too (no key needed)."""
     try:

@@ -3,6 +3,7 @@ approve). Reading takes a read key; the rest a write key."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from typing import Annotated, Literal
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Query
 
 from forgeline.api.context import Server
 from forgeline.api.deps import ReadKey, ServerDep, WriteKey
-from forgeline.api.errors import ApiError
+from forgeline.api.errors import KEYED, ApiError, answers
 from forgeline.api.routes.workspaces import repository_name
 from forgeline.api.schemas import (
     AnswerIn,
@@ -26,8 +27,13 @@ from forgeline.core.reactions import ORCHESTRATOR
 from forgeline.core.task import settled
 from forgeline.errors import InvalidRequestError
 from forgeline.llm.metered import usage_rows
+from forgeline.pipeline.runner import StageInterrupted
 
-router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+log = logging.getLogger("forgeline.api")
+
+router = APIRouter(
+    prefix="/api/tasks", tags=["tasks"], responses=answers(*KEYED, 400, 403, 404, 409, 413, 422)
+)
 
 Status = Literal[
     "running",
@@ -138,9 +144,12 @@ async def resume(task_id: str, server: ServerDep, key: WriteKey) -> TaskOut:
     async def redo() -> None:
         if state.status == "waiting":
             await server.assignments.assign_waiting()
-        for event in await runtime.store.read_stream(task_stream(task_id)):
-            await pipeline.handle(event, ORCHESTRATOR)
-            await pipeline.handle(event, None)
+        try:
+            for event in await runtime.store.read_stream(task_stream(task_id)):
+                await pipeline.handle(event, ORCHESTRATOR)
+                await pipeline.handle(event, None)
+        except StageInterrupted as exc:  # a later resume or a cancel took over
+            log.info("resume of %s stopped: %s", task_id, exc)
 
     server.spawn(redo(), f"resume {task_id}")
     return await task_view(server, task_id)

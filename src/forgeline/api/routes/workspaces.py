@@ -19,13 +19,13 @@ from fastapi.responses import Response
 
 from forgeline.api.context import Server
 from forgeline.api.deps import ReadKey, ServerDep, WriteKey
-from forgeline.api.errors import ApiError
+from forgeline.api.errors import KEYED, ApiError, answers
 from forgeline.api.schemas import DiffOut, FileContent, FileEntry, UploadOut, WorkspaceOut
 from forgeline.core.task import TaskState
 from forgeline.errors import WorkspaceError
 from forgeline.workspace.git import GitWorkspace, confined_path
 
-router = APIRouter(tags=["workspaces"])
+router = APIRouter(tags=["workspaces"], responses=answers(*KEYED, 400, 403, 404, 413, 415, 422))
 
 SKIPPED = {".git", ".forgeline", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 MAX_ENTRIES = 5000
@@ -63,7 +63,9 @@ async def workspaces(server: ServerDep, key: ReadKey) -> list[WorkspaceOut]:
 @router.post("/api/workspaces/{name}/files", response_model=UploadOut, status_code=201)
 async def upload(
     name: str,
-    files: Annotated[list[UploadFile], File(description="Each file's name is its path.")],
+    files: Annotated[
+        list[UploadFile], File(min_length=1, description="Each file's name is its path.")
+    ],
     server: ServerDep,
     key: WriteKey,
 ) -> UploadOut:
