@@ -86,6 +86,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--broker-url", default="", help="a running RabbitMQ (else started)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a run may take")
     parser.add_argument("--json", default="", help="also write the rows to this file")
+    parser.add_argument(
+        "--profile", default="", help="a directory for a cProfile of each worker process"
+    )
     return parser.parse_args(argv)
 
 
@@ -168,7 +171,14 @@ class Fleet:
     """``count`` worker processes serving one store and broker."""
 
     def __init__(
-        self, count: int, store: str, broker: str, root: Path, sleep: float, concurrency: int
+        self,
+        count: int,
+        store: str,
+        broker: str,
+        root: Path,
+        sleep: float,
+        concurrency: int,
+        profile: Path | None = None,
     ) -> None:
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -181,6 +191,9 @@ class Fleet:
                 *("--store", store, "--broker", broker, "--root", str(root)),
                 *("--sleep", str(sleep), "--concurrency", str(concurrency), "--name", f"w{n}"),
             ]
+            if profile is not None:
+                profile.mkdir(parents=True, exist_ok=True)
+                command += ["--profile", str(profile / f"{int(sleep * 1000)}ms-{count}w{n}.prof")]
             with (self.logs / f"w{n}.log").open("wb") as log:
                 self.procs.append(
                     subprocess.Popen(
@@ -299,7 +312,8 @@ def run_distributed(
     url = fresh_database(pg, f"bench_dist_{agents}_{count}")
     asyncio.run(empty_queues(broker))
     asyncio.run(create_store(url))
-    fleet = Fleet(count, url, broker, work, sleep, args.concurrency)
+    profile = Path(args.profile).resolve() if args.profile else None
+    fleet = Fleet(count, url, broker, work, sleep, args.concurrency, profile)
     try:
         asyncio.run(fleet.ready(url, timeout=120))
         cpu = fleet.cpu_seconds()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import logging
 import signal
 from pathlib import Path
@@ -43,9 +44,17 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds each stage waits")
     parser.add_argument("--concurrency", type=int, default=None, help="messages at once")
     parser.add_argument("--name", default="bench-worker")
+    parser.add_argument("--profile", default="", help="write a cProfile of the run here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(serve(args))
+    if not args.profile:
+        asyncio.run(serve(args))
+        return
+    profile = cProfile.Profile()
+    try:
+        profile.runcall(asyncio.run, serve(args))
+    finally:
+        profile.dump_stats(args.profile)
 
 
 if __name__ == "__main__":
