@@ -157,6 +157,15 @@ async def empty_queues(url: str) -> None:
         await connection.close()
 
 
+def drop_database(admin_url: str, url: str) -> None:
+    """Drop the database of ``url`` (a run's), so a long-lived server keeps none."""
+    import psycopg
+
+    name = url.rpartition("/")[2]
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 async def create_store(url: str) -> None:
     """Create the store's schema before the workers race to."""
     store = open_store(url)
@@ -211,8 +220,8 @@ class Fleet:
                 seen = [w for w in await roster(store, utcnow()) if w.status == "alive"]
                 if len(seen) >= len(self.procs) and any(w.relay for w in seen):
                     return
-                if dead := [p.args for p in self.procs if p.poll() is not None]:
-                    raise RuntimeError(f"a worker exited at start: {dead[0]}; {self.tail()}")
+                if dead := [n for n, p in enumerate(self.procs, 1) if p.poll() is not None]:
+                    raise RuntimeError(f"worker w{dead[0]} exited at start; {self.tail()}")
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"workers not ready within {timeout:g} s; {self.tail()}")
                 await asyncio.sleep(0.2)
@@ -275,19 +284,23 @@ def run_embedded(
     args: argparse.Namespace, agents: str, store: str, pg: str, tasks: int, sleep: float
 ) -> Row:
     work = Path(tempfile.mkdtemp(prefix="forgeline-bench-emb-"))
+    url = (
+        fresh_database(pg, f"bench_emb_{agents}")
+        if store == "postgres"
+        else f"sqlite:///{work / 'forgeline.db'}"
+    )
     try:
-        url = (
-            fresh_database(pg, f"bench_emb_{agents}")
-            if store == "postgres"
-            else f"sqlite:///{work / 'forgeline.db'}"
-        )
         cpu = time.process_time()
         outcome = asyncio.run(
             flow.embedded(url, work, tasks, sleep, args.embedded_concurrency, args.timeout)
         )
         cpu = time.process_time() - cpu
+    except Exception as exc:  # the row says what failed; the other runs go on
+        outcome, cpu = flow.Outcome(tasks, error=f"{type(exc).__name__}: {exc}"), 0.0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if store == "postgres":
+            drop_database(pg, url)
     return row(
         agents,
         "embedded",
@@ -321,11 +334,12 @@ def run_distributed(
         outcome = asyncio.run(flow.distributed(url, broker, work, tasks, args.timeout))
         cpu = fleet.cpu_seconds() - cpu
         own = time.process_time() - own
-    except RuntimeError as exc:
-        outcome, cpu, own = flow.Outcome(tasks, error=str(exc)), 0.0, 0.0
+    except Exception as exc:  # the row says what failed; the other runs go on
+        outcome, cpu, own = flow.Outcome(tasks, error=f"{type(exc).__name__}: {exc}"), 0.0, 0.0
     finally:
         fleet.stop()
         shutil.rmtree(work, ignore_errors=True)
+        drop_database(pg, url)
     return row(
         agents,
         "distributed",
