@@ -23,7 +23,8 @@ with the causation id), and only then acknowledges it. So:
 
 Alongside, every ``heartbeat`` seconds the worker records ``worker.heartbeat`` (what it
 runs, whether it is the relay) in the ``workers`` stream, and unless told otherwise it
-stands by as the outbox relay (``relay.py``). SIGTERM/SIGINT (``stop``) stop the intake;
+stands by as the outbox relay (``relay.py``; the relay also gives waiting tasks agents as
+agents free up). SIGTERM/SIGINT (``stop``) stop the intake;
 the messages in flight are finished, recorded and acknowledged first.
 """
 
@@ -56,7 +57,7 @@ from forgeline.core.events import (
 )
 from forgeline.core.reactions import ORCHESTRATOR, Role
 from forgeline.errors import ForgelineError, TaskNotFoundError, WorkspaceError
-from forgeline.pipeline.execution import wait_first
+from forgeline.pipeline.execution import serving_assignments, wait_first
 from forgeline.pipeline.runner import StageInterrupted
 from forgeline.runtime import Runtime
 from forgeline.transport.activity import activity
@@ -272,14 +273,19 @@ class BrokerWorker:
     # ------------------------------------------------------------------ alongside
 
     async def _stand_by(self, stop: asyncio.Event) -> None:
-        """Be the relay whenever this worker holds the lease."""
+        """Be the relay whenever this worker holds the lease, and meanwhile give waiting
+        tasks agents as agents free up (``Assignments.serve``: one process of the cluster
+        does it, whoever submitted the tasks)."""
         url = self.runtime.settings.store
         assert url is not None
         while not stop.is_set():
             try:
                 async with relay_lease(url, stop) as lease:
                     if lease is not None:
-                        async with Broker(self.broker.url, heartbeat=self.config.heartbeat) as b:
+                        async with (
+                            Broker(self.broker.url, heartbeat=self.config.heartbeat) as b,
+                            serving_assignments(self.pipeline),
+                        ):
                             self.relay = Relay(self.store, b)
                             await self._record_heartbeat()
                             await self.relay.run(lease, stop)
