@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 from forgeline.config import Settings
+from forgeline.core.events import task_stream
 from forgeline.core.task import TaskState, settled
 from forgeline.errors import ConfigError, StageError, WorkspaceError
 from forgeline.pipeline.execution import Execution, wait_first
 from forgeline.pipeline.runner import Pipeline
 from forgeline.transport.broker import Broker, check_url
 from forgeline.transport.deadletters import dead_letters
+from forgeline.transport.relay import works_of
 from forgeline.transport.remote import RemoteWorkspaces
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,16 @@ class BrokerExecution(Execution):
 
     async def close(self) -> None:
         await self.broker.close()
+
+    async def resume(self, task_id: str) -> int:
+        """Queue again every event of the task whose effect was never recorded (a stage
+        that crashed, work lost with a broker), each to be handled after the worktree is
+        put back at the last recorded commit; how many messages that was. Work already
+        recorded is found by the causation guard."""
+        events = await self.pipeline.store.read_stream(task_stream(task_id))
+        works = [replace(work, recover=True) for work in works_of(events)]
+        await self.broker.publish(works)
+        return len(works)
 
     async def _fetch(self, state: TaskState) -> None:
         """With a git remote, bring the workers' commits into this machine's worktree (the

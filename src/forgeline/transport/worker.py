@@ -220,7 +220,7 @@ class BrokerWorker:
                 "run workers on the filesystem that holds the workspaces root, or set "
                 "[transport] git_remote"
             )
-        elif redelivered or work.attempt > 0:
+        elif redelivered or work.attempt > 0 or work.recover:
             # Whoever had it before died or failed mid-way: put back what it left.
             async with activity(worktree, exclusive=True):
                 await self.pipeline.recover(work.task_id)
