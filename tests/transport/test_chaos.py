@@ -159,10 +159,18 @@ async def test_chaos_loses_nothing_and_does_nothing_twice(
                         fleet.start()
                         relay_kills += 1
                 elif time.monotonic() >= next_kill:
-                    fleet.kill(rng.choice(sorted(fleet.procs)))
-                    fleet.start()
-                    kills += 1
-                    next_kill = time.monotonic() + KILL_EVERY
+                    # a worker that has started serving (a fresh one still starting up
+                    # on a loaded machine would die before it did anything)
+                    serving = [
+                        w.worker
+                        for w in await workers(store, utcnow())
+                        if w.status == "alive" and w.worker in fleet.procs
+                    ]
+                    if serving:
+                        fleet.kill(rng.choice(sorted(serving)))
+                        fleet.start()
+                        kills += 1
+                        next_kill = time.monotonic() + KILL_EVERY
                 await asyncio.sleep(0.5)
 
             # every task completed, each stage's result once, versions contiguous. A task
