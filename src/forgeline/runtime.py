@@ -95,8 +95,10 @@ class Runtime:
         base: str | None = None,
     ) -> str:
         """Record a new task on ``repository`` (a name under the workspaces root, or a path
-        inside it) and return its id; see ``Pipeline.submit``. Nothing runs yet."""
-        return await self.pipeline.submit(
+        inside it) and return its id; see ``Pipeline.submit``. Nothing runs yet. With
+        ``[transport] git_remote`` and a broker, the task's branch is pushed there for the
+        workers."""
+        task_id = await self.pipeline.submit(
             request,
             repository,
             max_fix_rounds=max_fix_rounds,
@@ -105,6 +107,12 @@ class Runtime:
             task_id=task_id,
             base=base,
         )
+        git_remote = self.settings.transport.git_remote
+        if git_remote is not None and self.settings.broker is not None:
+            from forgeline.transport.remote import publish_task
+
+            await publish_task(self.workspaces, git_remote, await self.state(task_id))
+        return task_id
 
     async def state(self, task_id: str) -> TaskState:
         """The task's latest state (``TaskNotFoundError`` for an unknown id)."""

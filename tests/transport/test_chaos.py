@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from forgeline.transport.roster import workers
 from tests.conftest import REPO, RabbitNode
 from tests.scripts import todo_project
 from tests.transport.conftest import purge, runtime, settings
+from tests.transport.processes import interpreter
 
 pytestmark = [
     pytest.mark.slow,
@@ -79,10 +79,10 @@ class Fleet:
         self.started += 1
         name = f"w{self.started}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGELINE_", "TODO_"))}
-        env["PYTHONPATH"] = str(REPO)
+        env["PYTHONPATH"] = os.pathsep.join((str(REPO / "src"), str(REPO)))
         with (self.logs / f"{name}.log").open("wb") as log:
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "forgeline", "worker", "--name", name, *self.flags()],
+                [interpreter(), "-m", "forgeline", "worker", "--name", name, *self.flags()],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -159,10 +159,18 @@ async def test_chaos_loses_nothing_and_does_nothing_twice(
                         fleet.start()
                         relay_kills += 1
                 elif time.monotonic() >= next_kill:
-                    fleet.kill(rng.choice(sorted(fleet.procs)))
-                    fleet.start()
-                    kills += 1
-                    next_kill = time.monotonic() + KILL_EVERY
+                    # a worker that has started serving (a fresh one still starting up
+                    # on a loaded machine would die before it did anything)
+                    serving = [
+                        w.worker
+                        for w in await workers(store, utcnow())
+                        if w.status == "alive" and w.worker in fleet.procs
+                    ]
+                    if serving:
+                        fleet.kill(rng.choice(sorted(serving)))
+                        fleet.start()
+                        kills += 1
+                        next_kill = time.monotonic() + KILL_EVERY
                 await asyncio.sleep(0.5)
 
             # every task completed, each stage's result once, versions contiguous. A task

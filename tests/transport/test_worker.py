@@ -10,6 +10,7 @@ from pydantic_ai.messages import ModelMessage
 
 from forgeline.core.events import task_stream
 from forgeline.llm.scripted import prompt_text, scripted_model
+from forgeline.transport.execution import BrokerExecution
 from forgeline.transport.relay import CHECKPOINT
 from tests.scripts import todo_project
 from tests.transport.conftest import runtime, settings, until, worker
@@ -83,3 +84,20 @@ async def test_a_cancel_recorded_elsewhere_stops_the_stage_and_its_processes(
         assert state.status == "cancelled"
         events = await submitter.store.read_stream(task_stream(task_id))
         assert "test.results" not in [e.type for e in events]
+
+
+async def test_a_resume_queues_the_unrecorded_work_and_nothing_runs_twice(
+    tmp_path: Path, store_url: str, broker_url: str
+) -> None:
+    config = settings(tmp_path, store_url, broker_url)
+    async with runtime(config) as submitter:
+        assert isinstance(submitter.execution, BrokerExecution)
+        task_id = await submitter.submit(REQUEST, tmp_path / "todo")
+        # what `POST /api/tasks/ID/resume` does on a server with a broker
+        assert await submitter.execution.resume(task_id) == 1  # the planner's, not yet done
+        async with worker(config) as serving:
+            state = await asyncio.wait_for(submitter.run_until_settled(task_id), 60)
+            assert state.status == "completed", state.failure
+        events = await submitter.store.read_stream(task_stream(task_id))
+        assert [e.type for e in events] == todo_project.EVENT_CHAIN  # the copy found it done
+        assert serving.handled >= 7

@@ -2,9 +2,10 @@
 
 Nothing connects when this module is imported or the app is built: the app's lifespan
 opens the runtime (``open_runtime``) with an execution that serves every task in the
-store (``SharedWorkers`` by default: the pipeline's workers in this process; a broker
-that hands work to remote workers is another execution), and closes it on shutdown
-(work in flight finished and recorded). Submitting (a route) and executing (the
+store (``server_execution``: the pipeline's workers in this process, ``SharedWorkers``;
+with a broker configured, the ``forgeline worker`` processes of the cluster, which this
+process only submits to and follows), and closes it on shutdown (work in flight
+finished and recorded). Submitting (a route) and executing (the
 execution) stay apart.
 
 Around the routes: a body size limit (413), CORS only for configured origins, security
@@ -32,7 +33,7 @@ from forgeline.api.limits import BodyLimit
 from forgeline.api.routes import agents, events, keys, system, tasks, workspaces
 from forgeline.config import Settings
 from forgeline.pipeline.execution import ExecutionFactory, SharedWorkers
-from forgeline.runtime import Runtime, open_runtime
+from forgeline.runtime import Runtime, default_execution, open_runtime
 
 WEB = Path(str(resources.files("forgeline") / "web"))
 HEADERS = [
@@ -55,7 +56,7 @@ def create_app(
     **options: Any,
 ) -> FastAPI:
     """The server for ``settings``. Its lifespan opens the runtime: ``execution`` does
-    the submitted work (default ``SharedWorkers``), ``options`` go to ``open_runtime``
+    the submitted work (default ``server_execution(settings)``), ``options`` go to ``open_runtime``
     (``models``, ``spawner`` in tests). Given a ``runtime`` already open (``forgeline
     serve`` opens it first, so a bad setting is a message, not a traceback), the app
     uses it and leaves closing it to its opener."""
@@ -66,7 +67,9 @@ def create_app(
             opened = runtime
             if opened is None:
                 opened = await stack.enter_async_context(
-                    open_runtime(settings, execution=execution or SharedWorkers, **options)
+                    open_runtime(
+                        settings, execution=execution or server_execution(settings), **options
+                    )
                 )
             server = Server.of(opened)
             app.state.server = server
@@ -97,6 +100,14 @@ def create_app(
     app.add_middleware(BodyLimit, limit=_body_limit(settings))
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def server_execution(settings: Settings) -> ExecutionFactory:
+    """What does a server's submitted work: with ``settings.broker``, the cluster's
+    ``forgeline worker`` processes (``transport.BrokerExecution``: this process records,
+    follows and starts no stage); else the pipeline's workers in this process for every
+    task in the store (``SharedWorkers``)."""
+    return SharedWorkers if settings.broker is None else default_execution(settings)
 
 
 def _body_limit(settings: Settings) -> Callable[[str], int]:

@@ -9,17 +9,18 @@ and the store (``--store``, else the configured one, else
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from forgeline.cli.edge import console, given, run_async, sandbox_flags, warn
-from forgeline.cli.options import ConfigFile, RequireSandbox, Store, Unsafe
+from forgeline.cli.options import Broker, ConfigFile, RequireSandbox, Store, Unsafe
 from forgeline.config import Settings, load_settings
 from forgeline.core.keys import Scope
 from forgeline.runtime import Runtime, open_runtime
@@ -62,34 +63,64 @@ def serve(
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default 8000).")] = None,
     workspaces_root: Root = None,
     store: Store = None,
+    broker: Broker = None,
     config: ConfigFile = None,
     unsafe_no_sandbox: Unsafe = False,
     require_sandbox: RequireSandbox = False,
 ) -> None:
     """Serve the API, the live event stream and the dashboard, and run the pipeline's
-    workers for every task in the store. Every route needs a key: `forgeline keys create`."""
+    workers for every task in the store; with a broker (--broker, FORGELINE_BROKER), hand
+    the work to the cluster's `forgeline worker` processes instead and follow it. Every
+    route needs a key: `forgeline keys create`."""
     import uvicorn
 
-    from forgeline.api.app import create_app
-    from forgeline.pipeline.execution import SharedWorkers
+    from forgeline.api.app import create_app, server_execution
+    from forgeline.transport.broker import redact_url
 
     async def go() -> None:
         settings = server_settings(
-            workspaces_root, store, config, **sandbox_flags(unsafe_no_sandbox, require_sandbox)
+            workspaces_root,
+            store,
+            config,
+            broker=broker,
+            **sandbox_flags(unsafe_no_sandbox, require_sandbox),
         )
         listen = settings.server.model_copy(update=given(host=host, port=port))
         settings = settings.model_copy(update={"server": listen})
-        async with open_runtime(settings, execution=SharedWorkers, warn=warn) as runtime:
+        execution = server_execution(settings)  # a bad broker setting: a message, at once
+        async with open_runtime(settings, execution=execution, warn=warn) as runtime:
             app = create_app(settings, runtime=runtime)
+            work = (
+                "this process's workers"
+                if settings.broker is None
+                else f"the workers of {redact_url(settings.broker)}"
+            )
             console.print(
                 f"forgeline serving http://{listen.host}:{listen.port}/ "
-                f"(workspaces under {settings.workspaces_root}, store {runtime.store.location})",
+                f"(workspaces under {settings.workspaces_root}, store {runtime.store.location}, "
+                f"work done by {work})",
                 highlight=False,
             )
-            server = uvicorn.Server(uvicorn.Config(app, host=listen.host, port=listen.port))
+            server = uvicorn.Server(
+                uvicorn.Config(app, host=listen.host, port=listen.port, log_config=_log_config())
+            )
             await server.serve()
 
     run_async(go())
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, with its access lines formatted as plain messages: the
+    process's redactor (``forgeline.redaction``) has merged a record's arguments into its
+    message by then, which uvicorn's access formatter cannot take."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["access"] = {
+        "()": "uvicorn.logging.DefaultFormatter",
+        "fmt": "%(levelprefix)s %(message)s",
+    }
+    return config
 
 
 @keys.command("create")

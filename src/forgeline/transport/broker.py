@@ -85,6 +85,8 @@ class Work:
     """Tries so far that raised."""
     error: str | None = None
     """What the last of them raised."""
+    recover: bool = False
+    """Put the task's worktree back at its last recorded commit first (a resume)."""
 
     @classmethod
     def of(cls, event: Event, role: Role) -> Work:

@@ -36,5 +36,7 @@ class TransportConfig(BaseModel):
     """Whether a worker stands by as the outbox relay (one relay publishes at a time)."""
     git_remote: str | None = None
     """Where workers on machines without the shared workspaces root get repositories:
-    ``<git_remote>/<repository>`` is cloned (a directory of bare repositories or a URL
-    prefix). Unset: workers share the workspaces root's filesystem."""
+    repository ``R`` lives at ``<git_remote>/R`` (a directory of bare repositories or a
+    URL prefix); submitters push a new task's branch there, workers fetch it before each
+    stage and push each commit before recording it (``transport/remote.py``). Unset:
+    workers share the workspaces root's filesystem."""

@@ -6,7 +6,9 @@ message is tried again with backoff and, after ``[transport] max_attempts`` trie
 in the dead-letter queue until ``forgeline retry``:
 
 - transient failures, which a later try may not meet: the store unreachable, a model
-  that timed out, was rate-limited, overloaded or unreachable, a broken connection;
+  that timed out, was rate-limited, overloaded or unreachable, a broken connection, a
+  git remote that refused a commit because the task branch moved there, or did not
+  answer (``remote.RemoteError``);
 - internal errors (an exception that is no ``ForgelineError`` and no answer of a model):
   a bug, which a retry after the fix completes.
 
@@ -26,9 +28,11 @@ from pydantic_ai.exceptions import (
 )
 
 from forgeline.errors import ForgelineError, StoreError
+from forgeline.transport.remote import RemoteError
 
 TRANSIENT: tuple[type[BaseException], ...] = (
     StoreError,
+    RemoteError,
     ModelConnectionError,
     ModelRateLimitError,
     ModelRequestTimeout,

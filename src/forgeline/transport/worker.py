@@ -6,6 +6,9 @@ it reads the event from the store (the message only points at it), has
 ``Pipeline.handle`` act on it (fold the task, run the stage or decide, record the output
 with the causation id), and only then acknowledges it. So:
 
+- with ``[transport] git_remote`` (no shared filesystem) the worker first fetches the
+  task's branch and puts its worktree here at the last recorded commit
+  (``remote.py``), and each commit is pushed before it is recorded;
 - a worker that dies mid-stage leaves its message unacknowledged: the broker gives it to
   another worker, which first puts the worktree back at the task's last recorded commit
   (``Pipeline.recover``, as ``resume`` does; under the task's activity lock, so never
@@ -23,7 +26,8 @@ with the causation id), and only then acknowledges it. So:
 
 Alongside, every ``heartbeat`` seconds the worker records ``worker.heartbeat`` (what it
 runs, whether it is the relay) in the ``workers`` stream, and unless told otherwise it
-stands by as the outbox relay (``relay.py``). SIGTERM/SIGINT (``stop``) stop the intake;
+stands by as the outbox relay (``relay.py``; the relay also gives waiting tasks agents as
+agents free up). SIGTERM/SIGINT (``stop``) stop the intake;
 the messages in flight are finished, recorded and acknowledged first.
 """
 
@@ -56,7 +60,7 @@ from forgeline.core.events import (
 )
 from forgeline.core.reactions import ORCHESTRATOR, Role
 from forgeline.errors import ForgelineError, TaskNotFoundError, WorkspaceError
-from forgeline.pipeline.execution import wait_first
+from forgeline.pipeline.execution import serving_assignments, wait_first
 from forgeline.pipeline.runner import StageInterrupted
 from forgeline.runtime import Runtime
 from forgeline.transport.activity import activity
@@ -64,6 +68,7 @@ from forgeline.transport.broker import Broker, BrokerError, Work
 from forgeline.transport.failures import describe, escalates
 from forgeline.transport.lease import relay_lease
 from forgeline.transport.relay import Relay
+from forgeline.transport.remote import RemoteWorkspaces
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,10 @@ class BrokerWorker:
         self._stop = asyncio.Event()
         # On this worker a stage raises transient failures and bugs, to be retried.
         runtime.services.escalates = escalates
+        self.remote: RemoteWorkspaces | None = None
+        if self.config.git_remote is not None:  # no shared filesystem: clone, push
+            self.remote = RemoteWorkspaces(runtime.workspaces.root, self.config.git_remote)
+            runtime.services.workspaces = self.remote
 
     # ------------------------------------------------------------------ running
 
@@ -201,13 +210,17 @@ class BrokerWorker:
             await self.pipeline.handle(event, work.role)  # decides; touches no worktree
             return
         worktree = self.runtime.workspaces.worktree(state).path
-        if not worktree.exists():
+        if self.remote is not None:
+            # The worktree here may be stale or absent: put it at the recorded commit.
+            async with activity(worktree, exclusive=True):
+                await self.remote.sync(state)
+        elif not worktree.exists():
             raise WorkspaceError(
                 f"the worktree {worktree} of task {work.task_id} is not on this machine: "
                 "run workers on the filesystem that holds the workspaces root, or set "
                 "[transport] git_remote"
             )
-        if redelivered or work.attempt > 0:
+        elif redelivered or work.attempt > 0 or work.recover:
             # Whoever had it before died or failed mid-way: put back what it left.
             async with activity(worktree, exclusive=True):
                 await self.pipeline.recover(work.task_id)
@@ -272,14 +285,19 @@ class BrokerWorker:
     # ------------------------------------------------------------------ alongside
 
     async def _stand_by(self, stop: asyncio.Event) -> None:
-        """Be the relay whenever this worker holds the lease."""
+        """Be the relay whenever this worker holds the lease, and meanwhile give waiting
+        tasks agents as agents free up (``Assignments.serve``: one process of the cluster
+        does it, whoever submitted the tasks)."""
         url = self.runtime.settings.store
         assert url is not None
         while not stop.is_set():
             try:
                 async with relay_lease(url, stop) as lease:
                     if lease is not None:
-                        async with Broker(self.broker.url, heartbeat=self.config.heartbeat) as b:
+                        async with (
+                            Broker(self.broker.url, heartbeat=self.config.heartbeat) as b,
+                            serving_assignments(self.pipeline),
+                        ):
                             self.relay = Relay(self.store, b)
                             await self._record_heartbeat()
                             await self.relay.run(lease, stop)

@@ -28,6 +28,7 @@ from forgeline.core.task import settled
 from forgeline.errors import InvalidRequestError
 from forgeline.llm.metered import usage_rows
 from forgeline.pipeline.runner import StageInterrupted
+from forgeline.transport.execution import BrokerExecution
 
 log = logging.getLogger("forgeline.api")
 
@@ -132,11 +133,15 @@ async def approve(task_id: str, body: ApproveIn, server: ServerDep, key: WriteKe
 async def resume(task_id: str, server: ServerDep, key: WriteKey) -> TaskOut:
     """Start over from the last recorded step: stop the task's stages running here, put
     its worktree at its last recorded commit and handle again every event whose effect
-    was never recorded (a stage that crashed, a server that stopped)."""
+    was never recorded (a stage that crashed, a server that stopped). With a broker, that
+    work is queued for the cluster's workers instead."""
     runtime = server.runtime
     state = await runtime.state(task_id)
     if settled(state):
         raise ApiError(409, f"task {task_id} is {state.status}: there is nothing to resume")
+    if isinstance(runtime.execution, BrokerExecution):  # the cluster's workers redo it
+        await runtime.execution.resume(task_id)
+        return await task_view(server, task_id)
     pipeline = runtime.pipeline
     await pipeline.interrupt(task_id)
     await pipeline.recover(task_id)
