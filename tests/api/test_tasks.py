@@ -81,3 +81,28 @@ def test_a_resume_that_interrupts_another_resume_logs_no_failure(
         assert cancelled["status"] == "cancelled"
     failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert failed == []
+
+
+def test_work_parked_in_the_dead_letter_queue_shows_with_its_last_error(api: Api) -> None:
+    # what a worker of the distributed mode records when a stage failed on every try
+    from forgeline.core.events import DEAD_LETTERS_STREAM, NewEvent, WorkDeadLettered
+
+    task = api.post("/api/tasks", json={"request": REQUEST, "workspace": "todo"}).json()
+    assert api.get(f"/api/tasks/{task['id']}").json()["parked"] == []
+    letter = WorkDeadLettered(
+        task_id=task["id"],
+        role="planner",
+        event_id="e1",
+        event_type="spec.derived",
+        position=1,
+        attempts=3,
+        error="RuntimeError: the planner chokes",
+        worker="w1",
+    )
+    event = NewEvent(
+        stream_id=DEAD_LETTERS_STREAM, data=letter, correlation_id=task["id"], actor="w1"
+    )
+    api.call(api.server.runtime.store.append, DEAD_LETTERS_STREAM, [event])
+    [parked] = api.get(f"/api/tasks/{task['id']}").json()["parked"]
+    assert parked["role"] == "planner" and parked["attempts"] == 3
+    assert parked["error"] == "RuntimeError: the planner chokes"

@@ -4,6 +4,7 @@ functions."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from forgeline.core.keys import KeyState, Scope
 from forgeline.core.task import TaskState
 from forgeline.llm.metered import UsageRow
 from forgeline.store.base import TaskRow
+from forgeline.transport.deadletters import DeadLetter
 
 
 class In(BaseModel):
@@ -139,6 +141,17 @@ class UsageOut(BaseModel):
     latency_ms: float
 
 
+class ParkedOut(BaseModel):
+    """A stage's work parked in the dead-letter queue after its last try."""
+
+    role: str
+    event_type: str
+    attempts: int
+    error: str = Field(description="The last try's error.")
+    worker: str
+    at: datetime
+
+
 class CommitOut(BaseModel):
     sha: str
     subject: str
@@ -168,6 +181,10 @@ class TaskOut(BaseModel):
     failure: str | None
     commits: list[CommitOut]
     budget: dict[str, float | int | None]
+    parked: list[ParkedOut] = Field(
+        description="Work in the dead-letter queue (distributed mode): retry it with "
+        "`forgeline retry TASK` once the cause is fixed."
+    )
 
 
 def summary_out(row: TaskRow) -> TaskSummary:
@@ -190,6 +207,7 @@ def task_out(
     phase: str,
     usage: list[UsageRow],
     commits: list[tuple[str, str]],
+    parked: Sequence[DeadLetter] = (),
 ) -> TaskOut:
     items = [
         ItemOut(
@@ -256,6 +274,17 @@ def task_out(
         failure=state.failure,
         commits=[CommitOut(sha=sha, subject=subject) for sha, subject in commits],
         budget={"tokens": state.budget.tokens, "usd": state.budget.usd},
+        parked=[
+            ParkedOut(
+                role=p.role,
+                event_type=p.event_type,
+                attempts=p.attempts,
+                error=p.error,
+                worker=p.worker,
+                at=p.at,
+            )
+            for p in parked
+        ],
     )
 
 

@@ -28,6 +28,7 @@ from forgeline.core.task import settled
 from forgeline.errors import InvalidRequestError
 from forgeline.llm.metered import usage_rows
 from forgeline.pipeline.runner import StageInterrupted
+from forgeline.transport.deadletters import dead_letters
 from forgeline.transport.execution import BrokerExecution
 
 log = logging.getLogger("forgeline.api")
@@ -53,7 +54,8 @@ async def task_view(server: Server, task_id: str) -> TaskOut:
     row = await runtime.store.task(task_id)
     usage = usage_rows(task_id, await runtime.store.read_stream(usage_stream(task_id)))
     commits = await runtime.commits(state)
-    return task_out(state, row.current_phase if row else "", usage, commits)
+    parked = await dead_letters(runtime.store, task_id)
+    return task_out(state, row.current_phase if row else "", usage, commits, parked)
 
 
 @router.post("", status_code=201, response_model=TaskOut)
