@@ -49,8 +49,37 @@ async def test_a_crashing_command_line_fails(tmp_path: Path) -> None:
     request = "Write todo.py: `python todo.py add TEXT...` adds an item; `python todo.py list`."
     crash = "import sys\nprint(sys.argv[5])\n"
     result = await evaluate(tmp_path, request, {"todo.py": crash})
-    assert [t.split("::")[1] for t in result.spec_failed] == ["test_interface_2_commands"]
+    assert [t.split("::")[1] for t in result.spec_failed] == [
+        "test_interface_2_commands",
+        "test_interface_3_round_trip",
+    ]
     assert "IndexError" in result.error
+
+
+TODO = (
+    "Write todo.py, keeping items in todo.json: `python todo.py add TEXT...` adds an item, "
+    "`python todo.py list` prints them."
+)
+STORES = (
+    "import json, sys\nfrom pathlib import Path\n\n"
+    "path = Path('todo.json')\n"
+    "items = json.loads(path.read_text()) if path.exists() else []\n"
+    "if sys.argv[1] == 'add':\n"
+    "    items.append(' '.join(sys.argv[2:]))\n"
+    "    path.write_text(json.dumps(items))\n"
+    "elif sys.argv[1] == 'list':\n"
+    "    print('\\n'.join(items))\n"
+)
+
+
+async def test_what_a_command_stores_another_shows(tmp_path: Path) -> None:
+    # the README's example: a CLI whose `list` printed its usage passed every other check
+    works = await evaluate(tmp_path / "a", TODO, {"todo.py": STORES})
+    assert works.spec_failed == () and works.spec_passed == 3
+    forgets = STORES.replace("print('\\n'.join(items))", "print('Usage: todo.py add|list')")
+    result = await evaluate(tmp_path / "b", TODO, {"todo.py": forgets})
+    assert [t.split("::")[1] for t in result.spec_failed] == ["test_interface_3_round_trip"]
+    assert "does not show 'kale', stored by python todo.py add kale" in result.error
 
 
 async def test_a_route_whose_handler_crashes_fails(tmp_path: Path) -> None:

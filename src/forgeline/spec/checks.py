@@ -52,6 +52,15 @@ PLACEHOLDER_VALUES = {
 }
 
 
+#: A request's command that stores what it is given (``add TEXT``), and one that shows
+#: what is stored (``list``): the round-trip check runs one, then the other.
+STORING = frozenset({"add", "append", "create", "insert", "new", "push", "put", "record", "save"})
+LISTING = frozenset({"all", "list", "ls", "show", "view"})
+#: The value the round trip stores, for a placeholder of these kinds.
+STORED = "kale"
+TEXTUAL = frozenset({"TEXT", "WORD", "WORDS", "TITLE", "MESSAGE", "MSG", "ITEM", "TASK", "NOTE"})
+
+
 class SpecCheck(SpecModel):
     """One generated test: its pytest id and what it checks."""
 
@@ -80,6 +89,33 @@ def command_values(args: Sequence[str]) -> tuple[str, ...] | None:
         else:
             return None
     return tuple(out)
+
+
+def round_trip(spec: Spec) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
+    """``(script, storing args, listing args)`` where the request names a command that
+    stores text (``add TEXT...``) and one of the same script that shows what is stored
+    without a value (``list``); None otherwise."""
+    for storing in spec.commands:
+        args = storing.args
+        if not args or args[0] not in STORING:
+            continue
+        textual = [
+            i for i, word in enumerate(args) if word.removesuffix("...").strip("[]") in TEXTUAL
+        ]
+        values = command_values(args)
+        if not textual or values is None:
+            continue
+        stored = tuple(STORED if i in textual else word for i, word in enumerate(args))
+        stored = tuple(w for w in stored if not w.startswith("["))
+        for listing in spec.commands:
+            shows = listing.args[:1] and listing.args[0] in LISTING
+            if listing.script == storing.script and shows and not _holes(listing.args):
+                return storing.script, stored, listing.args
+    return None
+
+
+def _holes(args: Sequence[str]) -> bool:
+    return command_values(args) != tuple(args)
 
 
 def route_path(path: str) -> str:
@@ -185,6 +221,14 @@ def interface_bodies(spec: Spec) -> list[tuple[str, str, str]]:
             "commands",
             "the command lines run without a traceback and do something",
             f"check_commands({runnable!r})",
+        )
+    trip = round_trip(spec)
+    if trip is not None:
+        script, storing, listing = trip
+        add(
+            "round trip",
+            f"what `{' '.join(storing[:1])}` stores, `{' '.join(listing)}` shows",
+            f"check_round_trip({script!r}, {storing!r}, {listing!r}, {STORED!r})",
         )
     if spec.server is not None and spec.routes:
         routes = list(dict.fromkeys((r.method, route_path(r.path)) for r in spec.routes))

@@ -208,6 +208,17 @@ def check_commands(commands):
     assert effect, "the command lines printed nothing, wrote no file and never failed"
 
 
+def check_round_trip(script, storing, listing, value):
+    given = " ".join([script, *storing])
+    stored = run(script, *storing)
+    assert stored.returncode == 0, f"python {given} failed:\n{stored.stderr[-2000:]}"
+    shown = run(script, *listing)
+    assert value in shown.stdout, (
+        f"python {' '.join([script, *listing])} does not show {value!r}, stored by "
+        f"python {given}; it printed:\n{shown.stdout[-1000:]}"
+    )
+
+
 def check_routes(routes):
     for method, path in routes:
         status, _ = http(method, path, {} if method in ("POST", "PUT", "PATCH") else None)
