@@ -97,3 +97,15 @@ async def test_a_route_whose_handler_crashes_fails(tmp_path: Path) -> None:
     )
     result = await evaluate(tmp_path, request, {"app.py": server})
     assert [t.split("::")[1] for t in result.spec_failed] == ["test_interface_3_routes"]
+
+
+async def test_a_listing_command_must_work_before_anything_is_stored(tmp_path: Path) -> None:
+    # seed 400 of the README's example: `list` read todo.json before any `add` made it,
+    # which only the deployer's smoke run (`todo.py list` in a fresh directory) caught
+    fresh_crash = STORES.replace(
+        "items = json.loads(path.read_text()) if path.exists() else []\n",
+        "items = json.loads(path.read_text()) if sys.argv[1] == 'list' or path.exists() else []\n",
+    )
+    result = await evaluate(tmp_path, TODO, {"todo.py": fresh_crash})
+    assert [t.split("::")[1] for t in result.spec_failed] == ["test_interface_2_commands"]
+    assert "python todo.py list crashed" in result.error and "FileNotFoundError" in result.error

@@ -211,8 +211,11 @@ def interface_bodies(spec: Spec) -> list[tuple[str, str, str]]:
             f"{c.module}.{c.name} accepts the stated parameters",
             f"check_callable({c.module!r}, {c.name!r}, {c.kind!r}, {params!r})",
         )
+    # the commands that need no value first, as a user's first run meets them (and the
+    # deployer's smoke run): `list` in a fresh directory, before any `add` made a file
+    commands = sorted(spec.commands, key=lambda c: _holes(c.args))
     runnable: list[tuple[str, tuple[str, ...]]] = []
-    for command in spec.commands:
+    for command in commands:
         values = command_values(command.args)
         if values is not None and "--port" not in command.args:
             runnable.append((command.script, values))
