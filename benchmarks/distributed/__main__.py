@@ -38,7 +38,12 @@ from forgeline.transport.broker import DEAD_QUEUE, queue_name, retry_queue
 from forgeline.transport.config import TransportConfig
 from forgeline.transport.roster import workers as roster
 
-from ..orchestration.__main__ import fresh_database, postgres_cluster, postgres_version
+from ..orchestration.__main__ import (
+    fresh_database,
+    postgres_cluster,
+    postgres_version,
+    script_server,
+)
 from . import flow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,28 +103,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 @contextmanager
 def rabbitmq_node() -> Iterator[str]:
     """A throwaway RabbitMQ node (with its own epmd); yields its URL."""
-    # Not under a private temporary directory of ours: the node runs as `rabbitmq`.
-    node_dir = Path(tempfile.mkdtemp(prefix="forgeline-bench-rmq-"))
-    try:
-        done = subprocess.run(
-            ["bash", str(RABBITMQ_SCRIPT), "start", str(node_dir)],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        lines = done.stdout.strip().splitlines()
-        if done.returncode != 0 or not lines:
-            raise SystemExit(f"cannot start a RabbitMQ node:\n{done.stderr.strip()}")
-        yield lines[-1]
-    finally:
-        subprocess.run(
-            ["bash", str(RABBITMQ_SCRIPT), "stop", str(node_dir)],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-        shutil.rmtree(node_dir, ignore_errors=True)
+    with script_server(RABBITMQ_SCRIPT, "a RabbitMQ node") as url:
+        yield url
 
 
 @contextmanager

@@ -85,12 +85,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """A throwaway cluster (fsync and synchronous_commit on); yields its URL."""
-    data_dir = Path(tempfile.mkdtemp(prefix="forgeline-bench-pg-"))
+def script_server(script: Path, what: str, *args: str) -> Iterator[str]:
+    """A throwaway server started by one of the repository's scripts (``start DIR
+    ARGS...``, printing its URL last) and stopped by it (``stop DIR``); yields the URL.
+    Its directory is not under a private temporary directory of ours: the server may run
+    as another user (RabbitMQ runs as ``rabbitmq``)."""
+    node_dir = Path(tempfile.mkdtemp(prefix=f"forgeline-bench-{script.stem}-"))
     try:
         done = subprocess.run(
-            ["bash", str(POSTGRES_SCRIPT), "start", str(data_dir), str(_free_port())],
+            ["bash", str(script), "start", str(node_dir), *args],
             capture_output=True,
             text=True,
             timeout=180,
@@ -98,16 +101,23 @@ def postgres_cluster() -> Iterator[str]:
         )
         lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or not lines:
-            raise SystemExit(f"cannot start a Postgres cluster:\n{done.stderr.strip()}")
+            raise SystemExit(f"cannot start {what}:\n{done.stderr.strip()}")
         yield lines[-1]
     finally:
         subprocess.run(
-            ["bash", str(POSTGRES_SCRIPT), "stop", str(data_dir)],
+            ["bash", str(script), "stop", str(node_dir)],
             capture_output=True,
             timeout=120,
             check=False,
         )
-        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(node_dir, ignore_errors=True)
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """A throwaway cluster (fsync and synchronous_commit on); yields its URL."""
+    with script_server(POSTGRES_SCRIPT, "a Postgres cluster", str(_free_port())) as url:
+        yield url
 
 
 def fresh_database(url: str, name: str) -> str:
