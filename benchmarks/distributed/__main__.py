@@ -32,13 +32,13 @@ from typing import Any
 import aio_pika
 
 from forgeline.core.events import utcnow
-from forgeline.core.reactions import ROLES
 from forgeline.store import open_store
-from forgeline.transport.broker import DEAD_QUEUE, queue_name, retry_queue
+from forgeline.transport.broker import queue_names
 from forgeline.transport.config import TransportConfig
 from forgeline.transport.roster import workers as roster
 
 from ..orchestration.__main__ import (
+    _fmt,
     fresh_database,
     postgres_cluster,
     postgres_version,
@@ -131,12 +131,7 @@ async def empty_queues(url: str) -> None:
     connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel()
-        names = [DEAD_QUEUE]
-        for role in ROLES:
-            names.append(queue_name(role))
-            max_attempts = TransportConfig().max_attempts
-            names += [retry_queue(role, n) for n in range(1, max_attempts + 1)]
-        for name in names:
+        for name in queue_names(TransportConfig().max_attempts):
             await channel.queue_delete(name)
     finally:
         await connection.close()
@@ -342,16 +337,6 @@ def _per_task(cpu: float, outcome: flow.Outcome) -> float | None:
 
 
 # ---------------------------------------------------------------------- report
-
-
-def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
 
 
 def table(rows: Sequence[Row]) -> str:

@@ -17,12 +17,12 @@ import pytest
 from pydantic_ai.models import Model
 
 from forgeline.config import Settings
-from forgeline.core.reactions import ROLES, STAGES, Role
+from forgeline.core.reactions import STAGES, Role
 from forgeline.llm.gateway import ModelRegistry
 from forgeline.pipeline.execution import ExecutionFactory
 from forgeline.runtime import Runtime, open_runtime
 from forgeline.sandbox.local import LocalSpawner
-from forgeline.transport.broker import DEAD_QUEUE, queue_name, retry_queue
+from forgeline.transport.broker import queue_names
 from forgeline.transport.config import TransportConfig
 from forgeline.transport.worker import BrokerWorker
 from tests.conftest import RabbitNode
@@ -58,11 +58,7 @@ async def purge(url: str, max_attempts: int = 50) -> None:
     connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel()
-        names = [DEAD_QUEUE]
-        for role in ROLES:
-            names.append(queue_name(role))
-            names += [retry_queue(role, n) for n in range(1, max_attempts + 1)]
-        for name in names:
+        for name in queue_names(max_attempts):
             await channel.queue_delete(name)
     finally:
         await connection.close()

@@ -62,6 +62,16 @@ def retry_queue(role: Role, attempt: int) -> str:
     return f"forgeline.{role}.retry.{attempt}"
 
 
+def queue_names(max_attempts: int) -> list[str]:
+    """Every queue forgeline declares: the dead letters, each role's work queue and its
+    retry queues (for work tried up to ``max_attempts`` times)."""
+    names = [DEAD_QUEUE]
+    for role in ROLES:
+        names.append(queue_name(role))
+        names += [retry_queue(role, n) for n in range(1, max_attempts + 1)]
+    return names
+
+
 def routes(data: EventData) -> tuple[Role, ...]:
     """The roles whose queues get a recorded event with this payload: what the reaction
     table says acts on it (``core.reactions``), the orchestrator last."""
