@@ -1,6 +1,13 @@
 """Chaos: 50 tasks on scripted models across 3 worker processes while workers are killed
 (``kill -9``) every few seconds and replaced, the broker is restarted once and the relay
-is killed once. Nothing may be lost or done twice."""
+is killed once. Nothing may be lost or done twice.
+
+A kill waits until some stage has finished since the one before. On a loaded machine a
+stage (a test run, a commit) can take longer than the kill interval, and killing on a
+clock alone then kills every stage before it ends: the test would measure the machine's
+speed, not whether the transport loses or repeats work. For the same reason the test
+fails when no task has moved for ``STALL`` seconds (work lost shows as a task that never
+moves again), not after a fixed time: on a quiet machine it takes about three minutes."""
 
 from __future__ import annotations
 
@@ -25,18 +32,14 @@ from tests.transport.processes import interpreter
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.timeout(900),
-    # Known: under kills and a broker restart on 2 shared cores, 1 of 50 tasks sometimes
-    # fails its tests (a fix round, once a failed task); the cause is not found yet. In
-    # both runs every task reached an end (none lost) within the deadline.
-    pytest.mark.xfail(reason="a task's tests sometimes fail under chaos; cause open", strict=False),
+    pytest.mark.timeout(1800),
 ]
 
 TASKS = 50
 REPOSITORIES = 5
 WORKERS = 3
 KILL_EVERY = 5.0
-DEADLINE = 600.0
+STALL = 240.0
 CONFIG = (
     "workspace_venv = false\n"
     + todo_project.CONFIG
@@ -136,13 +139,19 @@ async def test_chaos_loses_nothing_and_does_nothing_twice(
                 tasks.append(await submitter.submit(f"a todo CLI, number {i}", repo))
             store = submitter.store
             next_kill = time.monotonic() + KILL_EVERY
+            at_last_kill: set[tuple[str, str, str]] = set()
+            last_phases, moved = at_last_kill, time.monotonic()
             while True:
                 rows = {row.id: row for row in await store.tasks()}
                 done = sum(rows[t].status in ("completed", "failed") for t in tasks)
+                # where every task stands: it moves only when a stage has finished
+                phases = {(t, rows[t].status, rows[t].current_phase) for t in tasks}
                 if done == TASKS:
                     break
-                elapsed = time.monotonic() - started
-                assert elapsed < DEADLINE, f"only {done} of {TASKS} tasks done in {elapsed:.0f} s"
+                if phases != last_phases:
+                    last_phases, moved = phases, time.monotonic()
+                still = time.monotonic() - moved
+                assert still < STALL, f"no task moved for {still:.0f} s; {done} of {TASKS} done"
                 if broker_restarts == 0 and done >= TASKS // 3:
                     await asyncio.to_thread(own_node.stop)
                     await asyncio.sleep(2)
@@ -158,7 +167,7 @@ async def test_chaos_loses_nothing_and_does_nothing_twice(
                         fleet.kill(relays[0])
                         fleet.start()
                         relay_kills += 1
-                elif time.monotonic() >= next_kill:
+                elif time.monotonic() >= next_kill and phases != at_last_kill:
                     # a worker that has started serving (a fresh one still starting up
                     # on a loaded machine would die before it did anything)
                     serving = [
@@ -171,6 +180,7 @@ async def test_chaos_loses_nothing_and_does_nothing_twice(
                         fleet.start()
                         kills += 1
                         next_kill = time.monotonic() + KILL_EVERY
+                        at_last_kill = phases
                 await asyncio.sleep(0.5)
 
             # every task completed, each stage's result once, versions contiguous. A task

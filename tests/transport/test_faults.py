@@ -17,7 +17,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from forgeline.core.events import task_stream
 from forgeline.llm.scripted import prompt_text, scripted_function
-from forgeline.transport.broker import DEAD_QUEUE, Work
+from forgeline.transport.broker import DEAD_QUEUE, Broker, Work
 from forgeline.transport.deadletters import dead_letters
 from tests.conftest import REPO, RabbitNode
 from tests.scripts import todo_project
@@ -158,6 +158,55 @@ async def test_a_partition_longer_than_the_heartbeat_ends_with_the_stage_done_on
         assert [e.type for e in events].count("plan.created") == 1
         assert calls == 1  # the redelivered message found the stage done
         assert [e.version for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_a_message_given_out_twice_at_once_runs_once(
+    tmp_path: Path, store_url: str, broker_url: str
+) -> None:
+    # a relay killed between publishing and recording how far it got publishes again, and
+    # a broker restart gives out what was unacknowledged, unmarked: the same work twice,
+    # here while its first run is still going. The second waits for the first, then
+    # finds the work done; no commit is made twice, none stands that no event names.
+    reached = asyncio.Event()
+    release = asyncio.Event()
+    calls = 0
+    plan = scripted_function([todo_project.PLAN])
+
+    async def planner(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        nonlocal calls
+        calls += 1
+        reached.set()
+        await release.wait()
+        return plan(messages, info)
+
+    models = todo_project.models(planner=FunctionModel(planner, model_name="slow"))
+    config = settings(tmp_path, store_url, broker_url)
+    async with worker(config, models=models) as serving, runtime(config) as submitter:
+        task_id = await submitter.submit("a todo CLI", tmp_path / "todo")
+        stream = task_stream(task_id)
+        try:
+            await asyncio.wait_for(reached.wait(), 60)
+            [trigger] = [
+                e for e in await submitter.store.read_stream(stream) if e.type == "spec.derived"
+            ]
+            async with Broker(broker_url) as broker:
+                await broker.publish([Work.of(trigger, "planner")])
+            await until(lambda: len(serving._in_flight) >= 2, 30, "the second copy is taken")
+        finally:
+            release.set()
+        state = await asyncio.wait_for(submitter.run_until_settled(task_id), 120)
+        events = await submitter.store.read_stream(stream)
+    assert state.status == "completed", state.failure
+    assert calls == 1
+    assert [e.type for e in events] == todo_project.EVENT_CHAIN
+    log = subprocess.run(
+        ["git", "log", "--format=%B", f"{state.base_commit}..{state.branch}"],
+        cwd=tmp_path / "todo",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert log.count(f"Event: spec.derived {trigger.id}") == 1
 
 
 def test_work_messages_round_trip() -> None:

@@ -8,6 +8,12 @@ independent stages of one task still run side by side. It is an ``flock`` on
 ``<repository>/.forgeline/locks/<task id>.active``, next to the worktree lock: the
 kernel drops a dead process's share at once. Waiting polls with ``LOCK_NB``, so a
 cancelled waiter leaves nothing behind.
+
+``running`` is a second lock, one per piece of work (a stage on one event): the broker
+may give a message out again while its first run still goes on (after a lost
+connection, a broker restart, or a relay that published it twice), and the second run
+waits for the first, then finds its result recorded. Two runs of one stage at once
+would each commit, one on the other, and only one result would name its commit.
 """
 
 from __future__ import annotations
@@ -31,7 +37,23 @@ def activity_file(worktree: Path) -> Path:
 
 @contextlib.asynccontextmanager
 async def activity(worktree: Path, *, exclusive: bool) -> AsyncIterator[None]:
-    path = activity_file(worktree)
+    async with _flocked(activity_file(worktree), exclusive=exclusive):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def running(worktree: Path, work: str) -> AsyncIterator[None]:
+    """Hold ``work``'s run lock (``<task id>.<work>.run`` next to the activity lock); its
+    file is removed when the run ends without an error (a later run finds the work
+    recorded, whatever lock it takes)."""
+    path = activity_file(worktree).with_name(f"{worktree.name}.{work}.run")
+    async with _flocked(path, exclusive=True):
+        yield
+        path.unlink(missing_ok=True)
+
+
+@contextlib.asynccontextmanager
+async def _flocked(path: Path, *, exclusive: bool) -> AsyncIterator[None]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)

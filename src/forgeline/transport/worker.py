@@ -22,7 +22,10 @@ with the causation id), and only then acknowledges it. So:
   ``cancel_check`` seconds (``Pipeline.interrupt``: the sandboxed processes are killed);
 - a lost broker connection is re-established with backoff; the stages in flight go on
   and record their results (the store is the truth), and their messages, redelivered by
-  the broker, find the work done.
+  the broker, find the work done. A message given out again while its first run still
+  goes on waits for it (``activity.running``), then finds the work done too; a
+  worktree at a commit no event names (a dead run's, whose message came back without
+  the broker's redelivered mark) is put back before the stage works there.
 
 Alongside, every ``heartbeat`` seconds the worker records ``worker.heartbeat`` (what it
 runs, whether it is the relay) in the ``workers`` stream, and unless told otherwise it
@@ -59,11 +62,12 @@ from forgeline.core.events import (
     task_stream,
 )
 from forgeline.core.reactions import ORCHESTRATOR, Role
+from forgeline.core.task import TaskState
 from forgeline.errors import ForgelineError, TaskNotFoundError, WorkspaceError
 from forgeline.pipeline.execution import serving_assignments, wait_first
 from forgeline.pipeline.runner import StageInterrupted
 from forgeline.runtime import Runtime
-from forgeline.transport.activity import activity
+from forgeline.transport.activity import activity, running
 from forgeline.transport.broker import Broker, BrokerError, Work
 from forgeline.transport.failures import describe, escalates
 from forgeline.transport.lease import relay_lease
@@ -220,12 +224,29 @@ class BrokerWorker:
                 "run workers on the filesystem that holds the workspaces root, or set "
                 "[transport] git_remote"
             )
-        elif redelivered or work.attempt > 0 or work.recover:
-            # Whoever had it before died or failed mid-way: put back what it left.
+        elif redelivered or work.attempt > 0 or work.recover or await self._strayed(state):
+            # Whoever had it before died or failed mid-way (a message given out again
+            # after a broker restart may not say so, but its commit is there): put back
+            # what it left.
             async with activity(worktree, exclusive=True):
                 await self.pipeline.recover(work.task_id)
-        async with activity(worktree, exclusive=False):
+        async with (
+            running(worktree, f"{work.event_id}-{work.role}"),
+            activity(worktree, exclusive=False),
+        ):
             await self.pipeline.handle(event, work.role)
+
+    async def _strayed(self, state: TaskState) -> bool:
+        """Whether the task's worktree is at a commit the store does not record (a dead
+        run's, or one still in flight: the caller then waits for it under the exclusive
+        activity lock)."""
+        if state.terminal or not state.head:
+            return False
+        worktree = self.runtime.workspaces.worktree(state)
+        try:
+            return await worktree.head() != state.head
+        except WorkspaceError:
+            return False  # no worktree (yet): nothing strayed
 
     async def _event(self, work: Work) -> Event | None:
         """The recorded event the message points at (None if the task is gone)."""
