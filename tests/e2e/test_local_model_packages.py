@@ -35,8 +35,7 @@ assert client.get("/add", params={"a": 2, "b": 3}).json() == {"result": 5}
 
 @pytest.mark.slow
 @pytest.mark.local_model
-@pytest.mark.long_model_run
-@pytest.mark.timeout(2700)
+@pytest.mark.timeout(1800)
 async def test_the_local_model_builds_a_fastapi_service_with_its_packages(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, web_wheels: Path
 ) -> None:

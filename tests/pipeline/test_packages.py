@@ -15,13 +15,18 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic_ai.messages import ModelMessage
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart
+from pydantic_ai.models import Model
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from forgeline.core.events import PackagesSynced
+from forgeline.core.events import CandidateChosen, PackagesSynced, SpecDerived
 from forgeline.llm.scripted import prompt_text, scripted_model
 from forgeline.runs.containers import validate_compose
 from forgeline.runs.testrun import run_pytest
 from forgeline.sandbox.local import LocalSpawner
+from forgeline.selection.candidate import CANDIDATE_INSTRUCTIONS
+from forgeline.selection.designer import DESIGNER_INSTRUCTIONS
+from forgeline.spec.copier import COPIER_INSTRUCTIONS
 from forgeline.workspace.venv import WorkspaceVenv, workspace_venv
 from tests.pipeline.harness import pipeline, run_task, task_events
 from tests.scripts import todo_project
@@ -134,10 +139,11 @@ async def test_a_fastapi_service_gets_its_packages_passes_its_tests_and_previews
         events = await task_events(p, task_id)
         assert state.status == "completed", [e.data for e in events if e.type == "stage.failed"]
         worktree = tmp_path / "kv" / ".forgeline" / "worktrees" / task_id
-        # Declared where Python projects declare them, with the architect's reasons.
+        # Declared where Python projects declare them: what the request names by the spec
+        # step, what the design adds by the architect, with its reason.
         requirements = (worktree / "requirements.txt").read_text()
-        assert "fastapi  # the web framework the request names" in requirements
-        assert "httpx" in requirements and "uvicorn" in requirements
+        assert "fastapi  # named in the request" in requirements
+        assert "httpx" in requirements and "uvicorn  # serves the app" in requirements
         # Installed once (by the coder's checks), recorded with versions and hashes.
         [synced] = [e for e in events if isinstance(e.data, PackagesSynced)]
         assert synced.actor == "coder"
@@ -288,3 +294,81 @@ async def test_a_fastapi_preview_starts_in_the_sandbox_with_its_packages(
     finally:
         if process is not None:
             await process.stop(5)
+
+
+SMALL_REQUEST = (
+    "Write app.py, a key-value web service with FastAPI: a module-level app = FastAPI(), "
+    'GET /health answers {"status": "ok"}, PUT /keys/KEY?value=V stores a value and GET '
+    "/keys/KEY reads it back (404 for an unknown key). Test it with FastAPI's TestClient."
+)
+DESIGNED_CHECK = """```python
+from fastapi.testclient import TestClient
+client = TestClient(app)
+assert client.get("/health").json() == {"status": "ok"}
+```"""
+
+
+def small_tier(answer: str) -> Model:
+    """The small tier's one model: the candidates answer ``answer``, the designer writes
+    a check that imports FastAPI, the copier copies nothing, and no other role is asked."""
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        request = messages[0]
+        assert isinstance(request, ModelRequest)
+        text = {
+            CANDIDATE_INSTRUCTIONS: answer,
+            DESIGNER_INSTRUCTIONS: DESIGNED_CHECK,
+            COPIER_INSTRUCTIONS: "NONE",
+        }[request.instructions or ""]
+        return ModelResponse(parts=[TextPart(text)])
+
+    return FunctionModel(respond, model_name="small-script")
+
+
+async def test_a_request_naming_fastapi_gets_it_before_its_candidates_are_checked(
+    tmp_path: Path, web_wheels: Path
+) -> None:
+    # the small tier's straight route: no architect names packages, so the spec step
+    # declares the ones the request names, and every candidate is checked with them
+    answer = f"app.py\n```python\n{APP}```\n\ntest_app.py\n```python\n{TEST_APP}```\n"
+    model = small_tier(answer)
+    roles = {r: model for r in ("planner", "architect", "coder", "fixer", "reviewer")}
+    settings = {"packages": {"use_index": False, "find_links": [str(web_wheels)]}}
+    async with pipeline(tmp_path, roles, profile="small", **settings) as p:
+        task_id, state = await run_task(p, SMALL_REQUEST, "sequential", tmp_path / "kv")
+        events = await task_events(p, task_id)
+        worktree = p.worktree(state).path
+    assert state.status == "completed", state.failure
+    types = [e.type for e in events]
+    assert "plan.created" not in types  # straight to the candidates
+    [spec] = [e.data for e in events if isinstance(e.data, SpecDerived)]
+    assert spec.spec["packages"] == ["fastapi", "httpx"]
+    assert spec.interface == (
+        "GET /health",
+        "PUT /keys/KEY?value=V",
+        "GET /keys/KEY",
+    )  # no FastAPI()
+    requirements = (worktree / "requirements.txt").read_text()
+    assert "fastapi  # named in the request" in requirements and "httpx" in requirements
+    # installed before the candidates ran: the designer's check and the candidate's own
+    # tests imported FastAPI, passed, and landed
+    [synced] = [e.data for e in events if isinstance(e.data, PackagesSynced)]
+    assert isinstance(synced, PackagesSynced) and {"fastapi", "httpx"} <= {
+        pin.name for pin in synced.packages
+    }
+    [chosen] = [e.data for e in events if isinstance(e.data, CandidateChosen)]
+    assert chosen.spec_ok and {"test_app.py", "test_designed.py"} <= set(chosen.tests)
+    assert state.last_test is not None and state.last_test.failed == 0
+    assert state.last_test.passed >= 3 + 1
+
+
+async def test_a_request_naming_a_denied_package_fails_at_its_spec(tmp_path: Path) -> None:
+    model = small_tier("never asked")
+    roles = {r: model for r in ("planner", "architect", "coder", "fixer", "reviewer")}
+    settings = {"packages": {"extra_deny": ["fastapi"]}}
+    async with pipeline(tmp_path, roles, profile="small", **settings) as p:
+        task_id, state = await run_task(p, SMALL_REQUEST, "sequential", tmp_path / "kv")
+        types = [e.type for e in await task_events(p, task_id)]
+    assert state.status == "failed"
+    assert "'fastapi' is refused (deny)" in (state.failure or "")
+    assert "candidate.recorded" not in types

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from forgeline.sandbox.local import LocalSpawner
-from forgeline.selection.candidate import Candidate
+from forgeline.selection.candidate import Candidate, candidate_prompt
 from forgeline.selection.execution import CandidateRunner, Evaluation, build_suite
 from forgeline.spec import derive_spec
 
@@ -109,3 +109,37 @@ async def test_a_listing_command_must_work_before_anything_is_stored(tmp_path: P
     result = await evaluate(tmp_path, TODO, {"todo.py": fresh_crash})
     assert [t.split("::")[1] for t in result.spec_failed] == ["test_interface_2_commands"]
     assert "python todo.py list crashed" in result.error and "FileNotFoundError" in result.error
+
+
+def test_the_candidates_are_told_what_the_checks_run() -> None:
+    # the two checks above, as the candidates' prompt states them: the model then writes
+    # a `list` for an empty directory and an `add` that keeps the item, instead of guessing
+    prompt = candidate_prompt(derive_spec(TODO))
+    assert "`python todo.py list` works in a new, empty directory, before any other" in prompt
+    assert "after `python todo.py add kale`, `python todo.py list` (a new process) prints kale" in (
+        prompt
+    )
+    # a request with no command that stores and none without a value: nothing to add
+    assert candidate_prompt(derive_spec(SLUGIFY)).count("\n- ") == 1
+
+
+ADD_SERVICE = (
+    "Write app.py, a web service with FastAPI: a module-level app = FastAPI() where GET "
+    '/health answers {"status": "ok"} and GET /add?a=X&b=Y answers {"result": X + Y}.'
+)
+ADD_APP = (
+    "from fastapi import FastAPI\n\napp = FastAPI()\n\n\n"
+    '@app.get("/health")\ndef health():\n    return {"status": "ok"}\n\n\n'
+    '@app.get("/add")\ndef add(a: int, b: int):\n    return {"result": a + b}\n'
+)
+
+
+async def test_a_framework_app_is_checked_through_its_test_client(tmp_path: Path) -> None:
+    # the 1.5B model's answer to the FastAPI request: the query string copied into the
+    # route's path, so GET /add?a=1&b=1 finds no route; the task completed with it
+    works = await evaluate(tmp_path / "a", ADD_SERVICE, {"app.py": ADD_APP})
+    assert works.spec_ok and works.spec_total == 3  # imports, routes, the /health example
+    literal = ADD_APP.replace('@app.get("/add")', '@app.get("/add?a=X&b=Y")')
+    result = await evaluate(tmp_path / "b", ADD_SERVICE, {"app.py": literal})
+    assert [t.split("::")[1] for t in result.spec_failed] == ["test_interface_2_routes"]
+    assert "GET /add?a=1&b=1 answered 404: the service has no such route" in result.error

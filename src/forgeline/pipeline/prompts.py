@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from forgeline.core.task import TaskState
 from forgeline.llm.outputs import files_layout
+from forgeline.spec.checks import described
 from forgeline.spec.model import Spec
 
 PLANNER = """You are the planner of a software team. Break the user's request into a small \
@@ -110,7 +111,7 @@ def spec_text(state: TaskState) -> str:
     when it states none."""
     if state.spec is None or not state.spec.spec:
         return ""
-    return Spec.model_validate(state.spec.spec).render()
+    return described(Spec.model_validate(state.spec.spec))
 
 
 def task_context(state: TaskState) -> str:

@@ -5,24 +5,24 @@ task's tier says so, the model copies the examples the patterns missed (each ass
 only when its literals are the request's own). The checks are committed as the
 repository's tests (``test_spec_interface.py``, ``test_spec_examples.py``), so the tester
 runs them on whatever code the task ends with, and the fixer may not change them. The
-``spec.derived`` event says what the spec holds, as the user reads it, and the facts the
+packages the request names (``with FastAPI``) are declared in ``requirements.txt`` in the
+same commit, checked against the package policy first (a refused one fails the task here,
+naming the package and the rule), so every candidate is checked in a venv that has them.
+The ``spec.derived`` event says what the spec holds, as the user reads it, and the facts the
 route follows from (``core.reactions.planned``): the tier's planning rule and review, and
 whether the repository holds code already.
 """
 
 from __future__ import annotations
 
-import re
-
-from forgeline.core.events import NewEvent, RunSpec
+from forgeline.core.events import NewEvent, PackageNeed, RunSpec
+from forgeline.pipeline.architect import declare
 from forgeline.pipeline.base import StageAgent, StageRun
 from forgeline.selection.records import spec_derived
 from forgeline.spec import Spec, derive_spec, spec_suite
-from forgeline.spec.checks import EXAMPLES_FILE, INTERFACE_FILE, command_values
+from forgeline.spec.checks import EXAMPLES_FILE, INTERFACE_FILE, PATH_HOLE, command_values
 from forgeline.spec.copier import copy_examples, with_copies
-
-#: A placeholder in a route (``/items/ID``, ``?msg=TEXT``).
-_HOLE = re.compile(r"\b[A-Z][A-Z_0-9]*\b|[{<]")
+from forgeline.workspace.packages import PackagePolicy
 
 
 async def specify(agent: StageAgent, run: StageRun) -> list[NewEvent]:
@@ -35,16 +35,21 @@ async def specify(agent: StageAgent, run: StageRun) -> list[NewEvent]:
             agent.model("planner"), spec, timeout=agent.model_timeout("planner")
         )
         spec = with_copies(spec, [copies])
+    PackagePolicy(agent.services.settings.packages).check_declared(spec.packages)
+    needs = tuple(PackageNeed(name=name, reason="named in the request") for name in spec.packages)
     async with workspace.lock:
         await workspace.checkout(state.branch)
         base = await workspace.head()
         tracked = (await workspace.git("ls-files", "--", "*.py")).split()
         names = _free_names(tracked, spec)
         files, checks = spec_suite(spec, names)
-        if files:  # a change only where there are checks to commit
+        if files or needs:  # a change only where there is something to commit
             await run.begin_change("the request's spec and its checks")
         written = workspace.write_files(files.items())
-        commit = (await run.commit(written, "the request's checks")) if written else base
+        declared = declare(workspace, needs)
+        what = "the request's checks" + (" and packages" if declared else "")
+        changed = [*written, *declared]
+        commit = (await run.commit(changed, what)) if changed else base
     derived = spec_derived(spec, checks).model_copy(
         update={
             "test_files": tuple(written),
@@ -56,8 +61,8 @@ async def specify(agent: StageAgent, run: StageRun) -> list[NewEvent]:
             "run": run_spec(spec),
         }
     )
-    changed = await run.completed_change(commit, base, written) if run.change else []
-    return [run.event(derived), *changed]
+    completed = await run.completed_change(commit, base, changed) if run.change else []
+    return [run.event(derived), *completed]
 
 
 def _free_names(tracked: list[str], spec: Spec) -> tuple[str, str]:
@@ -77,7 +82,7 @@ def run_spec(spec: Spec) -> RunSpec | None:
         paths = [
             r.path
             for r in spec.routes
-            if r.method == "GET" and r.status in (None, 200) and not _HOLE.search(r.path)
+            if r.method == "GET" and r.status in (None, 200) and not PATH_HOLE.search(r.path)
         ]
         if paths and "{port}" in " ".join(spec.server.command):
             return RunSpec(

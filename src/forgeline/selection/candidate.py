@@ -20,6 +20,7 @@ from forgeline.config import FILTERS
 from forgeline.llm.filters import Shape, filter_files
 from forgeline.llm.outputs import files_layout, parse_files
 from forgeline.spec.asking import AnyModel, ModelAnswer, ask
+from forgeline.spec.checks import described
 from forgeline.spec.model import Spec, SpecModel
 
 CANDIDATE_INSTRUCTIONS = """You are a programmer. Write the program the request asks for, \
@@ -90,7 +91,7 @@ def filtered(candidate: Candidate, spec: Spec, names: Sequence[str] = FILTERS) -
 def candidate_prompt(spec: Spec) -> str:
     """The one prompt every candidate of ``spec`` is asked with."""
     paths = [m.path for m in spec.modules]
-    interface = spec.render()
+    interface = described(spec)
     return (
         f"Request: {spec.request}\n\n"
         + (f"What the answer must have:\n{interface}\n\n" if interface else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import textwrap
+from collections.abc import Collection
 
 from forgeline.spec.asking import AnyModel, ModelAnswer, ask
 from forgeline.spec.checks import tests_file
@@ -53,14 +54,32 @@ def designer_prompt(spec: Spec) -> str:
     return f"Request:\n{spec.request}" + (f"\n\nInterface:\n{interface}" if interface else "")
 
 
-def designer_blocks(block: str) -> list[str]:
+def _imports_own(node: ast.Import | ast.ImportFrom, own: Collection[str]) -> bool:
+    """Whether ``node`` imports from one of the request's modules (``own``)."""
+    if isinstance(node, ast.ImportFrom):
+        return node.level > 0 or (node.module or "").split(".")[0] in own
+    return any(alias.name.split(".")[0] in own for alias in node.names)
+
+
+def designer_blocks(block: str, own: Collection[str] = ()) -> list[str]:
     """The sets of asserts in one block of a designer's answer. Small models wrap them in
     ``def test_...():`` (each body is a set) and write the program too: a definition
     other than a test would replace the candidate's code, so it is dropped, and so are
-    imports (the request's names are looked up in its modules)."""
+    imports from the request's modules ``own`` (its names are looked up there). Other
+    imports stay: ``from fastapi.testclient import TestClient`` is what a FastAPI
+    service's test needs."""
     body = ast.parse(block).body
+
+    def source(node: ast.stmt) -> str:
+        return ast.get_source_segment(block, node) or ast.unparse(node)
+
+    imports = [
+        source(n)
+        for n in body
+        if isinstance(n, ast.Import | ast.ImportFrom) and not _imports_own(n, own)
+    ]
     sets = [
-        "\n".join(ast.get_source_segment(block, n) or ast.unparse(n) for n in node.body)
+        "\n".join(source(n) for n in node.body)
         for node in body
         if isinstance(node, ast.FunctionDef) and node.name.startswith("test")
     ]
@@ -71,15 +90,17 @@ def designer_blocks(block: str) -> list[str]:
         and not isinstance(n, ast.Import | ast.ImportFrom)
     ]
     if rest:
-        sets.insert(0, "\n".join(ast.get_source_segment(block, n) or ast.unparse(n) for n in rest))
-    return [textwrap.dedent(s) for s in sets if s.strip()]
+        sets.insert(0, "\n".join(source(n) for n in rest))
+    # every set gets the block's imports: each becomes tests of its own
+    return ["\n".join([*imports, textwrap.dedent(s)]) for s in sets if s.strip()]
 
 
 def read_designed(answer: str, spec: Spec, index: int) -> DesignedTests:
     """The tests in designer answer number ``index`` (file ``test_designer_<index>.py``)."""
     path = f"test_designer_{index}.py"
     bodies: list[tuple[str, str]] = []
-    blocks = [b for snippet in snippets(answer) for b in designer_blocks(snippet)]
+    own = {m.module.split(".")[0] for m in spec.modules}
+    blocks = [b for snippet in snippets(answer) for b in designer_blocks(snippet, own)]
     for set_number, block in enumerate(blocks[:MAX_SETS], 1):
         units = [u for u in check_units(block) if asserts_of(u)]
         for number, code in enumerate(units[:MAX_TESTS_PER_SET], 1):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import builtins
 import re
+import shlex
 import textwrap
 from collections.abc import Sequence
 from typing import Literal
@@ -116,6 +117,36 @@ def round_trip(spec: Spec) -> tuple[str, tuple[str, ...], tuple[str, ...]] | Non
 
 def _holes(args: Sequence[str]) -> bool:
     return command_values(args) != tuple(args)
+
+
+def behaviour(spec: Spec) -> list[str]:
+    """What the interface checks run beyond the names, as lines for a prompt: a program
+    told how a user's first commands meet it gets them right more often than one that
+    must guess (the two checks below each caught a real model's answer)."""
+    lines: list[str] = []
+    needs_value = [c for c in spec.commands if _holes(c.args)]
+    first = [c for c in spec.commands if not _holes(c.args) and "--port" not in c.args]
+    if first and needs_value:
+        shown = ", ".join(f"`{c.render()}`" for c in first)
+        lines.append(f"- {shown} works in a new, empty directory, before any other command")
+    trip = round_trip(spec)
+    if trip is not None:
+        script, storing, listing = trip
+        lines.append(
+            f"- after `{shlex.join(('python', script, *storing))}`, "
+            f"`{shlex.join(('python', script, *listing))}` (a new process) prints {STORED}"
+        )
+    return lines
+
+
+def described(spec: Spec) -> str:
+    """The spec for a prompt that writes the program: its interface and examples
+    (``Spec.render``) and the behaviour the checks run."""
+    return "\n".join(filter(None, [spec.render(), *behaviour(spec)]))
+
+
+#: A placeholder in a route's path: an upper-case word, ``{name}`` or ``<name>``.
+PATH_HOLE = re.compile(r"\b[A-Z][A-Z_0-9]*\b|[{<]")
 
 
 def route_path(path: str) -> str:
@@ -234,7 +265,14 @@ def interface_bodies(spec: Spec) -> list[tuple[str, str, str]]:
             f"check_round_trip({script!r}, {storing!r}, {listing!r}, {STORED!r})",
         )
     if spec.server is not None and spec.routes:
-        routes = list(dict.fromkeys((r.method, route_path(r.path)) for r in spec.routes))
+        # a path with no placeholder (the query aside) names a route that must exist: a
+        # 404 or 405 there means the service lacks it (`/items/KEY` may 404 for a key)
+        routes = list(
+            dict.fromkeys(
+                (r.method, route_path(r.path), not PATH_HOLE.search(r.path.split("?")[0]))
+                for r in spec.routes
+            )
+        )
         add("routes", "every route answers", f"check_routes({routes!r})")
     return out
 

@@ -12,6 +12,7 @@ What it reads (each only where the text states it literally):
 - command lines: code spans starting ``python x.py``;
 - routes: ``GET /path`` with the status and JSON body it ``answers``; the server factory
   (a named function taking ``host`` and ``port``) or the ``--port`` command that starts it;
+- packages: the PyPI packages it names (``with FastAPI``, ``the requests library``);
 - examples (``spec.examples``): calls with literal arguments and the literal they give,
   commands and what they print, routes and what they answer.
 
@@ -47,6 +48,30 @@ _CODE_SPAN = re.compile(r"`([^`]+)`")
 _ROUTE = re.compile(r"\b(GET|POST|PUT|DELETE|PATCH)\s+(/[^\s,;`]*)")
 _TYPE_WORDS = frozenset(
     {"Any", "Optional", "Union", "Callable", "Iterable", "Sequence", "Mapping", "None"}
+)
+#: PyPI packages a request names, by the words that name them: a program built on one
+#: needs it installed before any check runs. Only words plain English does not use
+#: (``requests`` and ``click`` count only as a library). A FastAPI service comes with
+#: httpx: its ``TestClient`` (the spec's route checks, and the tests a user writes) runs
+#: on it.
+NAMED_PACKAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, flags), name)
+    for pattern, flags, name in (
+        (r"\bfastapi\b", re.I, "fastapi"),
+        (r"\bfastapi\b|\bTestClient\b", re.I, "httpx"),
+        (r"\bflask\b", re.I, "flask"),
+        (r"\bhttpx\b", re.I, "httpx"),
+        (r"\buvicorn\b", re.I, "uvicorn"),
+        (r"\bpydantic\b", re.I, "pydantic"),
+        (r"\bsqlalchemy\b", re.I, "sqlalchemy"),
+        (r"\bbeautiful ?soup4?\b|\bbs4\b", re.I, "beautifulsoup4"),
+        (r"\bpandas\b", re.I, "pandas"),
+        (r"\bnumpy\b", re.I, "numpy"),
+        (r"\bmatplotlib\b", re.I, "matplotlib"),
+        (r"\bpyyaml\b", re.I, "pyyaml"),
+        (r"`requests`|\brequests (?:library|package|module)\b", re.I, "requests"),
+        (r"`click`|\b(?:with|using|on) click\b|\bclick (?:library|package)\b", re.I, "click"),
+    )
 )
 #: Standard-library modules never imported to read their names (side effects, GUIs).
 _NEVER_IMPORT = frozenset({"this", "antigravity", "idlelib", "tkinter", "turtle", "turtledemo"})
@@ -222,9 +247,19 @@ def routes(text: str) -> list[RouteSpec]:
     return list(dict.fromkeys(route for route, _ in _clauses(text)))
 
 
-def server(found: list[CallableSpec], cmds: list[CommandSpec]) -> ServerSpec | None:
+#: ``app = FastAPI()``, ``app = Flask(__name__)``: a framework's application object.
+_APP = re.compile(r"\b([a-z_]\w*)\s*=\s*(FastAPI|Flask)\(")
+
+
+def server(
+    found: list[CallableSpec],
+    cmds: list[CommandSpec],
+    text: str = "",
+    named: list[tuple[int, str]] | None = None,
+) -> ServerSpec | None:
     """How to start the web service: a factory taking ``host`` and ``port`` whose other
-    parameters are paths, else a command line with ``--port``."""
+    parameters are paths, else a command line with ``--port``, else a framework's
+    application object the request names at module level (``app = FastAPI()``)."""
     for c in found:
         names = [p.name for p in c.params or ()]
         others = [n for n in names if n not in ("host", "port")]
@@ -239,7 +274,15 @@ def server(found: list[CallableSpec], cmds: list[CommandSpec]) -> ServerSpec | N
         if "--port" in args and args.index("--port") + 1 < len(args):
             args[args.index("--port") + 1] = "{port}"
             return ServerSpec(command=(command.script, *args))
+    app = _APP.search(text)
+    if app is not None and named:
+        return ServerSpec(module=_module_at(named, app.start()), app=app[1])
     return None
+
+
+def packages(text: str) -> tuple[str, ...]:
+    """The PyPI packages ``text`` names (``NAMED_PACKAGES``), each once, in table order."""
+    return tuple(dict.fromkeys(name for pattern, name in NAMED_PACKAGES if pattern.search(text)))
 
 
 def one_line(text: str) -> str:
@@ -252,18 +295,23 @@ def derive_spec(request: str) -> Spec:
     """The spec of ``request``: everything checkable it states literally."""
     text = one_line(request)
     named = modules(text)
-    found = signatures(text, named)
+    needs = packages(text)
+    # `app = FastAPI()`, `Flask(__name__)`: the named package's class, not the request's
+    found = [c for c in signatures(text, named) if c.name.lower() not in needs]
     owning = {c.module for c in found}
+    cmds = commands(text)
+    if needs:  # a module built on a named package that no command line runs is imported
+        scripts = {c.script for _, c in cmds}
+        owning |= {path.removesuffix(".py") for _, path in named if path not in scripts}
     module_specs = tuple(
         ModuleSpec(path=path, importable=path.removesuffix(".py").replace("/", ".") in owning)
         for _, path in named
     )
-    cmds = commands(text)
     route_list = routes(text)
     notes: list[str] = []
     if not named:
         notes.append("the request names no Python file: no file or signature is checked")
-    service = server(found, [c for _, c in cmds]) if route_list else None
+    service = server(found, [c for _, c in cmds], text, named) if route_list else None
     if route_list and service is None:
         notes.append("routes are named but not how to start the service: not checked")
     spec = Spec(
@@ -273,6 +321,7 @@ def derive_spec(request: str) -> Spec:
         commands=tuple(dict.fromkeys(c for _, c in cmds)),
         routes=tuple(route_list),
         server=service,
+        packages=needs,
         notes=tuple(notes),
     )
     return spec.with_trials(find_trials(text, spec, list(_clauses(text)), cmds))

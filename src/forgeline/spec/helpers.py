@@ -9,7 +9,8 @@ the repository as it is. What the helpers give the test code:
 - ``run(script, *args, input=None)``: ``python SCRIPT ARGS`` in the test's own temporary
   directory (its working directory), returning ``subprocess.CompletedProcess`` (text).
 - ``http(method, path, body=None)``: a request to the web service, started for the test
-  the way the request says (its factory, or its command line with a free port):
+  the way the request says (its factory, or its command line with a free port), or to
+  the framework application it names, through the framework's test client:
   ``(status, body)``, the body parsed when it is JSON, else text. Redirects are not
   followed.
 
@@ -79,6 +80,8 @@ def http(method, path, body=None):
         data = b"" if method in ("POST", "PUT", "PATCH") else None
     else:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    if SERVER is not None and SERVER.get("app"):
+        return _call_app(method, path, data)
     request = urllib.request.Request(_base_url() + path, data=data, method=method)
     if data:
         request.add_header("Content-Type", "application/json")
@@ -87,6 +90,21 @@ def http(method, path, body=None):
             return response.status, _decode(response.read(), response.headers)
     except urllib.error.HTTPError as error:
         return error.code, _decode(error.read(), error.headers)
+
+
+def _call_app(method, path, data):
+    app = getattr(importlib.import_module(SERVER["module"]), SERVER["app"])
+    headers = {"Content-Type": "application/json"} if data else {}
+    if hasattr(app, "test_client"):  # Flask
+        response = app.test_client().open(path, method=method, data=data, headers=headers)
+        return response.status_code, _decode(response.get_data(), response.headers)
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        response = client.request(
+            method, path, content=data, headers=headers, follow_redirects=False
+        )
+    return response.status_code, _decode(response.content, response.headers)
 
 
 def _argument(name):
@@ -220,9 +238,12 @@ def check_round_trip(script, storing, listing, value):
 
 
 def check_routes(routes):
-    for method, path in routes:
+    for method, path, fixed in routes:
         status, _ = http(method, path, {} if method in ("POST", "PUT", "PATCH") else None)
         assert 100 <= status < 600, f"{method} {path} gave no HTTP answer"
+        assert not (fixed and status in (404, 405)), (
+            f"{method} {path} answered {status}: the service has no such route"
+        )
 """
 
 IMPORTS = (

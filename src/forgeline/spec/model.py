@@ -95,10 +95,13 @@ class RouteSpec(SpecModel):
 
 class ServerSpec(SpecModel):
     """How a test starts the web service: a factory the request names (``make_server(host,
-    port)``, bound but not serving), or its command line (``python server.py --port N``)."""
+    port)``, bound but not serving), its command line (``python server.py --port N``), or
+    the module-level application object of a framework it names (``app = FastAPI()``),
+    called in the test's process through the framework's test client."""
 
     module: str | None = None
     factory: str | None = None
+    app: str | None = None
     params: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
     """``(script, *args)`` with ``{port}`` where the port goes."""
@@ -127,6 +130,10 @@ class Spec(SpecModel):
     routes: tuple[RouteSpec, ...] = ()
     server: ServerSpec | None = None
     trials: tuple[Trial, ...] = ()
+    packages: tuple[str, ...] = ()
+    """PyPI packages the request names (``with FastAPI``, ``the requests library``) and
+    those its named parts need (FastAPI's ``TestClient`` needs httpx): declared and
+    installed before any candidate is checked."""
     notes: tuple[str, ...] = Field(
         default=(), description="What the extractor saw but could not check, and why."
     )
@@ -134,7 +141,9 @@ class Spec(SpecModel):
     @property
     def digest(self) -> str:
         """A short content hash, for records and for telling specs apart."""
-        text = self.model_dump_json(exclude={"request"})
+        # a spec naming no package keeps the digest it had before packages were read
+        exclude = {"request"} if self.packages else {"request", "packages"}
+        text = self.model_dump_json(exclude=exclude)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
@@ -154,6 +163,8 @@ class Spec(SpecModel):
         lines: list[str] = []
         if self.modules:
             lines.append("Files: " + ", ".join(m.path for m in self.modules))
+        if self.packages:
+            lines.append("Packages installed: " + ", ".join(self.packages))
         for c in self.callables:
             lines.append(f"- in {c.module}.py: {c.render()}")
         for command in self.commands:
