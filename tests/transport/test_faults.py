@@ -116,32 +116,41 @@ def own_node() -> Iterator[RabbitNode]:
         node.remove()
 
 
+class HeldPlanner:
+    """The planner's scripted answer, held until ``release`` (a model call that outlasts
+    a partition, or a run a second copy of its message meets); ``calls`` counts them."""
+
+    def __init__(self) -> None:
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+        self.calls = 0
+        self.plan = scripted_function([todo_project.PLAN])
+
+    async def answer(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        self.calls += 1
+        self.reached.set()
+        await self.release.wait()
+        return self.plan(messages, info)
+
+    def model(self) -> FunctionModel:
+        return FunctionModel(self.answer, model_name="slow")
+
+
 async def test_a_partition_longer_than_the_heartbeat_ends_with_the_stage_done_once(
     tmp_path: Path, store_url: str, own_node: RabbitNode
 ) -> None:
     await purge(own_node.url)
-    reached = asyncio.Event()
-    release = asyncio.Event()
-    calls = 0
-    plan = scripted_function([todo_project.PLAN])
-
-    async def planner(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        nonlocal calls
-        calls += 1
-        reached.set()
-        await release.wait()  # the model call outlasts the partition
-        return plan(messages, info)
-
-    models = todo_project.models(planner=FunctionModel(planner, model_name="slow"))
+    planner = HeldPlanner()
+    models = todo_project.models(planner=planner.model())
     config = settings(tmp_path, store_url, own_node.url, heartbeat=2.0)
     async with worker(config, models=models) as serving, runtime(config) as submitter:
         task_id = await submitter.submit("a todo CLI", tmp_path / "todo")
-        await asyncio.wait_for(reached.wait(), 60)
+        await asyncio.wait_for(planner.reached.wait(), 60)
         handled = serving.handled  # the spec's step, acknowledged before the partition
         await asyncio.to_thread(own_node.stop)  # the worker is cut off from the broker
         await until(lambda: not serving.broker.connected, 10, "the worker noticed")
         await asyncio.sleep(5)  # longer than the heartbeat
-        release.set()  # the stage finishes and is recorded while the broker is away ...
+        planner.release.set()  # the stage finishes and is recorded while the broker is away ...
         stream = task_stream(task_id)
         for _ in range(200):
             if "plan.created" in [e.type for e in await submitter.store.read_stream(stream)]:
@@ -156,7 +165,7 @@ async def test_a_partition_longer_than_the_heartbeat_ends_with_the_stage_done_on
         events = await submitter.store.read_stream(task_stream(task_id))
         assert [e.type for e in events] == todo_project.EVENT_CHAIN
         assert [e.type for e in events].count("plan.created") == 1
-        assert calls == 1  # the redelivered message found the stage done
+        assert planner.calls == 1  # the redelivered message found the stage done
         assert [e.version for e in events] == list(range(1, len(events) + 1))
 
 
@@ -167,25 +176,14 @@ async def test_a_message_given_out_twice_at_once_runs_once(
     # a broker restart gives out what was unacknowledged, unmarked: the same work twice,
     # here while its first run is still going. The second waits for the first, then
     # finds the work done; no commit is made twice, none stands that no event names.
-    reached = asyncio.Event()
-    release = asyncio.Event()
-    calls = 0
-    plan = scripted_function([todo_project.PLAN])
-
-    async def planner(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        nonlocal calls
-        calls += 1
-        reached.set()
-        await release.wait()
-        return plan(messages, info)
-
-    models = todo_project.models(planner=FunctionModel(planner, model_name="slow"))
+    planner = HeldPlanner()
+    models = todo_project.models(planner=planner.model())
     config = settings(tmp_path, store_url, broker_url)
     async with worker(config, models=models) as serving, runtime(config) as submitter:
         task_id = await submitter.submit("a todo CLI", tmp_path / "todo")
         stream = task_stream(task_id)
         try:
-            await asyncio.wait_for(reached.wait(), 60)
+            await asyncio.wait_for(planner.reached.wait(), 60)
             [trigger] = [
                 e for e in await submitter.store.read_stream(stream) if e.type == "spec.derived"
             ]
@@ -193,11 +191,11 @@ async def test_a_message_given_out_twice_at_once_runs_once(
                 await broker.publish([Work.of(trigger, "planner")])
             await until(lambda: len(serving._in_flight) >= 2, 30, "the second copy is taken")
         finally:
-            release.set()
+            planner.release.set()
         state = await asyncio.wait_for(submitter.run_until_settled(task_id), 120)
         events = await submitter.store.read_stream(stream)
     assert state.status == "completed", state.failure
-    assert calls == 1
+    assert planner.calls == 1
     assert [e.type for e in events] == todo_project.EVENT_CHAIN
     log = subprocess.run(
         ["git", "log", "--format=%B", f"{state.base_commit}..{state.branch}"],
