@@ -254,8 +254,8 @@ _APP = re.compile(r"\b([a-z_]\w*)\s*=\s*(FastAPI|Flask)\(")
 def server(
     found: list[CallableSpec],
     cmds: list[CommandSpec],
-    text: str = "",
-    named: list[tuple[int, str]] | None = None,
+    text: str,
+    named: list[tuple[int, str]],
 ) -> ServerSpec | None:
     """How to start the web service: a factory taking ``host`` and ``port`` whose other
     parameters are paths, else a command line with ``--port``, else a framework's
@@ -275,7 +275,7 @@ def server(
             args[args.index("--port") + 1] = "{port}"
             return ServerSpec(command=(command.script, *args))
     app = _APP.search(text)
-    if app is not None and named:
+    if app is not None and named:  # (a module to find it in)
         return ServerSpec(module=_module_at(named, app.start()), app=app[1])
     return None
 
@@ -302,7 +302,7 @@ def derive_spec(request: str) -> Spec:
     cmds = commands(text)
     if needs:  # a module built on a named package that no command line runs is imported
         scripts = {c.script for _, c in cmds}
-        owning |= {path.removesuffix(".py") for _, path in named if path not in scripts}
+        owning |= {p.removesuffix(".py").replace("/", ".") for _, p in named if p not in scripts}
     module_specs = tuple(
         ModuleSpec(path=path, importable=path.removesuffix(".py").replace("/", ".") in owning)
         for _, path in named
