@@ -58,9 +58,8 @@ NAMED_PACKAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, flags), name)
     for pattern, flags, name in (
         (r"\bfastapi\b", re.I, "fastapi"),
-        (r"\bfastapi\b|\bTestClient\b", re.I, "httpx"),
+        (r"\bfastapi\b|\bTestClient\b|\bhttpx\b", re.I, "httpx"),
         (r"\bflask\b", re.I, "flask"),
-        (r"\bhttpx\b", re.I, "httpx"),
         (r"\buvicorn\b", re.I, "uvicorn"),
         (r"\bpydantic\b", re.I, "pydantic"),
         (r"\bsqlalchemy\b", re.I, "sqlalchemy"),
@@ -281,8 +280,8 @@ def server(
 
 
 def packages(text: str) -> tuple[str, ...]:
-    """The PyPI packages ``text`` names (``NAMED_PACKAGES``), each once, in table order."""
-    return tuple(dict.fromkeys(name for pattern, name in NAMED_PACKAGES if pattern.search(text)))
+    """The PyPI packages ``text`` names (``NAMED_PACKAGES``), in table order."""
+    return tuple(name for pattern, name in NAMED_PACKAGES if pattern.search(text))
 
 
 def one_line(text: str) -> str:
